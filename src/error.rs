@@ -1,0 +1,35 @@
+//! The engine's error type. Every variant says what it concerns; it converts to
+//! `DataFusionError` where it crosses into DataFusion and back.
+
+use datafusion::error::DataFusionError;
+
+/// Errors of the datafusion-metaxy engine.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaxyError {
+    /// An error raised by DataFusion while planning or running a query.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The output of a query could not be written.
+    #[error("cannot write query output: {0}")]
+    Output(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = MetaxyError> = std::result::Result<T, E>;
+
+impl From<MetaxyError> for DataFusionError {
+    fn from(e: MetaxyError) -> Self {
+        match e {
+            MetaxyError::DataFusion(e) => e,
+            other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}

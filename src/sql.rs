@@ -1,0 +1,119 @@
+//! Running SQL text: split a script into statements, plan and run each in order, and print the
+//! results in one of the output formats. The binary's `-c`, `-f` (and later the REPL) and tests all
+//! go through [`run_script`], so formats and errors behave the same everywhere.
+
+use std::io::Write;
+use std::str::FromStr;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::execution::context::SessionContext;
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
+
+use crate::error::{MetaxyError, Result};
+
+/// How query results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// An ASCII table (the default), as datafusion-cli prints it.
+    #[default]
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    NdJson,
+}
+
+impl FromStr for OutputFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "table" => Ok(Self::Table),
+            "csv" => Ok(Self::Csv),
+            "json" => Ok(Self::Json),
+            "ndjson" => Ok(Self::NdJson),
+            other => Err(format!(
+                "unknown output format '{other}': expected table, csv, json or ndjson"
+            )),
+        }
+    }
+}
+
+/// Splits `sql` into statements with DataFusion's parser (the session's dialect).
+pub fn parse_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<Statement>> {
+    let dialect_name = ctx.state().config().options().sql_parser.dialect.clone();
+    let dialect = dialect_from_str(dialect_name.to_string()).ok_or_else(|| {
+        datafusion::error::DataFusionError::Plan(format!("unsupported SQL dialect {dialect_name}"))
+    })?;
+    Ok(DFParser::parse_sql_with_dialect(sql, dialect.as_ref())?
+        .into_iter()
+        .collect())
+}
+
+/// Runs one already-parsed statement and collects its result.
+pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result<Vec<RecordBatch>> {
+    let plan = ctx.state().statement_to_plan(statement).await?;
+    let df = ctx.execute_logical_plan(plan).await?;
+    Ok(df.collect().await?)
+}
+
+/// Runs every statement of `sql` in order, printing each result to `out` in `format`. Stops at
+/// the first failing statement and returns its error.
+pub async fn run_script(
+    ctx: &SessionContext,
+    sql: &str,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<()> {
+    for statement in parse_statements(ctx, sql)? {
+        let batches = run_statement(ctx, statement).await?;
+        print_batches(&batches, format, out)?;
+    }
+    Ok(())
+}
+
+/// Writes batches in the given format.
+pub fn print_batches(
+    batches: &[RecordBatch],
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let output = |e: &dyn std::fmt::Display| MetaxyError::Output(e.to_string());
+    match format {
+        OutputFormat::Table => {
+            // A statement without a result (DDL, SET) prints nothing.
+            if batches.iter().all(|b| b.num_columns() == 0) {
+                return Ok(());
+            }
+            let table = pretty_format_batches(batches)?;
+            writeln!(out, "{table}").map_err(|e| output(&e))?;
+        }
+        OutputFormat::Csv => {
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
+            for batch in batches.iter().filter(|b| b.num_columns() > 0) {
+                writer.write(batch).map_err(|e| output(&e))?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut *out);
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            writer.write_batches(&refs).map_err(|e| output(&e))?;
+            writer.finish().map_err(|e| output(&e))?;
+            drop(writer);
+            writeln!(out).map_err(|e| output(&e))?;
+        }
+        OutputFormat::NdJson => {
+            let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut *out);
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            writer.write_batches(&refs).map_err(|e| output(&e))?;
+            writer.finish().map_err(|e| output(&e))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The `metaxy-sql` binary, driven as users and other checks drive it.
+
+use std::process::{Command, Output};
+
+fn metaxy_sql(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metaxy-sql"))
+        .args(args)
+        .output()
+        .expect("run metaxy-sql")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn csv_output_prints_polars_hash_values() {
+    let o = metaxy_sql(&[
+        "-c",
+        "SELECT metaxy_hash('abc','sha256') AS s, xxhash64('abc') AS x",
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o),
+        "s,x\nba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad,4952883123889572249\n"
+    );
+}
+
+#[test]
+fn commands_run_in_order_and_formats_differ() {
+    let o = metaxy_sql(&[
+        "-c",
+        "CREATE TABLE t AS VALUES ('a'), ('abc')",
+        "-c",
+        "SELECT column1 AS s, xxhash32(column1) AS h FROM t ORDER BY s",
+        "--format",
+        "ndjson",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o),
+        "{\"s\":\"a\",\"h\":\"1426945110\"}\n{\"s\":\"abc\",\"h\":\"852579327\"}\n"
+    );
+    let o = metaxy_sql(&["-c", "SELECT wyhash('abc') AS w", "--format", "json"]);
+    assert_eq!(stdout(&o).trim(), "[{\"w\":\"16418733726611267054\"}]");
+    let o = metaxy_sql(&["-c", "SELECT xxhash64('') AS h"]);
+    let table = stdout(&o);
+    assert!(table.contains("| h "), "{table}");
+    assert!(table.contains("17241709254077376921"), "{table}");
+}
+
+#[test]
+fn failing_sql_exits_non_zero_with_the_error_on_stderr() {
+    let o = metaxy_sql(&["-c", "SELECT metaxy_hash('abc', 'crc32')"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unknown hash algorithm 'crc32'"), "{err}");
+    assert!(err.contains("xxhash64, xxhash32"), "{err}");
+    let o = metaxy_sql(&["-c", "SELEC 1"]);
+    assert!(!o.status.success());
+    assert!(!o.stderr.is_empty());
+    let o = metaxy_sql(&["--format", "xml", "-c", "SELECT 1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("xml"));
+}
+
+#[test]
+fn files_by_path_copy_to_and_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("out.parquet");
+    let script = dir.path().join("script.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "COPY (SELECT 'abc' AS s UNION ALL SELECT 'a') TO '{}';\n\
+             SELECT s, xxhash64(s) AS h FROM '{}' ORDER BY s;",
+            parquet.display(),
+            parquet.display()
+        ),
+    )
+    .unwrap();
+    let o = metaxy_sql(&["-f", script.to_str().unwrap(), "--format", "csv"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(parquet.exists());
+    assert!(
+        stdout(&o).ends_with("s,h\na,15154266338359012955\nabc,4952883123889572249\n"),
+        "{}",
+        stdout(&o)
+    );
+    let csv = dir.path().join("in.csv");
+    std::fs::write(&csv, "s,n\nabc,1\n").unwrap();
+    let o = metaxy_sql(&[
+        "-c",
+        &format!("SELECT wyhash(s) AS w FROM '{}'", csv.display()),
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(stdout(&o), "w\n16418733726611267054\n");
+    let o = metaxy_sql(&["-f", "/nonexistent/x.sql"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/x.sql"));
+}

@@ -1,0 +1,74 @@
+//! Helpers shared by the integration tests: the engine's context and query-to-strings.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::SessionContext;
+
+/// The engine exactly as the binary builds it.
+pub fn context() -> SessionContext {
+    datafusion_metaxy::new_context(Default::default()).expect("context")
+}
+
+/// Renders every cell as text; NULL as "NULL".
+pub fn batches_to_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for r in 0..batch.num_rows() {
+            rows.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    rows
+}
+
+/// Runs a query and returns its rows as text.
+pub async fn query_rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("planning {sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("running {sql}: {e}"));
+    batches_to_rows(&batches)
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A Python interpreter with the reference stack (polars, polars-hash, metaxy), or why there is
+/// none. `METAXY_PYTHON` overrides the default `.venv/bin/python`. When `METAXY_REQUIRE_PYTHON`
+/// is set (the README's test command sets it), a missing interpreter fails the test instead.
+pub fn reference_python() -> Option<PathBuf> {
+    let python = std::env::var_os("METAXY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    let works = Command::new(&python)
+        .args(["-c", "import polars, polars_hash"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if works {
+        return Some(python);
+    }
+    let reason = format!(
+        "no Python with polars and polars-hash at {} (run tests/run-all.sh to create it)",
+        python.display()
+    );
+    if std::env::var_os("METAXY_REQUIRE_PYTHON").is_some() {
+        panic!("METAXY_REQUIRE_PYTHON is set but {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    None
+}
+

@@ -1,0 +1,6 @@
+//! All integration tests, in one binary (each test binary links DataFusion again).
+
+mod cli;
+mod common;
+mod hash;
+mod slt;

@@ -1,0 +1,90 @@
+//! Runs every `sql/*.slt` golden file against the engine exactly as `metaxy-sql` builds it. A
+//! thin adapter from a `SessionContext` to the `sqllogictest` crate; values are normalised in
+//! one place ([`normalize`]).
+
+use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use sqllogictest::{DBOutput, DefaultColumnType};
+
+use crate::common::{batches_to_rows, context, repo_root};
+
+/// One `.slt` connection: a fresh engine.
+struct Engine {
+    ctx: SessionContext,
+}
+
+#[derive(Debug)]
+struct EngineError(String);
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// How a cell is written in `.slt` files: NULL as `NULL`, the empty string as `(empty)`.
+fn normalize(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    batches_to_rows(batches)
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| if v.is_empty() { "(empty)".into() } else { v })
+                .collect()
+        })
+        .collect()
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for Engine {
+    type Error = EngineError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
+        let mut last = Vec::new();
+        let statements = datafusion_metaxy::sql::parse_statements(&self.ctx, sql)
+            .map_err(|e| EngineError(e.to_string()))?;
+        for statement in statements {
+            last = datafusion_metaxy::sql::run_statement(&self.ctx, statement)
+                .await
+                .map_err(|e| EngineError(e.to_string()))?;
+        }
+        let columns = last.first().map_or(0, |b| b.num_columns());
+        if columns == 0 {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; columns],
+            rows: normalize(&last),
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "datafusion-metaxy"
+    }
+}
+
+#[tokio::test]
+async fn golden_sql_files() {
+    let mut files: Vec<_> = std::fs::read_dir(repo_root().join("sql"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files under sql/");
+    let mut failures = Vec::new();
+    for file in &files {
+        let mut runner = sqllogictest::Runner::new(|| async { Ok(Engine { ctx: context() }) });
+        // Column types are not asserted: the files check values.
+        runner.with_column_validator(|_, _| true);
+        if let Err(e) = runner.run_file_async(file).await {
+            failures.push(format!("{}:\n{e}", file.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

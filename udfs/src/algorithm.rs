@@ -1,0 +1,195 @@
+//! The hash algorithms metaxy uses for sample provenance, rendered exactly as polars-hash 0.9.3
+//! renders them once cast to a string (decimal for the integer hashes, lowercase hex for digests).
+
+use std::fmt;
+use std::str::FromStr;
+
+use md5::Digest as _;
+
+use crate::error::UdfError;
+
+/// A hash algorithm of metaxy's `HashAlgorithm` enum that the Polars engine offers.
+///
+/// Each algorithm appends its textual rendering of the hash of some bytes to an output buffer,
+/// byte for byte what polars-hash produces (seed 0 for the non-cryptographic hashes).
+///
+/// ```
+/// use datafusion_metaxy_udfs::HashAlgorithm;
+///
+/// let mut out = Vec::new();
+/// HashAlgorithm::Xxhash64.append_hash(b"abc", &mut out);
+/// assert_eq!(out, b"4952883123889572249");
+/// assert_eq!("sha256".parse::<HashAlgorithm>().unwrap(), HashAlgorithm::Sha256);
+/// assert!("crc32".parse::<HashAlgorithm>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlgorithm {
+    /// XXH64, seed 0, unsigned decimal. metaxy's default.
+    Xxhash64,
+    /// XXH32, seed 0, unsigned decimal. The default of metaxy's Delta store.
+    Xxhash32,
+    /// XXH3 64-bit, seed 0, unsigned decimal (metaxy 0.1.11 and later).
+    Xxh3_64,
+    /// wyhash v1 (the `wyhash` crate's `wyhash(bytes, 0)`), unsigned decimal.
+    Wyhash,
+    /// MD5 digest, lowercase hex.
+    Md5,
+    /// SHA-256 digest, lowercase hex.
+    Sha256,
+}
+
+impl HashAlgorithm {
+    /// Every algorithm, in the order they are listed to users.
+    pub const ALL: [HashAlgorithm; 6] = [
+        HashAlgorithm::Xxhash64,
+        HashAlgorithm::Xxhash32,
+        HashAlgorithm::Xxh3_64,
+        HashAlgorithm::Wyhash,
+        HashAlgorithm::Md5,
+        HashAlgorithm::Sha256,
+    ];
+
+    /// The name metaxy uses for the algorithm (its configuration value).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgorithm::Xxhash64 => "xxhash64",
+            HashAlgorithm::Xxhash32 => "xxhash32",
+            HashAlgorithm::Xxh3_64 => "xxh3_64",
+            HashAlgorithm::Wyhash => "wyhash",
+            HashAlgorithm::Md5 => "md5",
+            HashAlgorithm::Sha256 => "sha256",
+        }
+    }
+
+    /// The longest string this algorithm renders (used to pre-size output buffers).
+    pub fn max_len(self) -> usize {
+        match self {
+            HashAlgorithm::Xxhash64 | HashAlgorithm::Xxh3_64 | HashAlgorithm::Wyhash => 20,
+            HashAlgorithm::Xxhash32 => 10,
+            HashAlgorithm::Md5 => 32,
+            HashAlgorithm::Sha256 => 64,
+        }
+    }
+
+    /// The names of all algorithms, comma separated (for error messages).
+    pub fn valid_names() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+
+    /// Appends the rendering of the hash of `bytes` to `out`.
+    #[inline]
+    pub fn append_hash(self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.appender()(bytes, out)
+    }
+
+    /// The per-value function of this algorithm, so hot loops dispatch once, not per row.
+    pub fn appender(self) -> fn(&[u8], &mut Vec<u8>) {
+        match self {
+            HashAlgorithm::Xxhash64 => crate::xxhash64::append_xxhash64,
+            HashAlgorithm::Xxhash32 => crate::xxhash32::append_xxhash32,
+            HashAlgorithm::Xxh3_64 => crate::xxh3_64::append_xxh3_64,
+            HashAlgorithm::Wyhash => crate::wyhash::append_wyhash,
+            HashAlgorithm::Md5 => append_md5,
+            HashAlgorithm::Sha256 => append_sha256,
+        }
+    }
+
+    /// Hashes `text` and returns the rendering truncated to its first `truncate_to` characters
+    /// (no truncation when `None` or when the rendering is shorter).
+    ///
+    /// ```
+    /// use datafusion_metaxy_udfs::HashAlgorithm;
+    /// assert_eq!(HashAlgorithm::Md5.hash_str("abc", Some(8)), "90015098");
+    /// ```
+    pub fn hash_str(self, text: &str, truncate_to: Option<usize>) -> String {
+        let mut out = Vec::with_capacity(self.max_len());
+        self.append_hash(text.as_bytes(), &mut out);
+        if let Some(n) = truncate_to {
+            out.truncate(n);
+        }
+        // Every rendering is ASCII.
+        String::from_utf8(out).expect("hash renderings are ASCII")
+    }
+}
+
+impl fmt::Display for HashAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HashAlgorithm {
+    type Err = UdfError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == lower)
+            .ok_or_else(|| UdfError::UnknownAlgorithm {
+                given: s.to_string(),
+                valid: Self::valid_names(),
+            })
+    }
+}
+
+/// Appends an unsigned integer in decimal (how polars renders a UInt64/UInt32 cast to String).
+#[inline]
+pub(crate) fn append_decimal(value: impl itoa::Integer, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// Appends a digest as lowercase hex.
+#[inline]
+fn append_hex(digest: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(digest.len() * 2);
+    for b in digest {
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 0x0f) as usize]);
+    }
+}
+
+/// MD5 of the bytes, lowercase hex (polars-hash `chash.md5()`).
+pub fn append_md5(bytes: &[u8], out: &mut Vec<u8>) {
+    append_hex(&md5::Md5::digest(bytes), out);
+}
+
+/// SHA-256 of the bytes, lowercase hex (polars-hash `chash.sha256()`).
+pub fn append_sha256(bytes: &[u8], out: &mut Vec<u8>) {
+    append_hex(&sha2::Sha256::digest(bytes), out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_case_insensitively_and_lists_valid_ones() {
+        assert_eq!(
+            "XXHash32".parse::<HashAlgorithm>().unwrap(),
+            HashAlgorithm::Xxhash32
+        );
+        let err = "farmhash".parse::<HashAlgorithm>().unwrap_err().to_string();
+        assert!(err.contains("farmhash"), "{err}");
+        assert!(
+            err.contains("xxhash64, xxhash32, xxh3_64, wyhash, md5, sha256"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn known_digests() {
+        // RFC 1321 and FIPS 180-2 test vectors.
+        assert_eq!(
+            HashAlgorithm::Md5.hash_str("abc", None),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            HashAlgorithm::Sha256.hash_str("abc", None),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(HashAlgorithm::Sha256.hash_str("abc", Some(8)), "ba7816bf");
+        assert_eq!(HashAlgorithm::Xxhash32.hash_str("abc", Some(100)), "852579327");
+    }
+}

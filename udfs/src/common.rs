@@ -1,0 +1,266 @@
+//! Shared plumbing of the hash UDFs: argument type checks and one vectorised kernel that turns a
+//! string or binary column into a column of hash renderings. Each function only supplies its
+//! per-value appender.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use datafusion::arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::ColumnarValue;
+
+use crate::error::UdfError;
+
+/// A per-value hash function: appends the rendering of the hash of the bytes to the buffer.
+pub(crate) type Appender = fn(&[u8], &mut Vec<u8>);
+
+/// The input types the hash functions take as they are; anything else is rejected.
+pub(crate) fn is_hashable(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::Null
+    )
+}
+
+/// Coerces the hashed argument: strings and binaries stay as they are, dictionaries of them are
+/// unpacked, NULL becomes Utf8, anything else is a clear error naming the type.
+pub(crate) fn coerce_hashed(function: &'static str, dt: &DataType) -> Result<DataType> {
+    match dt {
+        DataType::Null => Ok(DataType::Utf8),
+        DataType::Dictionary(_, value) if is_hashable(value) => Ok(value.as_ref().clone()),
+        dt if is_hashable(dt) => Ok(dt.clone()),
+        other => Err(UdfError::InvalidArgument {
+            function,
+            message: format!(
+                "cannot hash a value of type {other}; expected a string or binary \
+                 (cast it first, e.g. CAST(x AS VARCHAR))"
+            ),
+        }
+        .into()),
+    }
+}
+
+/// Hashes every value of `input` with `append`, keeping at most `truncate_to` characters of each
+/// rendering. NULL in gives NULL out; a scalar in gives a scalar out.
+pub(crate) fn invoke_hash(
+    function: &'static str,
+    input: &ColumnarValue,
+    append: Appender,
+    max_len: usize,
+    truncate_to: Option<usize>,
+) -> Result<ColumnarValue> {
+    let width = truncate_to.map_or(max_len, |t| t.min(max_len));
+    match input {
+        ColumnarValue::Array(array) => Ok(ColumnarValue::Array(hash_array(
+            function, array, append, width,
+        )?)),
+        ColumnarValue::Scalar(scalar) => {
+            let bytes: Option<&[u8]> = match scalar {
+                ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => {
+                    v.as_deref().map(str::as_bytes)
+                }
+                ScalarValue::Binary(v)
+                | ScalarValue::LargeBinary(v)
+                | ScalarValue::BinaryView(v) => v.as_deref(),
+                ScalarValue::Null => None,
+                other => {
+                    return Err(UdfError::InvalidArgument {
+                        function,
+                        message: format!("cannot hash a value of type {}", other.data_type()),
+                    }
+                    .into())
+                }
+            };
+            let out = bytes.map(|b| {
+                let mut out = Vec::with_capacity(max_len);
+                append(b, &mut out);
+                out.truncate(width);
+                String::from_utf8(out).expect("hash renderings are ASCII")
+            });
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(out)))
+        }
+    }
+}
+
+fn hash_array(
+    function: &'static str,
+    array: &ArrayRef,
+    append: Appender,
+    width: usize,
+) -> Result<ArrayRef> {
+    let len = array.len();
+    let nulls = array.logical_nulls();
+    let out = match array.data_type() {
+        DataType::Utf8 => {
+            let a = array.as_string::<i32>();
+            hash_values(function, len, nulls, |i| a.value(i).as_bytes(), append, width)
+        }
+        DataType::LargeUtf8 => {
+            let a = array.as_string::<i64>();
+            hash_values(function, len, nulls, |i| a.value(i).as_bytes(), append, width)
+        }
+        DataType::Utf8View => {
+            let a = array.as_string_view();
+            hash_values(function, len, nulls, |i| a.value(i).as_bytes(), append, width)
+        }
+        DataType::Binary => {
+            let a = array.as_binary::<i32>();
+            hash_values(function, len, nulls, |i| a.value(i), append, width)
+        }
+        DataType::LargeBinary => {
+            let a = array.as_binary::<i64>();
+            hash_values(function, len, nulls, |i| a.value(i), append, width)
+        }
+        DataType::BinaryView => {
+            let a = array.as_binary_view();
+            hash_values(function, len, nulls, |i| a.value(i), append, width)
+        }
+        DataType::Null => Ok(StringArray::new_null(len)),
+        other => Err(UdfError::InvalidArgument {
+            function,
+            message: format!("cannot hash a column of type {other}"),
+        }),
+    }?;
+    Ok(Arc::new(out))
+}
+
+/// The kernel: one pass, output offsets and bytes pre-sized, the input's null mask reused.
+fn hash_values<'a>(
+    function: &'static str,
+    len: usize,
+    nulls: Option<NullBuffer>,
+    value: impl Fn(usize) -> &'a [u8],
+    append: Appender,
+    width: usize,
+) -> std::result::Result<StringArray, UdfError> {
+    if len.saturating_mul(width) > i32::MAX as usize {
+        return Err(UdfError::OutputTooLarge {
+            function,
+            rows: len,
+        });
+    }
+    let mut offsets: Vec<i32> = Vec::with_capacity(len + 1);
+    // A little slack so the last append never reallocates when a rendering is cut afterwards.
+    let mut values: Vec<u8> = Vec::with_capacity(len * width + 64);
+    offsets.push(0);
+    for i in 0..len {
+        if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
+            let start = values.len();
+            append(value(i), &mut values);
+            values.truncate(start + width);
+        }
+        offsets.push(values.len() as i32);
+    }
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    // SAFETY: offsets start at 0, never decrease and end at `values.len()`, which fits in i32
+    // (checked above); every appender writes ASCII digits or hex only, so values are UTF-8.
+    Ok(unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(values), nulls) })
+}
+
+/// Declares a one-argument hash function `name(s)`: its `ScalarUDFImpl`, its documentation, a
+/// `<name>_udf()` singleton and an `expr_fn` helper. The per-value work is the `$append` function.
+macro_rules! make_hash_udf {
+    ($udf:ident, $name:ident, $algorithm:expr, $doc:expr, $example:expr) => {
+        #[doc = $doc]
+        #[derive(Debug, PartialEq, Eq, Hash)]
+        pub struct $udf {
+            signature: datafusion::logical_expr::Signature,
+        }
+
+        impl Default for $udf {
+            fn default() -> Self {
+                Self {
+                    signature: datafusion::logical_expr::Signature::user_defined(
+                        datafusion::logical_expr::Volatility::Immutable,
+                    ),
+                }
+            }
+        }
+
+        impl datafusion::logical_expr::ScalarUDFImpl for $udf {
+            fn name(&self) -> &str {
+                stringify!($name)
+            }
+
+            fn signature(&self) -> &datafusion::logical_expr::Signature {
+                &self.signature
+            }
+
+            fn coerce_types(
+                &self,
+                arg_types: &[datafusion::arrow::datatypes::DataType],
+            ) -> datafusion::common::Result<Vec<datafusion::arrow::datatypes::DataType>> {
+                match arg_types {
+                    [t] => Ok(vec![$crate::common::coerce_hashed(stringify!($name), t)?]),
+                    _ => Err($crate::error::UdfError::InvalidArgument {
+                        function: stringify!($name),
+                        message: format!(
+                            "takes exactly one argument, got {}",
+                            arg_types.len()
+                        ),
+                    }
+                    .into()),
+                }
+            }
+
+            fn return_type(
+                &self,
+                _arg_types: &[datafusion::arrow::datatypes::DataType],
+            ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
+                Ok(datafusion::arrow::datatypes::DataType::Utf8)
+            }
+
+            fn invoke_with_args(
+                &self,
+                args: datafusion::logical_expr::ScalarFunctionArgs,
+            ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+                let algorithm: $crate::HashAlgorithm = $algorithm;
+                $crate::common::invoke_hash(
+                    stringify!($name),
+                    &args.args[0],
+                    algorithm.appender(),
+                    algorithm.max_len(),
+                    None,
+                )
+            }
+
+            fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+                static DOC: std::sync::LazyLock<datafusion::logical_expr::Documentation> =
+                    std::sync::LazyLock::new(|| {
+                        datafusion::logical_expr::Documentation::builder(
+                            datafusion::logical_expr::scalar_doc_sections::DOC_SECTION_HASHING,
+                            $doc,
+                            concat!(stringify!($name), "(expression)"),
+                        )
+                        .with_standard_argument("expression", Some("String or Binary"))
+                        .with_sql_example($example)
+                        .build()
+                    });
+                Some(&DOC)
+            }
+        }
+
+        /// The shared instance of this function.
+        pub fn udf() -> std::sync::Arc<datafusion::logical_expr::ScalarUDF> {
+            static UDF: std::sync::LazyLock<std::sync::Arc<datafusion::logical_expr::ScalarUDF>> =
+                std::sync::LazyLock::new(|| {
+                    std::sync::Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(
+                        $udf::default(),
+                    ))
+                });
+            std::sync::Arc::clone(&UDF)
+        }
+
+        /// Builds the expression `name(expr)` for the DataFrame API.
+        pub fn $name(expr: datafusion::logical_expr::Expr) -> datafusion::logical_expr::Expr {
+            udf().call(vec![expr])
+        }
+    };
+}

@@ -1,0 +1,17 @@
+//! `wyhash(s)`: wyhash v1 (seed 0) of a string or binary, as an unsigned decimal string.
+
+use crate::HashAlgorithm;
+
+make_hash_udf!(
+    WyhashFunc,
+    wyhash,
+    HashAlgorithm::Wyhash,
+    "wyhash v1 (seed 0) of a string or binary, as an unsigned decimal string; identical to polars-hash `nchash.wyhash()` cast to a string.",
+    "SELECT wyhash('abc'); -- 16418733726611267054"
+);
+
+/// Appends the decimal rendering of the hash of `bytes` (the per-value work of `wyhash`).
+#[inline]
+pub fn append_wyhash(bytes: &[u8], out: &mut Vec<u8>) {
+    crate::algorithm::append_decimal(::wyhash::wyhash(bytes, 0), out);
+}
