@@ -9,6 +9,9 @@ pub enum MetaxyError {
     /// An error raised by DataFusion while planning or running a query.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
+    /// An Arrow error (formatting or converting results).
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -45,8 +45,8 @@ impl FromStr for OutputFormat {
 
 /// Splits `sql` into statements with DataFusion's parser (the session's dialect).
 pub fn parse_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<Statement>> {
-    let dialect_name = ctx.state().config().options().sql_parser.dialect.clone();
-    let dialect = dialect_from_str(dialect_name.to_string()).ok_or_else(|| {
+    let dialect_name = ctx.state().config().options().sql_parser.dialect;
+    let dialect = dialect_from_str(dialect_name).ok_or_else(|| {
         datafusion::error::DataFusionError::Plan(format!("unsupported SQL dialect {dialect_name}"))
     })?;
     Ok(DFParser::parse_sql_with_dialect(sql, dialect.as_ref())?

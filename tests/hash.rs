@@ -41,7 +41,10 @@ async fn conformance_hash_vectors_match_through_sql() {
             assert_eq!(row[i], expected(a), "metaxy_hash({arg}, '{a}')");
             checked += 1;
         }
-        for (i, f) in ["xxhash64", "xxhash32", "xxh3_64", "wyhash"].iter().enumerate() {
+        for (i, f) in ["xxhash64", "xxhash32", "xxh3_64", "wyhash"]
+            .iter()
+            .enumerate()
+        {
             assert_eq!(row[ALGORITHMS.len() + i], expected(f), "{f}({arg})");
         }
     }

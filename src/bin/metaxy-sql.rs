@@ -42,7 +42,6 @@ struct Args {
     quiet: bool,
 }
 
-
 async fn run(args: Args) -> Result<(), MetaxyError> {
     if args.config.is_some() || !args.features.is_empty() {
         return Err(MetaxyError::Output(
@@ -70,7 +69,8 @@ async fn run(args: Args) -> Result<(), MetaxyError> {
     for sql in &scripts {
         run_script(&ctx, sql, args.format, &mut out).await?;
     }
-    out.flush().map_err(|e| MetaxyError::Output(e.to_string()))?;
+    out.flush()
+        .map_err(|e| MetaxyError::Output(e.to_string()))?;
     Ok(())
 }
 

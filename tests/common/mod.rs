@@ -71,4 +71,3 @@ pub fn reference_python() -> Option<PathBuf> {
     eprintln!("SKIPPED: {reason}");
     None
 }
-

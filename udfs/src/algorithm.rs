@@ -190,6 +190,9 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(HashAlgorithm::Sha256.hash_str("abc", Some(8)), "ba7816bf");
-        assert_eq!(HashAlgorithm::Xxhash32.hash_str("abc", Some(100)), "852579327");
+        assert_eq!(
+            HashAlgorithm::Xxhash32.hash_str("abc", Some(100)),
+            "852579327"
+        );
     }
 }

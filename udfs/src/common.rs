@@ -100,15 +100,36 @@ fn hash_array(
     let out = match array.data_type() {
         DataType::Utf8 => {
             let a = array.as_string::<i32>();
-            hash_values(function, len, nulls, |i| a.value(i).as_bytes(), append, width)
+            hash_values(
+                function,
+                len,
+                nulls,
+                |i| a.value(i).as_bytes(),
+                append,
+                width,
+            )
         }
         DataType::LargeUtf8 => {
             let a = array.as_string::<i64>();
-            hash_values(function, len, nulls, |i| a.value(i).as_bytes(), append, width)
+            hash_values(
+                function,
+                len,
+                nulls,
+                |i| a.value(i).as_bytes(),
+                append,
+                width,
+            )
         }
         DataType::Utf8View => {
             let a = array.as_string_view();
-            hash_values(function, len, nulls, |i| a.value(i).as_bytes(), append, width)
+            hash_values(
+                function,
+                len,
+                nulls,
+                |i| a.value(i).as_bytes(),
+                append,
+                width,
+            )
         }
         DataType::Binary => {
             let a = array.as_binary::<i32>();
@@ -201,10 +222,7 @@ macro_rules! make_hash_udf {
                     [t] => Ok(vec![$crate::common::coerce_hashed(stringify!($name), t)?]),
                     _ => Err($crate::error::UdfError::InvalidArgument {
                         function: stringify!($name),
-                        message: format!(
-                            "takes exactly one argument, got {}",
-                            arg_types.len()
-                        ),
+                        message: format!("takes exactly one argument, got {}", arg_types.len()),
                     }
                     .into()),
                 }

@@ -117,10 +117,14 @@ impl ScalarUDFImpl for MetaxyHashFunc {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        // Validate the constants at planning time so a typo fails before any data is read.
-        algorithm_arg(args.scalar_arguments.get(1).copied().flatten())?;
-        if args.scalar_arguments.len() > 2 {
-            truncate_arg(args.scalar_arguments[2])?;
+        // Validate the constants at planning time so a typo fails before any data is read. An
+        // argument that is not yet a literal (e.g. a cast the simplifier has not folded) is
+        // checked when the function runs.
+        if let Some(algorithm) = args.scalar_arguments.get(1).copied().flatten() {
+            algorithm_arg(Some(algorithm))?;
+        }
+        if let Some(truncate_to) = args.scalar_arguments.get(2).copied().flatten() {
+            truncate_arg(Some(truncate_to))?;
         }
         let nullable = args.arg_fields.first().is_none_or(|f| f.is_nullable());
         Ok(Arc::new(Field::new(NAME, DataType::Utf8, nullable)))

@@ -1,7 +1,7 @@
 //! `xxh3_64(s)`: XXH3 64-bit (seed 0) of a string or binary, as an unsigned decimal string.
 
 use crate::HashAlgorithm;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::xxh3_64 as xxh3;
 
 make_hash_udf!(
     Xxh3_64Func,
@@ -14,5 +14,5 @@ make_hash_udf!(
 /// Appends the decimal rendering of the hash of `bytes` (the per-value work of `xxh3_64`).
 #[inline]
 pub fn append_xxh3_64(bytes: &[u8], out: &mut Vec<u8>) {
-    crate::algorithm::append_decimal(xxh3_64(bytes), out);
+    crate::algorithm::append_decimal(xxh3(bytes), out);
 }

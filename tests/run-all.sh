@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every check of the project on a fresh machine: creates the Python venv the cross-checks
+# need (pinned to the reference stack) when missing, then rustfmt, the tests (unit, .slt,
+# conformance, Python cross-checks) and clippy. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One target directory outside the clone, shared with development builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/metaxy-target}"
+
+if ! .venv/bin/python -c "import polars, polars_hash, metaxy" 2>/dev/null; then
+  echo "creating .venv with the reference Python stack (tests/python/requirements.txt)"
+  rm -rf .venv
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+# The cross-checks fail, rather than skip, when the venv is unusable.
+export METAXY_REQUIRE_PYTHON=1
+export METAXY_PYTHON="$PWD/.venv/bin/python"
+
+cargo fmt --all -- --check
+cargo test --workspace
+cargo clippy --workspace --all-targets -- -D warnings
+echo "all checks passed"
