@@ -20,6 +20,36 @@ pub enum MetaxyError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A feature or field key breaks metaxy's naming rules.
+    #[error("invalid key '{key}': {message}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A feature definition (lock file, TOML, builder) is invalid.
+    #[error("{at}: {message}")]
+    Definition {
+        /// Where: the file and path of the value, or the feature.
+        at: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The feature graph as a whole is invalid (unknown dependency, cycle, duplicate feature).
+    #[error("invalid feature graph: {0}")]
+    Graph(String),
+    /// A feature that the graph does not have.
+    #[error("unknown feature '{key}' (known features: {known})")]
+    UnknownFeature {
+        /// The key or table name asked for.
+        key: String,
+        /// The features of the graph.
+        known: String,
+    },
+    /// Invalid configuration (metaxy.toml, options).
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The output of a query could not be written.
     #[error("cannot write query output: {0}")]
     Output(String),

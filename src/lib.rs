@@ -1,15 +1,21 @@
 //! datafusion-metaxy: metaxy's sample-level metadata versioning as an Apache DataFusion
 //! extension.
 //!
-//! [`new_context`] builds the engine's `SessionContext` (hash UDFs from
-//! [`datafusion_metaxy_udfs`], files queryable by path); [`sql::run_script`] runs SQL text the
-//! way the `metaxy-sql` binary does.
+//! - [`graph`]: the feature graph and its definition-level versions (lock files, our TOML, a
+//!   Rust builder), byte-identical to metaxy 0.1.11.
+//! - [`new_context`] builds the engine's `SessionContext` (hash UDFs from
+//!   [`datafusion_metaxy_udfs`], `metaxy_features()` / `metaxy_fields()`, files queryable by
+//!   path); [`sql::run_script`] runs SQL text the way the `metaxy-sql` binary does.
 
+pub mod config;
 pub mod error;
+pub mod graph;
 pub mod session;
 pub mod sql;
 
+pub use config::MetaxyConfig;
 pub use datafusion_metaxy_udfs as udfs;
 pub use error::{MetaxyError, Result};
+pub use graph::FeatureGraph;
 pub use session::{new_context, SessionOptions};
 pub use sql::{run_script, OutputFormat};

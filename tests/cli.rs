@@ -103,3 +103,73 @@ fn files_by_path_copy_to_and_scripts() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/x.sql"));
 }
+
+#[test]
+fn features_and_config_flags_load_a_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("metaxy.toml");
+    std::fs::write(
+        &config,
+        "project = \"conformance\"\nhash_truncation_length = 16\n",
+    )
+    .unwrap();
+    let lock = "tests/conformance/simple_sha256_truncated/definitions.lock.toml";
+    let sql = "SELECT feature_key, feature_version, project_version FROM metaxy_features() ORDER BY feature_key";
+    let o = metaxy_sql(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--features",
+        lock,
+        "-c",
+        sql,
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let expected = crate::common::read_json(std::path::Path::new(
+        "tests/conformance/simple_sha256_truncated/expected/versions.json",
+    ));
+    let mut want = String::from("feature_key,feature_version,project_version\n");
+    for key in ["bench/simple_leaf", "bench/simple_root"] {
+        want.push_str(&format!(
+            "{key},{},{}\n",
+            expected["features"][key]["feature_version"]
+                .as_str()
+                .unwrap(),
+            expected["project_version"].as_str().unwrap()
+        ));
+    }
+    assert_eq!(stdout(&o), want);
+
+    // Without the configuration the recorded 16-character versions cannot be reproduced.
+    let o = metaxy_sql(&["--features", lock, "-c", sql]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("hash_truncation_length = 8"), "{err}");
+
+    // Several files form one graph; a TOML feature may depend on a locked one.
+    let extra = dir.path().join("extra.toml");
+    std::fs::write(
+        &extra,
+        "[features.\"bench/extra\"]\nid_columns = [\"sample_uid\"]\ndeps = [\"bench/simple_root\"]\nfields = { score = \"1\" }\n",
+    )
+    .unwrap();
+    let o = metaxy_sql(&[
+        "--features",
+        "tests/conformance/simple_xxhash64/definitions.lock.toml",
+        "--features",
+        extra.to_str().unwrap(),
+        "-c",
+        "SELECT feature_key, project FROM metaxy_features() ORDER BY feature_key",
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o),
+        "feature_key,project\nbench/extra,default\nbench/simple_leaf,conformance\nbench/simple_root,conformance\n"
+    );
+    let o = metaxy_sql(&["--features", "/nonexistent.lock", "-c", "SELECT 1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.lock"));
+}

@@ -19,7 +19,8 @@ fn lit(s: &str) -> String {
 
 #[tokio::test]
 async fn conformance_hash_vectors_match_through_sql() {
-    let text = std::fs::read_to_string(repo_root().join("tests/data/hash_vectors.json")).unwrap();
+    let text =
+        std::fs::read_to_string(repo_root().join("tests/conformance/hash_vectors.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let vectors = json["vectors"].as_array().unwrap();
     assert!(vectors.len() > 100);

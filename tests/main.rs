@@ -2,5 +2,6 @@
 
 mod cli;
 mod common;
+mod graph;
 mod hash;
 mod slt;

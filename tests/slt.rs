@@ -7,7 +7,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
-use crate::common::{batches_to_rows, context, repo_root};
+use crate::common::{batches_to_rows, repo_root};
 
 /// One `.slt` connection: a fresh engine.
 struct Engine {
@@ -68,6 +68,37 @@ impl sqllogictest::AsyncDB for Engine {
     }
 }
 
+/// A file's first line may set up the engine as `metaxy-sql` flags do:
+/// `# metaxy: --features tests/data/video.toml --config path/metaxy.toml` (paths from the
+/// repository root).
+fn file_options(file: &std::path::Path) -> datafusion_metaxy::SessionOptions {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut features = Vec::new();
+    let mut metaxy = datafusion_metaxy::MetaxyConfig::default();
+    if let Some(flags) = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# metaxy:"))
+    {
+        let mut words = flags.split_whitespace();
+        while let Some(flag) = words.next() {
+            let path = repo_root().join(words.next().expect("a path after the flag"));
+            match flag {
+                "--features" => features.push(path),
+                "--config" => metaxy = datafusion_metaxy::MetaxyConfig::load(&path).unwrap(),
+                other => panic!("{}: unknown flag {other}", file.display()),
+            }
+        }
+    }
+    let graph = datafusion_metaxy::graph::load_files(&features, &metaxy)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    datafusion_metaxy::SessionOptions {
+        config: None,
+        metaxy,
+        graph: Some(std::sync::Arc::new(graph)),
+    }
+}
+
 #[tokio::test]
 async fn golden_sql_files() {
     let mut files: Vec<_> = std::fs::read_dir(repo_root().join("sql"))
@@ -79,7 +110,15 @@ async fn golden_sql_files() {
     assert!(!files.is_empty(), "no .slt files under sql/");
     let mut failures = Vec::new();
     for file in &files {
-        let mut runner = sqllogictest::Runner::new(|| async { Ok(Engine { ctx: context() }) });
+        let options = file_options(file);
+        let mut runner = sqllogictest::Runner::new(|| {
+            let options = options.clone();
+            async move {
+                let ctx = datafusion_metaxy::new_context(options)
+                    .map_err(|e| EngineError(e.to_string()))?;
+                Ok(Engine { ctx })
+            }
+        });
         // Column types are not asserted: the files check values.
         runner.with_column_validator(|_, _| true);
         if let Err(e) = runner.run_file_async(file).await {

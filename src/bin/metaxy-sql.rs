@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use datafusion_metaxy::{new_context, run_script, MetaxyError, OutputFormat, SessionOptions};
+use std::sync::Arc;
+
+use datafusion_metaxy::{
+    graph, new_context, run_script, MetaxyConfig, MetaxyError, OutputFormat, SessionOptions,
+};
 
 /// SQL over metaxy feature metadata, on Apache DataFusion.
 #[derive(Debug, Parser)]
@@ -28,12 +32,13 @@ struct Args {
     #[arg(long, default_value = "table")]
     format: OutputFormat,
 
-    /// A metaxy configuration file (metaxy.toml). Reserved: arrives with the configuration issue.
+    /// A metaxy configuration file (metaxy.toml or pyproject.toml): project and
+    /// hash_truncation_length.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
 
-    /// A feature definition file (metaxy.lock or our TOML); repeatable. Reserved: arrives with
-    /// the feature graph issue.
+    /// A feature definition file (a metaxy lock file or our TOML); repeatable, all files form
+    /// one graph.
     #[arg(long = "features", value_name = "PATH")]
     features: Vec<PathBuf>,
 
@@ -43,12 +48,16 @@ struct Args {
 }
 
 async fn run(args: Args) -> Result<(), MetaxyError> {
-    if args.config.is_some() || !args.features.is_empty() {
-        return Err(MetaxyError::Output(
-            "--config and --features are not supported yet".to_string(),
-        ));
-    }
-    let ctx = new_context(SessionOptions::default())?;
+    let metaxy = match &args.config {
+        Some(path) => MetaxyConfig::load(path)?,
+        None => MetaxyConfig::default(),
+    };
+    let graph = graph::load_files(&args.features, &metaxy)?;
+    let ctx = new_context(SessionOptions {
+        config: None,
+        metaxy,
+        graph: Some(Arc::new(graph)),
+    })?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut scripts: Vec<String> = args.command;

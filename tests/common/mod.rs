@@ -71,3 +71,29 @@ pub fn reference_python() -> Option<PathBuf> {
     eprintln!("SKIPPED: {reason}");
     None
 }
+
+/// The conformance cases: `tests/conformance` (copied from the reference run), or the directory
+/// in `METAXY_CONFORMANCE_DIR` (to replay other cases of the same kinds).
+pub fn conformance_dir() -> PathBuf {
+    std::env::var_os("METAXY_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("tests/conformance"))
+}
+
+/// Every case directory (one with a `case.json`), sorted.
+pub fn conformance_cases() -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(conformance_dir())
+        .expect("conformance directory")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").exists())
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty(), "no conformance cases found");
+    cases
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

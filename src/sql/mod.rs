@@ -2,6 +2,8 @@
 //! results in one of the output formats. The binary's `-c`, `-f` (and later the REPL) and tests all
 //! go through [`run_script`], so formats and errors behave the same everywhere.
 
+pub mod graph_functions;
+
 use std::io::Write;
 use std::str::FromStr;
 
