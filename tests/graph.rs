@@ -445,3 +445,38 @@ fn invalid_definitions_fail_with_clear_messages() {
         "{err}"
     );
 }
+
+/// Rows that the real `metaxy push` (0.1.11) wrote to `metaxy-system/feature_versions` for two
+/// conformance graphs (tests/data/pushed_feature_versions.json, read back with metaxy's store).
+#[test]
+fn system_table_rows_round_trip_with_metaxy_push() {
+    use datafusion_metaxy::graph::system::PushedFeature;
+    let pushed = read_json(&repo_root().join("tests/data/pushed_feature_versions.json"));
+    for (case, rows) in pushed.as_object().unwrap() {
+        let rows: Vec<PushedFeature> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| PushedFeature {
+                project: r["project"].as_str().unwrap().into(),
+                feature_key: r["feature_key"].as_str().unwrap().into(),
+                feature_version: r["metaxy_feature_version"].as_str().unwrap().into(),
+                definition_version: r["metaxy_definition_version"].as_str().unwrap().into(),
+                feature_spec: r["feature_spec"].as_str().unwrap().into(),
+                feature_schema: r["feature_schema"].as_str().unwrap().into(),
+                feature_class_path: r["feature_class_path"].as_str().map(Into::into),
+            })
+            .collect();
+        let definitions = rows.iter().map(|r| r.definition().unwrap()).collect();
+        let graph = FeatureGraph::new(definitions, 8).unwrap();
+        let expected = read_json(
+            &repo_root().join(format!("tests/conformance/{case}/expected/versions.json")),
+        );
+        assert_versions(&graph, &expected, case);
+        for row in &rows {
+            // Our rows are the strings metaxy writes, byte for byte.
+            let ours = PushedFeature::from_feature(graph.find(&row.feature_key).unwrap());
+            assert_eq!(&ours, row, "{case}");
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod lock;
 pub mod pyjson;
 mod reader;
 pub mod spec;
+pub mod system;
 mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};
