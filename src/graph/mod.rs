@@ -184,15 +184,19 @@ impl FeatureGraph {
     pub fn feature(&self, key: &FeatureKey) -> Result<&Feature> {
         self.features
             .get(key)
-            .ok_or_else(|| MetaxyError::UnknownFeature {
-                key: key.to_string(),
-                known: self
-                    .order
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+            .ok_or_else(|| self.unknown(&key.to_string()))
+    }
+
+    fn unknown(&self, name: &str) -> MetaxyError {
+        MetaxyError::UnknownFeature {
+            key: name.to_string(),
+            known: self
+                .order
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
     }
 
     /// Looks a feature up by its key string (`a/b`) or table name (`a__b`).
@@ -206,15 +210,7 @@ impl FeatureGraph {
         }
         match FeatureKey::parse(name) {
             Ok(key) => self.feature(&key),
-            Err(_) => Err(MetaxyError::UnknownFeature {
-                key: name.to_string(),
-                known: self
-                    .order
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
+            Err(_) => Err(self.unknown(name)),
         }
     }
 
