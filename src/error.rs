@@ -47,6 +47,17 @@ pub enum MetaxyError {
         /// The features of the graph.
         known: String,
     },
+    /// A metadata store operation failed (the message names the store and feature).
+    #[error("store error: {0}")]
+    Store(String),
+    /// Data given to a write is invalid (the message names the column).
+    #[error("invalid data for feature {feature}: {message}")]
+    InvalidData {
+        /// The feature written.
+        feature: String,
+        /// What is wrong, naming the column.
+        message: String,
+    },
     /// Invalid configuration (metaxy.toml, options).
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -12,6 +12,7 @@ pub mod error;
 pub mod graph;
 pub mod session;
 pub mod sql;
+pub mod store;
 
 pub use config::MetaxyConfig;
 pub use datafusion_metaxy_udfs as udfs;
@@ -19,3 +20,4 @@ pub use error::{MetaxyError, Result};
 pub use graph::FeatureGraph;
 pub use session::{new_context, SessionOptions};
 pub use sql::{run_script, OutputFormat};
+pub use store::{MetadataStore, ReadOptions};

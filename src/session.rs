@@ -9,7 +9,9 @@ use datafusion::prelude::SessionConfig;
 use crate::config::MetaxyConfig;
 use crate::error::Result;
 use crate::graph::FeatureGraph;
+use crate::sql::catalog::{FeatureSchema, MetaxyState};
 use crate::sql::graph_functions::{FeaturesFunction, FieldsFunction};
+use crate::store::{MetadataStore, ReadOptions};
 
 /// What the engine is built from.
 #[derive(Debug, Clone, Default)]
@@ -20,11 +22,16 @@ pub struct SessionOptions {
     pub metaxy: MetaxyConfig,
     /// The feature graph; `None` is an empty graph.
     pub graph: Option<Arc<FeatureGraph>>,
+    /// The metadata store; `None` is a new in-memory store.
+    pub store: Option<Arc<MetadataStore>>,
 }
 
 /// Builds a `SessionContext` with everything datafusion-metaxy offers registered: the hash UDFs
 /// (`xxhash64`, `metaxy_hash`, …), the graph functions (`metaxy_features()`,
-/// `metaxy_fields()`) and querying files by path (`SELECT * FROM 'data.parquet'`).
+/// `metaxy_fields()`), every feature of the graph as a table named by its table name (the
+/// store's current view; `history.<table>` holds every stored row), writes to them with
+/// `INSERT`/`DELETE`/`CALL` (see [`crate::sql::dml`]), and querying files by path
+/// (`SELECT * FROM 'data.parquet'`).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -37,14 +44,52 @@ pub struct SessionOptions {
 /// # }
 /// ```
 pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
-    let config = options
-        .config
-        .unwrap_or_else(|| SessionConfig::new().with_information_schema(true));
-    let mut ctx = SessionContext::new_with_config(config).enable_url_table();
-    datafusion_metaxy_udfs::register_all(&mut ctx)?;
     let graph = options
         .graph
         .unwrap_or_else(|| Arc::new(FeatureGraph::empty()));
+    let store = options
+        .store
+        .unwrap_or_else(|| Arc::new(MetadataStore::in_memory()));
+    let state = MetaxyState {
+        graph: Arc::clone(&graph),
+        store,
+    };
+    let config = options
+        .config
+        .unwrap_or_else(|| SessionConfig::new().with_information_schema(true))
+        .with_extension(Arc::new(state.clone()));
+    let mut ctx = SessionContext::new_with_config(config).enable_url_table();
+    datafusion_metaxy_udfs::register_all(&mut ctx)?;
+    let (catalog_name, schema_name) = {
+        let options = ctx.state().config().options().catalog.clone();
+        (options.default_catalog, options.default_schema)
+    };
+    let catalog = ctx.catalog(&catalog_name).ok_or_else(|| {
+        crate::MetaxyError::Config(format!("default catalog '{catalog_name}' is missing"))
+    })?;
+    let inner = catalog.schema(&schema_name).ok_or_else(|| {
+        crate::MetaxyError::Config(format!("default schema '{schema_name}' is missing"))
+    })?;
+    catalog.register_schema(
+        &schema_name,
+        Arc::new(FeatureSchema::new(
+            state.clone(),
+            inner,
+            ReadOptions::default(),
+        )),
+    )?;
+    catalog.register_schema(
+        "history",
+        Arc::new(FeatureSchema::new(
+            state,
+            Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+            ReadOptions {
+                all_feature_versions: true,
+                history: true,
+                include_deleted: true,
+            },
+        )),
+    )?;
     ctx.register_udtf(
         "metaxy_features",
         Arc::new(FeaturesFunction::new(Arc::clone(&graph))),

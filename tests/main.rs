@@ -5,3 +5,4 @@ mod common;
 mod graph;
 mod hash;
 mod slt;
+mod store;

@@ -96,6 +96,7 @@ fn file_options(file: &std::path::Path) -> datafusion_metaxy::SessionOptions {
         config: None,
         metaxy,
         graph: Some(std::sync::Arc::new(graph)),
+        store: None,
     }
 }
 

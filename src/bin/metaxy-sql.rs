@@ -13,7 +13,7 @@ use clap::Parser;
 use std::sync::Arc;
 
 use datafusion_metaxy::{
-    graph, new_context, run_script, MetaxyConfig, MetaxyError, OutputFormat, SessionOptions,
+    graph, new_context, run_script, store, MetaxyConfig, MetaxyError, OutputFormat, SessionOptions,
 };
 
 /// SQL over metaxy feature metadata, on Apache DataFusion.
@@ -53,10 +53,18 @@ async fn run(args: Args) -> Result<(), MetaxyError> {
         None => MetaxyConfig::default(),
     };
     let graph = graph::load_files(&args.features, &metaxy)?;
+    let base = args
+        .config
+        .as_deref()
+        .and_then(|p| p.parent())
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    let store = store::config::store_from_config(&metaxy, None, &base)?;
     let ctx = new_context(SessionOptions {
         config: None,
         metaxy,
         graph: Some(Arc::new(graph)),
+        store,
     })?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

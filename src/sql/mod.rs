@@ -2,6 +2,8 @@
 //! results in one of the output formats. The binary's `-c`, `-f` (and later the REPL) and tests all
 //! go through [`run_script`], so formats and errors behave the same everywhere.
 
+pub mod catalog;
+pub mod dml;
 pub mod graph_functions;
 
 use std::io::Write;
@@ -56,8 +58,15 @@ pub fn parse_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<Statement
         .collect())
 }
 
-/// Runs one already-parsed statement and collects its result.
+/// Runs one already-parsed statement and collects its result. Writes to feature tables go
+/// through the store ([`dml`]); everything else is planned by DataFusion.
 pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result<Vec<RecordBatch>> {
+    let state = ctx.state().config().get_extension::<catalog::MetaxyState>();
+    if let Some(state) = state {
+        if let Some(batches) = dml::try_execute(ctx, &state, &statement).await? {
+            return Ok(batches);
+        }
+    }
     let plan = ctx.state().statement_to_plan(statement).await?;
     let df = ctx.execute_logical_plan(plan).await?;
     Ok(df.collect().await?)

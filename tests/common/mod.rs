@@ -97,3 +97,90 @@ pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Cells as text with struct children sorted by name (stores may order them differently).
+pub fn normalized_rows(batches: &[RecordBatch], columns: &[String]) -> Vec<Vec<String>> {
+    use datafusion::arrow::array::{Array, StructArray};
+    fn cell(a: &dyn Array, row: usize, options: &FormatOptions) -> String {
+        if a.is_null(row) {
+            return "NULL".into();
+        }
+        if let Some(s) = a.as_any().downcast_ref::<StructArray>() {
+            let mut parts: Vec<(String, String)> = s
+                .column_names()
+                .iter()
+                .zip(s.columns())
+                .map(|(n, c)| (n.to_string(), cell(c.as_ref(), row, options)))
+                .collect();
+            parts.sort();
+            return format!(
+                "{{{}}}",
+                parts
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        ArrayFormatter::try_new(a, options)
+            .expect("formatter")
+            .value(row)
+            .to_string()
+    }
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let cols: Vec<_> = columns
+            .iter()
+            .map(|c| {
+                batch
+                    .column_by_name(c)
+                    .unwrap_or_else(|| panic!("column {c} missing"))
+                    .clone()
+            })
+            .collect();
+        for r in 0..batch.num_rows() {
+            rows.push(cols.iter().map(|c| cell(c.as_ref(), r, &options)).collect());
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Columns whose values depend on the run, and the reference's internals.
+pub fn compared_columns(schema: &datafusion::arrow::datatypes::Schema) -> Vec<String> {
+    const RUN_DEPENDENT: [&str; 4] = [
+        "metaxy_created_at",
+        "metaxy_updated_at",
+        "metaxy_deleted_at",
+        "metaxy_materialization_id",
+    ];
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| !n.starts_with("__") && !RUN_DEPENDENT.contains(&n.as_str()))
+        .collect()
+}
+
+/// Asserts two results hold the same rows (compared columns of `expected`, any order).
+pub fn assert_same_rows(ours: &[RecordBatch], expected: &[RecordBatch], what: &str) {
+    let Some(first) = expected.first() else {
+        let n: usize = ours.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(n, 0, "{what}: expected no rows");
+        return;
+    };
+    let columns = compared_columns(&first.schema());
+    if let Some(ours_first) = ours.first() {
+        let mut got = compared_columns(&ours_first.schema());
+        let mut want = columns.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{what}: columns");
+    }
+    assert_eq!(
+        normalized_rows(ours, &columns),
+        normalized_rows(expected, &columns),
+        "{what}: rows"
+    );
+}

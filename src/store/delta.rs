@@ -1,0 +1,227 @@
+//! The Delta Lake backend, laid out as metaxy's `DeltaMetadataStore` lays it out:
+//! `<root>/<key parts but last>/<last part>.delta/`, one unpartitioned table per feature,
+//! appended per write. The root is a local path or an object store URL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::SessionContext;
+use datafusion_metaxy_udfs::HashAlgorithm;
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use url::Url;
+
+use super::{feature_path, StoreBackend};
+use crate::error::{MetaxyError, Result};
+use crate::graph::FeatureKey;
+
+/// Feature tables as Delta tables under one root.
+#[derive(Debug, Clone)]
+pub struct DeltaBackend {
+    root: Url,
+    storage_options: HashMap<String, String>,
+}
+
+fn delta_error(what: &str, e: impl std::fmt::Display) -> MetaxyError {
+    MetaxyError::Store(format!("{what}: {e}"))
+}
+
+impl DeltaBackend {
+    /// A backend rooted at a local path (created when missing) or a URL (`s3://…`, `file://…`).
+    /// `storage_options` are delta-rs / object_store options (credentials, endpoint, …).
+    pub fn new(root: &str, storage_options: HashMap<String, String>) -> Result<Self> {
+        let root = deltalake::ensure_table_uri(root)
+            .map_err(|e| delta_error(&format!("invalid store root '{root}'"), e))?;
+        Ok(Self {
+            root,
+            storage_options,
+        })
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// The URL of a feature's Delta table.
+    pub fn table_url(&self, key: &FeatureKey) -> Result<Url> {
+        self.root
+            .join(&format!("{}.delta/", feature_path(key)))
+            .map_err(|e| delta_error(&format!("table location of {key}"), e))
+    }
+
+    /// Opens the feature's table; `None` when it has no commit yet.
+    async fn open(&self, key: &FeatureKey) -> Result<Option<DeltaTable>> {
+        let url = self.table_url(key)?;
+        if url.scheme() == "file" {
+            // Do not create directories just by looking.
+            let log = url
+                .to_file_path()
+                .map_err(|_| delta_error("table location", url.as_str()))?
+                .join("_delta_log");
+            if !log.exists() {
+                return Ok(None);
+            }
+        }
+        let table = DeltaTable::try_from_url_with_storage_options(
+            url.clone(),
+            self.storage_options.clone(),
+        )
+        .await
+        .map_err(|e| delta_error(&format!("opening {url}"), e))?;
+        Ok(table.version().is_some().then_some(table))
+    }
+
+    async fn open_or_new(&self, key: &FeatureKey) -> Result<DeltaTable> {
+        let url = self.table_url(key)?;
+        if url.scheme() == "file" {
+            let path = url
+                .to_file_path()
+                .map_err(|_| delta_error("table location", url.as_str()))?;
+            std::fs::create_dir_all(&path).map_err(|e| MetaxyError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        }
+        DeltaTable::try_from_url_with_storage_options(url.clone(), self.storage_options.clone())
+            .await
+            .map_err(|e| delta_error(&format!("opening {url}"), e))
+    }
+}
+
+#[async_trait]
+impl StoreBackend for DeltaBackend {
+    fn describe(&self) -> String {
+        format!("delta at {}", self.root)
+    }
+
+    fn default_hash_algorithm(&self) -> HashAlgorithm {
+        // metaxy's DeltaMetadataStore._get_default_hash_algorithm
+        HashAlgorithm::Xxhash32
+    }
+
+    async fn exists(&self, key: &FeatureKey) -> Result<bool> {
+        Ok(self.open(key).await?.is_some())
+    }
+
+    async fn scan(&self, key: &FeatureKey) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(table) = self.open(key).await? else {
+            return Ok(None);
+        };
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| delta_error(&format!("scanning {key}"), e))?;
+        Ok(Some(provider))
+    }
+
+    async fn schema(&self, key: &FeatureKey) -> Result<Option<SchemaRef>> {
+        let Some(table) = self.open(key).await? else {
+            return Ok(None);
+        };
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| delta_error(&format!("reading the schema of {key}"), e))?;
+        Ok(Some(provider.schema()))
+    }
+
+    async fn append(
+        &self,
+        key: &FeatureKey,
+        _schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<()> {
+        let table = self.open_or_new(key).await?;
+        // One Delta commit: all rows or none. delta-rs retries commits that race with other
+        // appends (blind appends never conflict).
+        table
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .await
+            .map_err(|e| delta_error(&format!("appending to {key}"), e))?;
+        Ok(())
+    }
+
+    async fn delete(
+        &self,
+        key: &FeatureKey,
+        predicate: Expr,
+        _ctx: &SessionContext,
+    ) -> Result<u64> {
+        let Some(table) = self.open(key).await? else {
+            return Ok(0);
+        };
+        let (_, metrics) = table
+            .delete()
+            .with_predicate(predicate)
+            .await
+            .map_err(|e| delta_error(&format!("deleting from {key}"), e))?;
+        Ok(metrics.num_deleted_rows.unwrap_or_default() as u64)
+    }
+
+    async fn drop_table(&self, key: &FeatureKey) -> Result<()> {
+        let url = self.table_url(key)?;
+        if url.scheme() != "file" {
+            return Err(MetaxyError::Store(format!(
+                "dropping tables is only supported for local stores, not {url}"
+            )));
+        }
+        let path = url
+            .to_file_path()
+            .map_err(|_| delta_error("table location", url.as_str()))?;
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|e| MetaxyError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<FeatureKey>> {
+        if self.root.scheme() != "file" {
+            return Err(MetaxyError::Store(format!(
+                "listing features is only supported for local stores, not {}",
+                self.root
+            )));
+        }
+        let root = self
+            .root
+            .to_file_path()
+            .map_err(|_| delta_error("store root", self.root.as_str()))?;
+        let mut out = Vec::new();
+        let mut stack = vec![(root, Vec::<String>::new())];
+        while let Some((dir, parts)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if !path.is_dir() {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().to_string();
+                let mut child = parts.clone();
+                if let Some(last) = name.strip_suffix(".delta") {
+                    if path.join("_delta_log").is_dir() {
+                        child.push(last.to_string());
+                        if let Ok(key) = FeatureKey::parse(&child.join("/")) {
+                            out.push(key);
+                        }
+                    }
+                } else {
+                    child.push(name);
+                    stack.push((path, child));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}

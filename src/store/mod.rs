@@ -1,0 +1,281 @@
+//! Metadata stores: one append-only table per feature, with metaxy's semantics (system columns on
+//! write, merge-on-read, soft and hard deletes, fallback stores) over a small backend trait with
+//! two implementations: [`memory::MemoryBackend`] and [`delta::DeltaBackend`] (the layout the
+//! Python metaxy's Delta store writes, so both can share a store).
+
+pub mod config;
+pub mod delta;
+pub mod memory;
+mod read;
+mod write;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::Column;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion_metaxy_udfs::HashAlgorithm;
+
+pub use read::ReadOptions;
+
+/// The logical plan of a read (for table providers).
+pub async fn read_plan(
+    store: &MetadataStore,
+    graph: &FeatureGraph,
+    key: &FeatureKey,
+    options: &ReadOptions,
+) -> Result<datafusion::logical_expr::LogicalPlan> {
+    read::plan(store, graph, key, options).await
+}
+
+use crate::error::{MetaxyError, Result};
+use crate::graph::{FeatureGraph, FeatureKey};
+
+/// Column names of metaxy's system columns.
+pub mod columns {
+    /// Struct of per-field provenance hashes.
+    pub const PROVENANCE_BY_FIELD: &str = "metaxy_provenance_by_field";
+    /// Feature version of the row.
+    pub const FEATURE_VERSION: &str = "metaxy_feature_version";
+    /// Project version of the row.
+    pub const PROJECT_VERSION: &str = "metaxy_project_version";
+    /// Hash of the provenance struct.
+    pub const PROVENANCE: &str = "metaxy_provenance";
+    /// When the row was first written.
+    pub const CREATED_AT: &str = "metaxy_created_at";
+    /// When the sample's data last changed.
+    pub const UPDATED_AT: &str = "metaxy_updated_at";
+    /// Set on soft-delete tombstones.
+    pub const DELETED_AT: &str = "metaxy_deleted_at";
+    /// External orchestration run id.
+    pub const MATERIALIZATION_ID: &str = "metaxy_materialization_id";
+    /// Struct of per-field data versions (default: the provenance).
+    pub const DATA_VERSION_BY_FIELD: &str = "metaxy_data_version_by_field";
+    /// Hash of the data version struct.
+    pub const DATA_VERSION: &str = "metaxy_data_version";
+    /// The order metaxy's Delta store writes them in, after the user columns.
+    pub const ALL: [&str; 10] = [
+        PROVENANCE_BY_FIELD,
+        FEATURE_VERSION,
+        PROJECT_VERSION,
+        PROVENANCE,
+        CREATED_AT,
+        UPDATED_AT,
+        DELETED_AT,
+        MATERIALIZATION_ID,
+        DATA_VERSION_BY_FIELD,
+        DATA_VERSION,
+    ];
+}
+
+/// Where feature tables physically live. Backends store whole Arrow batches per feature and
+/// know nothing of metaxy's rules.
+#[async_trait]
+pub trait StoreBackend: Debug + Send + Sync {
+    /// A short description for messages (`memory`, `delta at file:///…`).
+    fn describe(&self) -> String;
+    /// metaxy's default hash algorithm for this kind of store.
+    fn default_hash_algorithm(&self) -> HashAlgorithm;
+    /// Whether the feature's table exists.
+    async fn exists(&self, key: &FeatureKey) -> Result<bool>;
+    /// Every stored row of the feature (`None` when the table does not exist).
+    async fn scan(&self, key: &FeatureKey) -> Result<Option<Arc<dyn TableProvider>>>;
+    /// The stored schema (`None` when the table does not exist).
+    async fn schema(&self, key: &FeatureKey) -> Result<Option<SchemaRef>>;
+    /// Appends rows atomically: all of them or none.
+    async fn append(
+        &self,
+        key: &FeatureKey,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<()>;
+    /// Physically removes the rows matching `predicate`; returns how many.
+    async fn delete(&self, key: &FeatureKey, predicate: Expr, ctx: &SessionContext) -> Result<u64>;
+    /// Removes the feature's table.
+    async fn drop_table(&self, key: &FeatureKey) -> Result<()>;
+    /// Features with a table.
+    async fn list(&self) -> Result<Vec<FeatureKey>>;
+}
+
+/// A metaxy metadata store: a backend, its hash algorithm, and fallback stores to read features
+/// it does not have.
+#[derive(Debug, Clone)]
+pub struct MetadataStore {
+    /// The store's name (from the configuration).
+    pub name: String,
+    backend: Arc<dyn StoreBackend>,
+    hash_algorithm: HashAlgorithm,
+    fallbacks: Vec<Arc<MetadataStore>>,
+    materialization_id: Option<String>,
+}
+
+impl MetadataStore {
+    /// A store over a backend with the backend's default hash algorithm.
+    pub fn new(name: impl Into<String>, backend: Arc<dyn StoreBackend>) -> Self {
+        let hash_algorithm = backend.default_hash_algorithm();
+        Self {
+            name: name.into(),
+            backend,
+            hash_algorithm,
+            fallbacks: Vec::new(),
+            materialization_id: None,
+        }
+    }
+
+    /// An in-memory store (the embedded default).
+    pub fn in_memory() -> Self {
+        Self::new("memory", Arc::new(memory::MemoryBackend::default()))
+    }
+
+    /// Sets the hash algorithm (metaxy's `hash_algorithm` store option).
+    pub fn with_hash_algorithm(mut self, algorithm: HashAlgorithm) -> Self {
+        self.hash_algorithm = algorithm;
+        self
+    }
+
+    /// Adds a fallback store; fallbacks are tried in order, each with its own fallbacks.
+    pub fn with_fallback(mut self, store: Arc<MetadataStore>) -> Result<Self> {
+        if store.hash_algorithm != self.hash_algorithm {
+            return Err(MetaxyError::Config(format!(
+                "fallback store '{}' uses hash_algorithm='{}' but store '{}' uses '{}'. All \
+                 stores in a fallback chain must use the same hash algorithm.",
+                store.name, store.hash_algorithm, self.name, self.hash_algorithm
+            )));
+        }
+        self.fallbacks.push(store);
+        Ok(self)
+    }
+
+    /// Sets the materialization id written with every row.
+    pub fn with_materialization_id(mut self, id: impl Into<String>) -> Self {
+        self.materialization_id = Some(id.into());
+        self
+    }
+
+    /// The hash algorithm of sample provenance.
+    pub fn hash_algorithm(&self) -> HashAlgorithm {
+        self.hash_algorithm
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn StoreBackend> {
+        &self.backend
+    }
+
+    /// Whether this store (not its fallbacks) has the feature.
+    pub async fn has_feature(&self, key: &FeatureKey) -> Result<bool> {
+        self.backend.exists(key).await
+    }
+
+    /// Features with a table in this store (not its fallbacks).
+    pub async fn list_features(&self) -> Result<Vec<FeatureKey>> {
+        self.backend.list().await
+    }
+
+    /// Drops the feature's table in this store.
+    pub async fn drop_feature(&self, key: &FeatureKey) -> Result<()> {
+        self.backend.drop_table(key).await
+    }
+
+    /// The store holding the feature: this one, or else the first fallback (depth first) that
+    /// has it, with a warning. A feature is never read from two stores.
+    pub async fn resolve(&self, key: &FeatureKey) -> Result<Option<&MetadataStore>> {
+        if self.backend.exists(key).await? {
+            return Ok(Some(self));
+        }
+        for fallback in &self.fallbacks {
+            if let Some(store) = Box::pin(fallback.resolve(key)).await? {
+                log::warn!(
+                    "feature {key} is not in store '{}'; reading it from fallback store '{}'",
+                    self.name,
+                    store.name
+                );
+                eprintln!(
+                    "warning: feature {key} is not in store '{}'; reading it from fallback store '{}'",
+                    self.name, store.name
+                );
+                return Ok(Some(store));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Appends rows for a feature, adding metaxy's system columns (see the README). Columns
+    /// match by name; nothing is written when any row or column is invalid. Returns the number
+    /// of rows written.
+    pub async fn write(
+        &self,
+        graph: &FeatureGraph,
+        key: &FeatureKey,
+        data: DataFrame,
+    ) -> Result<u64> {
+        write::write(self, graph, key, data, write::WriteMode::Normal).await
+    }
+
+    /// The feature's rows: by default the current view (current feature version, latest row per
+    /// sample, soft-deleted samples hidden). Reads from a fallback store when this one lacks
+    /// the feature.
+    pub async fn read(
+        &self,
+        ctx: &SessionContext,
+        graph: &FeatureGraph,
+        key: &FeatureKey,
+        options: &ReadOptions,
+    ) -> Result<DataFrame> {
+        read::read(self, ctx, graph, key, options).await
+    }
+
+    /// Soft-deletes the current rows matching `predicate` by appending tombstones with
+    /// `metaxy_deleted_at` set. Returns how many samples were deleted.
+    pub async fn soft_delete(
+        &self,
+        ctx: &SessionContext,
+        graph: &FeatureGraph,
+        key: &FeatureKey,
+        predicate: Expr,
+    ) -> Result<u64> {
+        let current = read::read_own(self, ctx, graph, key, &ReadOptions::default()).await?;
+        let Some(current) = current else {
+            return Ok(0);
+        };
+        let matching = current.filter(predicate)?;
+        write::write(self, graph, key, matching, write::WriteMode::SoftDelete).await
+    }
+
+    /// Physically removes every stored row (all versions) matching `predicate`.
+    pub async fn hard_delete(
+        &self,
+        ctx: &SessionContext,
+        key: &FeatureKey,
+        predicate: Expr,
+    ) -> Result<u64> {
+        if !self.backend.exists(key).await? {
+            return Ok(0);
+        }
+        // Backends evaluate against the stored table itself: drop any table qualifier.
+        let predicate = predicate
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) if c.relation.is_some() => {
+                        Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+                    }
+                    other => Transformed::no(other),
+                })
+            })?
+            .data;
+        self.backend.delete(key, predicate, ctx).await
+    }
+}
+
+/// The relative path of a feature's table under a store root: `<parts but last>/<last>` — each
+/// part already validated by [`FeatureKey`] (lowercase letters, digits, `_`, `-`; never `.`,
+/// `..` or `/`), so no key can address a path outside the root.
+pub fn feature_path(key: &FeatureKey) -> String {
+    key.parts().join("/")
+}

@@ -1,0 +1,344 @@
+//! Writing rows for a feature as metaxy's `MetadataStore.write` does: validate the frame, add
+//! the system columns (versions from the graph, provenance hashed with the hash UDFs, timestamps,
+//! default data versions), line the columns up with the stored table by name, append.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::functions::core::expr_fn::{coalesce, get_field, named_struct};
+use datafusion::functions::string::expr_fn::concat_ws;
+use datafusion::logical_expr::{cast, col, lit, when, Expr};
+use datafusion::prelude::DataFrame;
+use datafusion_metaxy_udfs::functions::metaxy_hash;
+
+use super::columns::*;
+use super::MetadataStore;
+use crate::error::{MetaxyError, Result};
+use crate::graph::{FeatureGraph, FeatureKey};
+
+/// Why rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteMode {
+    /// A user write: new timestamps.
+    Normal,
+    /// Tombstones of current rows: `metaxy_deleted_at` set, the other timestamps kept.
+    SoftDelete,
+}
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn is_string(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// The hash of a provenance-like struct: its fields in struct-key order joined with `|`, hashed
+/// and truncated; NULL when any field is NULL (Polars' `concat_str`).
+pub(crate) fn struct_hash(
+    struct_col: Expr,
+    struct_keys: &[String],
+    store: &MetadataStore,
+    truncate: usize,
+) -> Expr {
+    let mut keys = struct_keys.to_vec();
+    keys.sort();
+    let parts: Vec<Expr> = keys
+        .iter()
+        .map(|k| get_field(struct_col.clone(), k.as_str()))
+        .collect();
+    let any_null = parts
+        .iter()
+        .map(|p| p.clone().is_null())
+        .reduce(Expr::or)
+        .unwrap_or(lit(false));
+    let hash = metaxy_hash(
+        concat_ws(lit("|"), parts),
+        store.hash_algorithm(),
+        Some(truncate),
+    );
+    when(any_null, lit(ScalarValue::Utf8(None)))
+        .otherwise(hash)
+        .expect("CASE with a WHEN")
+}
+
+/// A struct rebuilt with exactly `keys` (in this order) as Utf8 children.
+fn rebuild_struct(source: Expr, keys: &[String]) -> Expr {
+    let args = keys
+        .iter()
+        .flat_map(|k| {
+            [
+                lit(k.as_str()),
+                cast(get_field(source.clone(), k.as_str()), DataType::Utf8),
+            ]
+        })
+        .collect();
+    named_struct(args)
+}
+
+pub(crate) async fn write(
+    store: &MetadataStore,
+    graph: &FeatureGraph,
+    key: &FeatureKey,
+    data: DataFrame,
+    mode: WriteMode,
+) -> Result<u64> {
+    let feature = graph.feature(key)?;
+    let spec = feature.spec();
+    let invalid = |message: String| MetaxyError::InvalidData {
+        feature: key.to_string(),
+        message,
+    };
+    let input = data.schema().clone();
+    let has = |name: &str| input.index_of_column_by_name(None, name).is_some();
+    let field_of = |name: &str| input.field_with_unqualified_name(name).ok().cloned();
+
+    for id in &spec.id_columns {
+        if !has(id) {
+            return Err(invalid(format!("id column '{id}' is missing")));
+        }
+    }
+    let mut struct_keys: Vec<String> = spec.fields.iter().map(|f| f.key.struct_key()).collect();
+    let check_struct = |name: &str| -> Result<()> {
+        let Some(field) = field_of(name) else {
+            return Ok(());
+        };
+        let DataType::Struct(children) = field.data_type() else {
+            return Err(invalid(format!(
+                "column '{name}' must be a struct of the feature's fields ({}), got {}",
+                struct_keys.join(", "),
+                field.data_type()
+            )));
+        };
+        let mut got: Vec<&str> = children.iter().map(|c| c.name().as_str()).collect();
+        got.sort();
+        let mut want: Vec<&str> = struct_keys.iter().map(String::as_str).collect();
+        want.sort();
+        if got != want {
+            return Err(invalid(format!(
+                "column '{name}' has fields [{}] but the feature's fields are [{}]",
+                got.join(", "),
+                want.join(", ")
+            )));
+        }
+        if let Some(bad) = children.iter().find(|c| !is_string(c.data_type())) {
+            return Err(invalid(format!(
+                "field '{}' of column '{name}' must be a string, got {}",
+                bad.name(),
+                bad.data_type()
+            )));
+        }
+        Ok(())
+    };
+    if !has(PROVENANCE_BY_FIELD) {
+        return Err(invalid(format!(
+            "column '{PROVENANCE_BY_FIELD}' is missing; it should come from resolve_update (or \
+             hold the root feature's field versions)"
+        )));
+    }
+    check_struct(PROVENANCE_BY_FIELD)?;
+    check_struct(DATA_VERSION_BY_FIELD)?;
+    for name in [
+        PROVENANCE,
+        DATA_VERSION,
+        MATERIALIZATION_ID,
+        FEATURE_VERSION,
+        PROJECT_VERSION,
+    ] {
+        if let Some(f) = field_of(name) {
+            if !is_string(f.data_type()) && f.data_type() != &DataType::Null {
+                return Err(invalid(format!(
+                    "column '{name}' must be a string, got {}",
+                    f.data_type()
+                )));
+            }
+        }
+    }
+    for name in [CREATED_AT, UPDATED_AT, DELETED_AT] {
+        if let Some(f) = field_of(name) {
+            if !matches!(f.data_type(), DataType::Timestamp(_, _) | DataType::Null) {
+                return Err(invalid(format!(
+                    "column '{name}' must be a timestamp, got {}",
+                    f.data_type()
+                )));
+            }
+        }
+    }
+
+    // The stored table decides struct child order and column order; a new table takes the
+    // feature's field order and the user's columns.
+    let stored = store.backend.schema(key).await?;
+    if let Some(stored) = &stored {
+        if let Ok(f) = stored.field_with_name(PROVENANCE_BY_FIELD) {
+            if let DataType::Struct(children) = f.data_type() {
+                let stored_keys: Vec<String> = children.iter().map(|c| c.name().clone()).collect();
+                let mut a = stored_keys.clone();
+                a.sort();
+                let mut b = struct_keys.clone();
+                b.sort();
+                if a == b {
+                    struct_keys = stored_keys;
+                }
+            }
+        }
+    }
+
+    let truncate = graph.hash_truncation_length();
+    let now = ScalarValue::TimestampMicrosecond(
+        Some(chrono::Utc::now().timestamp_micros()),
+        Some("UTC".into()),
+    );
+    let null_ts = ScalarValue::TimestampMicrosecond(None, Some("UTC".into()));
+    let pbf = rebuild_struct(col(PROVENANCE_BY_FIELD), &struct_keys);
+    let provenance = if has(PROVENANCE) {
+        cast(col(PROVENANCE), DataType::Utf8)
+    } else {
+        struct_hash(pbf.clone(), &struct_keys, store, truncate)
+    };
+    let ts_or = |name: &str, default: ScalarValue| {
+        if has(name) {
+            cast(col(name), utc_micros())
+        } else {
+            lit(default)
+        }
+    };
+    let (created, updated, deleted) = match mode {
+        WriteMode::Normal => (
+            ts_or(CREATED_AT, now.clone()),
+            lit(now.clone()),
+            ts_or(DELETED_AT, null_ts.clone()),
+        ),
+        WriteMode::SoftDelete => (
+            ts_or(CREATED_AT, now.clone()),
+            ts_or(UPDATED_AT, now.clone()),
+            lit(now.clone()),
+        ),
+    };
+    let (dvbf, dv) = if has(DATA_VERSION_BY_FIELD) {
+        let dvbf = coalesce(vec![
+            rebuild_struct(col(DATA_VERSION_BY_FIELD), &struct_keys),
+            pbf.clone(),
+        ]);
+        let dv = if has(DATA_VERSION) {
+            coalesce(vec![
+                cast(col(DATA_VERSION), DataType::Utf8),
+                provenance.clone(),
+            ])
+        } else {
+            struct_hash(dvbf.clone(), &struct_keys, store, truncate)
+        };
+        (dvbf, dv)
+    } else {
+        (pbf.clone(), provenance.clone())
+    };
+    let project_version = graph.project_version(&feature.definition.project);
+    let system: Vec<(&str, Expr)> = vec![
+        (PROVENANCE_BY_FIELD, pbf),
+        (
+            FEATURE_VERSION,
+            lit(feature.versions.feature_version.clone()),
+        ),
+        (PROJECT_VERSION, lit(project_version)),
+        (PROVENANCE, provenance),
+        (CREATED_AT, created),
+        (UPDATED_AT, updated),
+        (DELETED_AT, deleted),
+        (
+            MATERIALIZATION_ID,
+            lit(ScalarValue::Utf8(store.materialization_id.clone())),
+        ),
+        (DATA_VERSION_BY_FIELD, dvbf),
+        (DATA_VERSION, dv),
+    ];
+    let user: Vec<String> = input
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| !ALL.contains(&n.as_str()))
+        .collect();
+    let mut exprs: Vec<Expr> = user.iter().map(|n| col(n.as_str())).collect();
+    exprs.extend(system.into_iter().map(|(name, e)| e.alias(name)));
+    let mut prepared = data.select(exprs)?;
+
+    // Line up with the stored table by name, casting to its types.
+    if let Some(stored) = &stored {
+        let ours: Vec<String> = prepared
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        if let Some(extra) = ours.iter().find(|n| stored.field_with_name(n).is_err()) {
+            return Err(invalid(format!(
+                "column '{extra}' is not in the stored table (its columns: {})",
+                stored
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        if let Some(missing) = stored.fields().iter().find(|f| !ours.contains(f.name())) {
+            return Err(invalid(format!(
+                "column '{}' of the stored table is missing",
+                missing.name()
+            )));
+        }
+        let exprs: Vec<Expr> = stored
+            .fields()
+            .iter()
+            .map(|f| cast(col(f.name().as_str()), f.data_type().clone()).alias(f.name()))
+            .collect();
+        prepared = prepared.select(exprs)?;
+    }
+    let batches = prepared.collect().await?;
+    let schema: SchemaRef = match &stored {
+        Some(s) => s.clone(),
+        None => nullable(
+            batches
+                .first()
+                .map(|b| b.schema())
+                .unwrap_or_else(|| Arc::new(Schema::empty())),
+        ),
+    };
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows == 0 {
+        return Ok(0);
+    }
+    let batches = batches
+        .into_iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(schema.clone(), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    store.backend.append(key, schema, batches).await?;
+    Ok(rows as u64)
+}
+
+/// The schema with every field (and struct child) nullable, as metaxy's Delta tables have it.
+fn nullable(schema: SchemaRef) -> SchemaRef {
+    fn field(f: &Field) -> Field {
+        let dt = match f.data_type() {
+            DataType::Struct(children) => DataType::Struct(Fields::from(
+                children.iter().map(|c| field(c)).collect::<Vec<_>>(),
+            )),
+            other => other.clone(),
+        };
+        Field::new(f.name(), dt, true)
+    }
+    Arc::new(Schema::new(
+        schema.fields().iter().map(|f| field(f)).collect::<Vec<_>>(),
+    ))
+}
