@@ -172,3 +172,219 @@ async fn reads_stores_written_by_metaxy() {
     }
     assert!(compared >= 10, "only {compared} stores compared");
 }
+
+/// A store written here is read by metaxy 0.1.11 with the same rows, and metaxy's own
+/// resolve_update on it gives what it gave on the store it wrote itself.
+#[tokio::test]
+async fn metaxy_reads_a_store_written_here() {
+    let Some(python) = crate::common::reference_python() else {
+        return;
+    };
+    let ctx = SessionContext::new();
+    for name in ["simple_xxhash64", "simple_xxhash32", "simple_md5"] {
+        let case = crate::common::conformance_dir().join(name);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let backend = DeltaBackend::new(root.to_str().unwrap(), Default::default()).unwrap();
+        replay(&case, MetadataStore::new("dev", Arc::new(backend.clone()))).await;
+        let spec = read_json(&case.join("case.json"));
+        let lock = case.join(spec["definitions"].as_str().unwrap());
+        let features = ["bench/simple_root", "bench/simple_leaf"];
+        let status = std::process::Command::new(&python)
+            .arg(crate::common::repo_root().join("tests/python/metaxy_read_store.py"))
+            .arg(&root)
+            .arg(&lock)
+            .arg(spec["hash_truncation_length"].to_string())
+            .arg(spec["hash_algorithm"].as_str().unwrap())
+            .arg(spec["project"].as_str().unwrap())
+            .arg(dir.path())
+            .arg("bench/simple_leaf")
+            .args(features)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name}: metaxy could not read the store");
+        let graph = case_graph(&case, spec["definitions"].as_str().unwrap());
+        let store = MetadataStore::new("dev", Arc::new(backend));
+        for f in features {
+            let key = FeatureKey::parse(f).unwrap();
+            let ours = store
+                .read(&ctx, &graph, &key, &ReadOptions::default())
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let theirs = parquet(
+                &ctx,
+                &dir.path().join(format!("{}.parquet", key.table_name())),
+            )
+            .await
+            .collect()
+            .await
+            .unwrap();
+            assert_same_rows(&theirs, &ours, &format!("{name}: metaxy's read of {f}"));
+        }
+        // The reference's last resolve_update of the leaf, on its own store.
+        let last_resolve = spec["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|s| s["op"] == "resolve_update")
+            .unwrap();
+        for part in ["new", "stale", "orphaned"] {
+            let theirs = parquet(&ctx, &dir.path().join(format!("resolve_{part}.parquet")))
+                .await
+                .collect()
+                .await
+                .unwrap();
+            let expected = parquet(
+                &ctx,
+                &case.join(last_resolve["expect"][part].as_str().unwrap()),
+            )
+            .await
+            .collect()
+            .await
+            .unwrap();
+            assert_same_rows(
+                &theirs,
+                &expected,
+                &format!("{name}: metaxy's resolve_update {part}"),
+            );
+        }
+    }
+}
+
+/// 4 processes × 25 appends each to one Delta table: every row lands.
+#[test]
+fn concurrent_appends_from_several_processes_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("metaxy.toml");
+    std::fs::write(
+        &config,
+        "project = \"conformance\"\nstore = \"dev\"\n[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n",
+    )
+    .unwrap();
+    let features = crate::common::repo_root().join("tests/data/video.toml");
+    let children: Vec<_> = (0..4)
+        .map(|p| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_metaxy-sql"));
+            cmd.arg("--config").arg(&config).arg("--features").arg(&features);
+            for i in 0..25 {
+                cmd.arg("-c").arg(format!(
+                    "INSERT INTO example__video SELECT {} AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field",
+                    p * 100 + i
+                ));
+            }
+            cmd.stdout(std::process::Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a writer failed");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_metaxy-sql"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--features")
+        .arg(&features)
+        .args([
+            "-c",
+            "SELECT count(*) AS n, count(DISTINCT video_id) AS ids FROM example__video",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n,ids\n100,100\n");
+    let log = dir.path().join("store/example/video.delta/_delta_log");
+    let commits = std::fs::read_dir(log)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert_eq!(commits, 100);
+}
+
+/// Rejected writes leave a Delta table exactly as it was.
+#[tokio::test]
+async fn rejected_writes_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let store = MetadataStore::new("dev", Arc::new(backend));
+    let graph = datafusion_metaxy::graph::definitions::load(
+        &std::fs::read_to_string(crate::common::repo_root().join("tests/data/video.toml")).unwrap(),
+        "video.toml",
+        8,
+    )
+    .unwrap();
+    let ctx = SessionContext::new();
+    let key = FeatureKey::parse("example/video").unwrap();
+    let good = ctx
+        .sql("SELECT 1 AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field")
+        .await
+        .unwrap();
+    assert_eq!(store.write(&graph, &key, good).await.unwrap(), 1);
+    let snapshot = |store: MetadataStore| {
+        let ctx = ctx.clone();
+        let graph = graph.clone();
+        let key = key.clone();
+        async move {
+            let options = ReadOptions {
+                all_feature_versions: true,
+                history: true,
+                include_deleted: true,
+            };
+            let batches = store
+                .read(&ctx, &graph, &key, &options)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            crate::common::batches_to_rows(&batches)
+        }
+    };
+    let before = snapshot(store.clone()).await;
+    let bad = [
+        ("SELECT 2 AS video_id", "'metaxy_provenance_by_field' is missing"),
+        ("SELECT 2 AS video_id, named_struct('audio', 'a') AS metaxy_provenance_by_field", "has fields [audio]"),
+        ("SELECT 2 AS video_id, named_struct('audio', 'a', 'frames', 'f', 'x', 'y') AS metaxy_provenance_by_field", "has fields [audio, frames, x]"),
+        ("SELECT named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "id column 'video_id' is missing"),
+        ("SELECT 2 AS video_id, 1 AS extra, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "column 'extra' is not in the stored table"),
+        ("SELECT 2 AS video_id, 5 AS metaxy_provenance, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "column 'metaxy_provenance' must be a string"),
+        ("SELECT 'x' AS metaxy_created_at, 2 AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "column 'metaxy_created_at' must be a timestamp"),
+        ("SELECT 'not a number' AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "Cannot cast"),
+    ];
+    for (sql, message) in bad {
+        let data = ctx.sql(sql).await.unwrap();
+        let err = store
+            .write(&graph, &key, data)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{sql}: {err}");
+        assert_eq!(
+            snapshot(store.clone()).await,
+            before,
+            "{sql} changed the table"
+        );
+    }
+    // An unknown feature is named.
+    let data = ctx.sql("SELECT 1 AS id").await.unwrap();
+    let err = store
+        .write(&graph, &FeatureKey::parse("example/nope").unwrap(), data)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown feature 'example/nope'"), "{err}");
+}

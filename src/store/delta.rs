@@ -13,7 +13,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 use datafusion_metaxy_udfs::HashAlgorithm;
 use deltalake::protocol::SaveMode;
-use deltalake::DeltaTable;
+use deltalake::{DeltaTable, DeltaTableError};
 use url::Url;
 
 use super::{feature_path, StoreBackend};
@@ -137,15 +137,30 @@ impl StoreBackend for DeltaBackend {
         _schema: SchemaRef,
         batches: Vec<RecordBatch>,
     ) -> Result<()> {
-        let table = self.open_or_new(key).await?;
-        // One Delta commit: all rows or none. delta-rs retries commits that race with other
-        // appends (blind appends never conflict).
-        table
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .await
-            .map_err(|e| delta_error(&format!("appending to {key}"), e))?;
-        Ok(())
+        // One Delta commit: all rows or none. delta-rs retries appends that race with other
+        // appends; writers racing to create the table conflict, so the losers retry against
+        // the table the winner created.
+        const ATTEMPTS: u64 = 20;
+        let mut attempt = 0;
+        loop {
+            let table = self.open_or_new(key).await?;
+            match table
+                .write(batches.clone())
+                .with_save_mode(SaveMode::Append)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(
+                    DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_),
+                ) if attempt + 1 < ATTEMPTS => {
+                    attempt += 1;
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 50;
+                    tokio::time::sleep(std::time::Duration::from_millis(attempt * 20 + jitter))
+                        .await;
+                }
+                Err(e) => return Err(delta_error(&format!("appending to {key}"), e)),
+            }
+        }
     }
 
     async fn delete(
