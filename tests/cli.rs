@@ -173,3 +173,31 @@ fn features_and_config_flags_load_a_graph() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.lock"));
 }
+
+#[test]
+fn a_pushed_store_gives_the_graph_without_definition_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("metaxy.toml");
+    let root = crate::common::repo_root().join("tests/data/pushed_store");
+    std::fs::write(
+        &config,
+        format!(
+            "project = \"conformance\"\n[stores.dev]\ntype = \"metaxy.ext.polars.handlers.delta.DeltaMetadataStore\"\n[stores.dev.config]\nroot_path = \"{}\"\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let o = metaxy_sql(&[
+        "--config",
+        config.to_str().unwrap(),
+        "-c",
+        "SELECT feature_key, feature_version FROM metaxy_features() ORDER BY feature_key",
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o),
+        "feature_key,feature_version\nexample/crop,34d75856\nexample/face_detection,f1526ee0\nexample/stt,d953dea4\nexample/video,c2ac395f\n"
+    );
+}

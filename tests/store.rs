@@ -388,3 +388,43 @@ async fn rejected_writes_change_nothing() {
         .to_string();
     assert!(err.contains("unknown feature 'example/nope'"), "{err}");
 }
+
+/// A store that the real `metaxy push` wrote is enough to get its graph.
+#[tokio::test]
+async fn graph_from_a_store_metaxy_pushed_to() {
+    let root = crate::common::repo_root().join("tests/data/pushed_store");
+    let backend = DeltaBackend::new(root.to_str().unwrap(), Default::default()).unwrap();
+    let store = MetadataStore::new("pushed", Arc::new(backend));
+    let ctx = SessionContext::new();
+    let graph = store
+        .pushed_graph(&ctx, Some("conformance"), 8)
+        .await
+        .unwrap()
+        .expect("a system table");
+    let expected = read_json(
+        &crate::common::repo_root()
+            .join("tests/conformance/video_field_lineage/expected/versions.json"),
+    );
+    assert_eq!(graph.len(), 4);
+    for (key, want) in expected["features"].as_object().unwrap() {
+        let f = graph.find(key).unwrap();
+        assert_eq!(
+            f.versions.feature_version,
+            want["feature_version"].as_str().unwrap()
+        );
+        assert_eq!(
+            f.versions.definition_version,
+            want["definition_version"].as_str().unwrap()
+        );
+    }
+    assert_eq!(
+        graph.project_version("conformance"),
+        expected["project_version"].as_str().unwrap()
+    );
+    // A memory store has no system table.
+    assert!(MetadataStore::in_memory()
+        .pushed_graph(&ctx, None, 8)
+        .await
+        .unwrap()
+        .is_none());
+}

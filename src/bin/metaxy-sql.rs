@@ -52,7 +52,6 @@ async fn run(args: Args) -> Result<(), MetaxyError> {
         Some(path) => MetaxyConfig::load(path)?,
         None => MetaxyConfig::default(),
     };
-    let graph = graph::load_files(&args.features, &metaxy)?;
     let base = args
         .config
         .as_deref()
@@ -60,6 +59,21 @@ async fn run(args: Args) -> Result<(), MetaxyError> {
         .map(|p| p.to_path_buf())
         .unwrap_or_default();
     let store = store::config::store_from_config(&metaxy, None, &base)?;
+    // Without definition files, the graph is the one `metaxy push` stored in the store.
+    let graph = match (&store, args.features.is_empty()) {
+        (Some(store), true) => {
+            let scratch = datafusion::prelude::SessionContext::new();
+            store
+                .pushed_graph(
+                    &scratch,
+                    metaxy.project.as_deref(),
+                    metaxy.hash_truncation_length,
+                )
+                .await?
+                .unwrap_or_else(graph::FeatureGraph::empty)
+        }
+        _ => graph::load_files(&args.features, &metaxy)?,
+    };
     let ctx = new_context(SessionOptions {
         config: None,
         metaxy,
