@@ -480,3 +480,24 @@ fn system_table_rows_round_trip_with_metaxy_push() {
         }
     }
 }
+
+#[test]
+fn keys_cannot_address_paths_outside_a_store() {
+    for bad in [
+        "../etc",
+        "a/../b",
+        "a/./b",
+        "/abs",
+        "a/b/",
+        "a\\b",
+        "a/.hidden",
+        "A/b",
+    ] {
+        assert!(FeatureKey::parse(bad).is_err(), "{bad} was accepted");
+    }
+    let key = FeatureKey::parse("metaxy-system/feature_versions").unwrap();
+    assert_eq!(
+        datafusion_metaxy::store::feature_path(&key),
+        "metaxy-system/feature_versions"
+    );
+}

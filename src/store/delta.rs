@@ -1,6 +1,8 @@
 //! The Delta Lake backend, laid out as metaxy's `DeltaMetadataStore` lays it out:
 //! `<root>/<key parts but last>/<last part>.delta/`, one unpartitioned table per feature,
-//! appended per write. The root is a local path or an object store URL.
+//! appended per write. The root is a local path or an object store URL (`s3://`, `s3a://`,
+//! `gs://`, `az://`, `abfss://`, … with credentials from the environment or `storage_options`,
+//! as delta-rs reads them).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use datafusion::prelude::SessionContext;
 use datafusion_metaxy_udfs::HashAlgorithm;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
 use url::Url;
 
 use super::{feature_path, StoreBackend};
@@ -35,6 +39,12 @@ impl DeltaBackend {
     /// A backend rooted at a local path (created when missing) or a URL (`s3://…`, `file://…`).
     /// `storage_options` are delta-rs / object_store options (credentials, endpoint, …).
     pub fn new(root: &str, storage_options: HashMap<String, String>) -> Result<Self> {
+        static CLOUD_HANDLERS: std::sync::Once = std::sync::Once::new();
+        CLOUD_HANDLERS.call_once(|| {
+            deltalake::aws::register_handlers(None);
+            deltalake::gcp::register_handlers(None);
+            deltalake::azure::register_handlers(None);
+        });
         let root = deltalake::ensure_table_uri(root)
             .map_err(|e| delta_error(&format!("invalid store root '{root}'"), e))?;
         Ok(Self {
@@ -53,6 +63,17 @@ impl DeltaBackend {
         self.root
             .join(&format!("{}.delta/", feature_path(key)))
             .map_err(|e| delta_error(&format!("table location of {key}"), e))
+    }
+
+    /// The object store at the root (for listing and dropping on remote stores).
+    fn root_store(&self) -> Result<Arc<dyn object_store::ObjectStore>> {
+        let log_store = deltalake::DeltaTableBuilder::from_url(self.root.clone())
+            .and_then(|b| {
+                b.with_storage_options(self.storage_options.clone())
+                    .build_storage()
+            })
+            .map_err(|e| delta_error(&format!("object store of {}", self.root), e))?;
+        Ok(log_store.root_object_store(None))
     }
 
     /// Opens the feature's table; `None` when it has no commit yet.
@@ -183,9 +204,23 @@ impl StoreBackend for DeltaBackend {
     async fn drop_table(&self, key: &FeatureKey) -> Result<()> {
         let url = self.table_url(key)?;
         if url.scheme() != "file" {
-            return Err(MetaxyError::Store(format!(
-                "dropping tables is only supported for local stores, not {url}"
-            )));
+            // Remove every object of the table through the object store.
+            let store = self.root_store()?;
+            let prefix = object_store::path::Path::from(format!("{}.delta", feature_path(key)));
+            let objects: Vec<_> = store
+                .list(Some(&prefix))
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| delta_error(&format!("listing {url}"), e))?;
+            for meta in objects {
+                store
+                    .delete(&meta.location)
+                    .await
+                    .map_err(|e| delta_error(&format!("deleting {}", meta.location), e))?;
+            }
+            return Ok(());
         }
         let path = url
             .to_file_path()
@@ -201,10 +236,20 @@ impl StoreBackend for DeltaBackend {
 
     async fn list(&self) -> Result<Vec<FeatureKey>> {
         if self.root.scheme() != "file" {
-            return Err(MetaxyError::Store(format!(
-                "listing features is only supported for local stores, not {}",
-                self.root
-            )));
+            // Every `<path>.delta/_delta_log/` under the root is a feature table.
+            let store = self.root_store()?;
+            let mut keys = std::collections::BTreeSet::new();
+            let mut objects = store.list(None);
+            while let Some(meta) = objects.next().await {
+                let meta = meta.map_err(|e| delta_error(&format!("listing {}", self.root), e))?;
+                let path = meta.location.to_string();
+                if let Some(i) = path.find(".delta/_delta_log/") {
+                    if let Ok(key) = FeatureKey::parse(&path[..i]) {
+                        keys.insert(key);
+                    }
+                }
+            }
+            return Ok(keys.into_iter().collect());
         }
         let root = self
             .root
@@ -238,5 +283,42 @@ impl StoreBackend for DeltaBackend {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_tables_sit_under_the_root_like_metaxy_lays_them_out() {
+        let key = FeatureKey::parse("example/video-clips").unwrap();
+        for (root, want) in [
+            (
+                "s3://bucket/stores/dev",
+                "s3://bucket/stores/dev/example/video-clips.delta/",
+            ),
+            (
+                "gs://bucket/dev/",
+                "gs://bucket/dev/example/video-clips.delta/",
+            ),
+            (
+                "az://container/dev",
+                "az://container/dev/example/video-clips.delta/",
+            ),
+        ] {
+            let backend = DeltaBackend::new(root, HashMap::new()).unwrap();
+            assert_eq!(backend.table_url(&key).unwrap().as_str(), want);
+        }
+        let dir = std::env::temp_dir().join("metaxy-layout-test");
+        let backend = DeltaBackend::new(dir.to_str().unwrap(), HashMap::new()).unwrap();
+        let url = backend
+            .table_url(&FeatureKey::parse("bench/simple_root").unwrap())
+            .unwrap();
+        assert!(
+            url.as_str()
+                .ends_with("metaxy-layout-test/bench/simple_root.delta/"),
+            "{url}"
+        );
     }
 }
