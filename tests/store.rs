@@ -488,7 +488,7 @@ async fn fallback_stores_serve_missing_features_and_never_take_writes() {
         .unwrap();
     assert_eq!(ids(read).await, ["7"]);
     assert!(!primary.has_feature(&crop).await.unwrap());
-    assert_eq!(middle.list_features().await.unwrap(), [video.clone()]);
+    assert_eq!(middle.list_features().await.unwrap(), [video]);
     // Fallbacks must hash the same way.
     let other = Arc::new(MetadataStore::in_memory().with_hash_algorithm("md5".parse().unwrap()));
     let err = MetadataStore::in_memory()
