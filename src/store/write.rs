@@ -220,10 +220,10 @@ pub(crate) async fn write(
         ),
     };
     let (dvbf, dv) = if has(DATA_VERSION_BY_FIELD) {
-        let dvbf = coalesce(vec![
-            rebuild_struct(col(DATA_VERSION_BY_FIELD), &struct_keys),
-            pbf.clone(),
-        ]);
+        // A NULL struct takes the provenance (metaxy fills null rows from it).
+        let dvbf = when(col(DATA_VERSION_BY_FIELD).is_null(), pbf.clone())
+            .otherwise(rebuild_struct(col(DATA_VERSION_BY_FIELD), &struct_keys))
+            .expect("CASE with a WHEN");
         let dv = if has(DATA_VERSION) {
             coalesce(vec![
                 cast(col(DATA_VERSION), DataType::Utf8),
