@@ -13,6 +13,7 @@ pub mod graph;
 pub mod session;
 pub mod sql;
 pub mod store;
+pub mod versioning;
 
 pub use config::MetaxyConfig;
 pub use datafusion_metaxy_udfs as udfs;

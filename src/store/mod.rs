@@ -23,6 +23,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion_metaxy_udfs::HashAlgorithm;
 
 pub use read::ReadOptions;
+pub(crate) use write::struct_hash;
 
 /// The logical plan of a read (for table providers).
 pub async fn read_plan(

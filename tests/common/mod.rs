@@ -159,7 +159,14 @@ pub fn compared_columns(schema: &datafusion::arrow::datatypes::Schema) -> Vec<St
         .fields()
         .iter()
         .map(|f| f.name().clone())
-        .filter(|n| !n.starts_with("__") && !RUN_DEPENDENT.contains(&n.as_str()))
+        // The reference's joins also leak run-dependent timestamps of an upstream under a
+        // suffix (`metaxy_deleted_at_right`): as run-dependent as the columns themselves.
+        .filter(|n| {
+            !n.starts_with("__")
+                && !RUN_DEPENDENT
+                    .iter()
+                    .any(|r| n == r || n.starts_with(&format!("{r}_")))
+        })
         .collect()
 }
 
