@@ -89,44 +89,10 @@ pub(crate) async fn replay_steps(case: &Path, store: MetadataStore, resolve: boo
             }
             "load_definitions" => graph = case_graph(case, step["file"].as_str().unwrap()),
             "resolve_update" if resolve => {
-                let key = key.unwrap();
-                let samples = match step["samples"].as_str() {
-                    Some(p) => Some(parquet(&ctx, &case.join(p)).await),
-                    None => None,
-                };
-                let staleness_predicates = step["staleness_predicates"]
-                    .as_array()
-                    .map(|a| a.iter().map(|p| p.as_str().unwrap().to_string()).collect())
-                    .unwrap_or_default();
-                let increment = datafusion_metaxy::versioning::resolve_update(
-                    &ctx,
-                    &graph,
-                    &store,
-                    &key,
-                    datafusion_metaxy::versioning::ResolveOptions {
-                        samples,
-                        staleness_predicates,
-                    },
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
-                for (part, df) in [
-                    ("new", increment.new),
-                    ("stale", increment.stale),
-                    ("orphaned", increment.orphaned),
-                ] {
-                    let ours = df
-                        .collect()
-                        .await
-                        .unwrap_or_else(|e| panic!("{what} {part}: {e}"));
-                    let expected =
-                        parquet(&ctx, &case.join(step["expect"][part].as_str().unwrap()))
-                            .await
-                            .collect()
-                            .await
-                            .unwrap();
-                    assert_same_rows(&ours, &expected, &format!("{what} {part}"));
-                }
+                let increment = resolve_step(&ctx, &graph, &store, case, step)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_increment(&ctx, case, step, increment, &what).await;
                 reads += 1;
             }
             "resolve_update" => {}
@@ -134,6 +100,56 @@ pub(crate) async fn replay_steps(case: &Path, store: MetadataStore, resolve: boo
         }
     }
     reads
+}
+
+/// Runs a case's resolve_update step (its samples and staleness predicates).
+async fn resolve_step(
+    ctx: &SessionContext,
+    graph: &FeatureGraph,
+    store: &MetadataStore,
+    case: &Path,
+    step: &serde_json::Value,
+) -> datafusion_metaxy::Result<datafusion_metaxy::versioning::Increment> {
+    let key = FeatureKey::parse(step["feature"].as_str().unwrap()).unwrap();
+    let samples = match step["samples"].as_str() {
+        Some(p) => Some(parquet(ctx, &case.join(p)).await),
+        None => None,
+    };
+    let staleness_predicates = step["staleness_predicates"]
+        .as_array()
+        .map(|a| a.iter().map(|p| p.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    let options = datafusion_metaxy::versioning::ResolveOptions {
+        samples,
+        staleness_predicates,
+    };
+    datafusion_metaxy::versioning::resolve_update(ctx, graph, store, &key, options).await
+}
+
+/// Compares each part of an increment with the step's expected parquet files.
+async fn assert_increment(
+    ctx: &SessionContext,
+    case: &Path,
+    step: &serde_json::Value,
+    increment: datafusion_metaxy::versioning::Increment,
+    what: &str,
+) {
+    for (part, df) in [
+        ("new", increment.new),
+        ("stale", increment.stale),
+        ("orphaned", increment.orphaned),
+    ] {
+        let ours = df
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{what} {part}: {e}"));
+        let expected = parquet(ctx, &case.join(step["expect"][part].as_str().unwrap()))
+            .await
+            .collect()
+            .await
+            .unwrap();
+        assert_same_rows(&ours, &expected, &format!("{what} {part}"));
+    }
 }
 
 #[tokio::test]
@@ -607,48 +623,19 @@ async fn resolve_update_on_stores_written_by_metaxy() {
             DeltaBackend::new(case.join("store").to_str().unwrap(), Default::default()).unwrap();
         let store = MetadataStore::new("reference", Arc::new(backend))
             .with_hash_algorithm(spec["hash_algorithm"].as_str().unwrap().parse().unwrap());
-        let key = FeatureKey::parse(last["feature"].as_str().unwrap()).unwrap();
-        let samples = match last["samples"].as_str() {
-            Some(p) => Some(parquet(&ctx, &case.join(p)).await),
-            None => None,
-        };
-        let staleness_predicates = last["staleness_predicates"]
-            .as_array()
-            .map(|a| a.iter().map(|p| p.as_str().unwrap().to_string()).collect())
-            .unwrap_or_default();
-        let result = datafusion_metaxy::versioning::resolve_update(
-            &ctx,
-            &graph,
-            &store,
-            &key,
-            datafusion_metaxy::versioning::ResolveOptions {
-                samples,
-                staleness_predicates,
-            },
-        )
-        .await;
-        let increment = match result {
+        let increment = match resolve_step(&ctx, &graph, &store, &case, last).await {
             Err(e) if e.to_string().contains("is not supported yet") => continue,
             other => other.unwrap(),
         };
         let name = case.file_name().unwrap().to_string_lossy().to_string();
-        for (part, df) in [
-            ("new", increment.new),
-            ("stale", increment.stale),
-            ("orphaned", increment.orphaned),
-        ] {
-            let ours = df.collect().await.unwrap();
-            let expected = parquet(&ctx, &case.join(last["expect"][part].as_str().unwrap()))
-                .await
-                .collect()
-                .await
-                .unwrap();
-            assert_same_rows(
-                &ours,
-                &expected,
-                &format!("{name} {part} on metaxy's store"),
-            );
-        }
+        assert_increment(
+            &ctx,
+            &case,
+            last,
+            increment,
+            &format!("{name} on metaxy's store"),
+        )
+        .await;
         compared.push(name);
     }
     eprintln!("resolved on metaxy's stores: {}", compared.join(", "));
