@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod dml;
 pub mod graph_functions;
+pub mod resolve;
 
 use std::io::Write;
 use std::str::FromStr;
@@ -62,14 +63,26 @@ pub fn parse_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<Statement
 /// through the store ([`dml`]); everything else is planned by DataFusion.
 pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result<Vec<RecordBatch>> {
     let state = ctx.state().config().get_extension::<catalog::MetaxyState>();
-    if let Some(state) = state {
-        if let Some(batches) = dml::try_execute(ctx, &state, &statement).await? {
-            return Ok(batches);
+    let mut statement = statement;
+    let views = match &state {
+        Some(state) => resolve::rewrite(ctx, state, &mut statement).await?,
+        None => Vec::new(),
+    };
+    let result = async {
+        if let Some(state) = &state {
+            if let Some(batches) = dml::try_execute(ctx, state, &statement).await? {
+                return Ok(batches);
+            }
         }
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        let df = ctx.execute_logical_plan(plan).await?;
+        Ok(df.collect().await?)
     }
-    let plan = ctx.state().statement_to_plan(statement).await?;
-    let df = ctx.execute_logical_plan(plan).await?;
-    Ok(df.collect().await?)
+    .await;
+    for view in views {
+        ctx.deregister_table(view.as_str())?;
+    }
+    result
 }
 
 /// Runs every statement of `sql` in order, printing each result to `out` in `format`. Stops at
