@@ -8,7 +8,7 @@
 //! root features with `samples`. Aggregation (N:1) and expansion (1:N) lineage and all-optional
 //! dependencies are rejected with a clear error until they land.
 
-use datafusion::common::JoinType;
+use datafusion::common::{JoinType, ScalarValue};
 use datafusion::functions::core::expr_fn::{coalesce, get_field, named_struct};
 use datafusion::functions::string::expr_fn::concat_ws;
 use datafusion::logical_expr::{binary_expr, col, lit, Expr, Operator};
@@ -324,6 +324,9 @@ async fn expected_from_upstream(
     for (field_key, parents) in &feature.plan.field_parents {
         let field = spec.field(field_key).expect("planned fields exist");
         let mut parts = vec![lit(field_key.to_string()), lit(field.code_version.clone())];
+        // Polars' concat_str gives NULL when a part is NULL, DataFusion's concat_ws skips it:
+        // keep the reference's NULL (optional values were made "" above).
+        let mut any_null: Option<Expr> = None;
         for p in parents {
             let value = get_field(
                 col(format!(
@@ -335,12 +338,21 @@ async fn expected_from_upstream(
             let value = if optional.contains(&&p.feature) {
                 coalesce(vec![value, lit("")])
             } else {
+                let null = value.clone().is_null();
+                any_null = Some(match any_null {
+                    None => null,
+                    Some(prev) => prev.or(null),
+                });
                 value
             };
             parts.push(lit(p.to_string()));
             parts.push(value);
         }
-        let hashed = metaxy_hash(concat_ws(lit("|"), parts), alg, Some(truncate));
+        let mut hashed = metaxy_hash(concat_ws(lit("|"), parts), alg, Some(truncate));
+        if let Some(any_null) = any_null {
+            hashed = datafusion::logical_expr::when(any_null, lit(ScalarValue::Utf8(None)))
+                .otherwise(hashed)?;
+        }
         struct_keys.push(field_key.struct_key());
         struct_args.push(lit(field_key.struct_key()));
         struct_args.push(hashed);
