@@ -102,6 +102,19 @@ pub(crate) async fn replay_steps(case: &Path, store: MetadataStore, resolve: boo
     reads
 }
 
+/// The graph a case ends with and the Delta store metaxy left behind (read only).
+fn reference_store(case: &Path, spec: &serde_json::Value) -> (FeatureGraph, DeltaBackend) {
+    let mut graph_file = spec["definitions"].as_str().unwrap();
+    for s in spec["steps"].as_array().unwrap() {
+        if s["op"] == "load_definitions" {
+            graph_file = s["file"].as_str().unwrap();
+        }
+    }
+    let backend =
+        DeltaBackend::new(case.join("store").to_str().unwrap(), Default::default()).unwrap();
+    (case_graph(case, graph_file), backend)
+}
+
 /// Runs a case's resolve_update step (its samples and staleness predicates).
 async fn resolve_step(
     ctx: &SessionContext,
@@ -201,15 +214,7 @@ async fn reads_stores_written_by_metaxy() {
         if tail.is_empty() {
             continue;
         }
-        let mut graph_file = spec["definitions"].as_str().unwrap().to_string();
-        for s in steps {
-            if s["op"] == "load_definitions" {
-                graph_file = s["file"].as_str().unwrap().to_string();
-            }
-        }
-        let graph = case_graph(&case, &graph_file);
-        let backend =
-            DeltaBackend::new(case.join("store").to_str().unwrap(), Default::default()).unwrap();
+        let (graph, backend) = reference_store(&case, &spec);
         let store = MetadataStore::new("reference", Arc::new(backend));
         let mut listed = store.list_features().await.unwrap();
         listed.sort();
@@ -612,15 +617,7 @@ async fn resolve_update_on_stores_written_by_metaxy() {
         if last["op"] != "resolve_update" {
             continue;
         }
-        let mut graph_file = spec["definitions"].as_str().unwrap().to_string();
-        for s in steps {
-            if s["op"] == "load_definitions" {
-                graph_file = s["file"].as_str().unwrap().to_string();
-            }
-        }
-        let graph = case_graph(&case, &graph_file);
-        let backend =
-            DeltaBackend::new(case.join("store").to_str().unwrap(), Default::default()).unwrap();
+        let (graph, backend) = reference_store(&case, &spec);
         let store = MetadataStore::new("reference", Arc::new(backend))
             .with_hash_algorithm(spec["hash_algorithm"].as_str().unwrap().parse().unwrap());
         let increment = match resolve_step(&ctx, &graph, &store, &case, last).await {
