@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion_metaxy::graph::{lock, FeatureGraph, FeatureKey};
 use datafusion_metaxy::store::delta::DeltaBackend;
@@ -24,6 +25,24 @@ async fn parquet(ctx: &SessionContext, path: &Path) -> datafusion::prelude::Data
     ctx.read_parquet(path.to_str().unwrap(), ParquetReadOptions::default())
         .await
         .unwrap()
+}
+
+async fn parquet_batches(ctx: &SessionContext, path: &Path) -> Vec<RecordBatch> {
+    parquet(ctx, path).await.collect().await.unwrap()
+}
+
+/// The current view of a feature, collected.
+async fn current_batches(
+    store: &MetadataStore,
+    ctx: &SessionContext,
+    graph: &FeatureGraph,
+    key: &FeatureKey,
+) -> Vec<RecordBatch> {
+    let df = store
+        .read(ctx, graph, key, &ReadOptions::default())
+        .await
+        .unwrap();
+    df.collect().await.unwrap()
 }
 
 /// Replays a case's write, delete and read steps through the public API (resolve_update steps
@@ -72,18 +91,9 @@ pub(crate) async fn replay_steps(case: &Path, store: MetadataStore, resolve: boo
                 }
             }
             "read" => {
-                let ours = store
-                    .read(&ctx, &graph, key.as_ref().unwrap(), &ReadOptions::default())
-                    .await
-                    .unwrap()
-                    .collect()
-                    .await
-                    .unwrap();
-                let expected = parquet(&ctx, &case.join(step["expect"].as_str().unwrap()))
-                    .await
-                    .collect()
-                    .await
-                    .unwrap();
+                let ours = current_batches(&store, &ctx, &graph, key.as_ref().unwrap()).await;
+                let expected =
+                    parquet_batches(&ctx, &case.join(step["expect"].as_str().unwrap())).await;
                 assert_same_rows(&ours, &expected, &what);
                 reads += 1;
             }
@@ -156,11 +166,8 @@ async fn assert_increment(
             .collect()
             .await
             .unwrap_or_else(|e| panic!("{what} {part}: {e}"));
-        let expected = parquet(ctx, &case.join(step["expect"][part].as_str().unwrap()))
-            .await
-            .collect()
-            .await
-            .unwrap();
+        let expected =
+            parquet_batches(ctx, &case.join(step["expect"][part].as_str().unwrap())).await;
         assert_same_rows(&ours, &expected, &format!("{what} {part}"));
     }
 }
@@ -221,18 +228,9 @@ async fn reads_stores_written_by_metaxy() {
         assert!(!listed.is_empty());
         for step in tail {
             let key = FeatureKey::parse(step["feature"].as_str().unwrap()).unwrap();
-            let ours = store
-                .read(&ctx, &graph, &key, &ReadOptions::default())
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
-            let expected = parquet(&ctx, &case.join(step["expect"].as_str().unwrap()))
-                .await
-                .collect()
-                .await
-                .unwrap();
+            let ours = current_batches(&store, &ctx, &graph, &key).await;
+            let expected =
+                parquet_batches(&ctx, &case.join(step["expect"].as_str().unwrap())).await;
             assert_same_rows(&ours, &expected, &format!("{} {key}", case.display()));
             compared += 1;
         }
@@ -274,13 +272,7 @@ async fn metaxy_reads_a_store_written_here() {
         let store = MetadataStore::new("dev", Arc::new(backend));
         for f in features {
             let key = FeatureKey::parse(f).unwrap();
-            let ours = store
-                .read(&ctx, &graph, &key, &ReadOptions::default())
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
+            let ours = current_batches(&store, &ctx, &graph, &key).await;
             let theirs = parquet(
                 &ctx,
                 &dir.path().join(format!("{}.parquet", key.table_name())),
@@ -300,11 +292,8 @@ async fn metaxy_reads_a_store_written_here() {
             .find(|s| s["op"] == "resolve_update")
             .unwrap();
         for part in ["new", "stale", "orphaned"] {
-            let theirs = parquet(&ctx, &dir.path().join(format!("resolve_{part}.parquet")))
-                .await
-                .collect()
-                .await
-                .unwrap();
+            let theirs =
+                parquet_batches(&ctx, &dir.path().join(format!("resolve_{part}.parquet"))).await;
             let expected = parquet(
                 &ctx,
                 &case.join(last_resolve["expect"][part].as_str().unwrap()),

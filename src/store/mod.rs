@@ -232,6 +232,20 @@ impl MetadataStore {
         read::read(self, ctx, graph, key, options).await
     }
 
+    /// Like [`MetadataStore::read`], but `None` when neither this store nor a fallback has
+    /// the feature (the store chain is consulted once).
+    pub async fn read_if_present(
+        &self,
+        ctx: &SessionContext,
+        graph: &FeatureGraph,
+        key: &FeatureKey,
+        options: &ReadOptions,
+    ) -> Result<Option<DataFrame>> {
+        Ok(read::plan_if_present(self, graph, key, options)
+            .await?
+            .map(|plan| DataFrame::new(ctx.state(), plan)))
+    }
+
     /// Soft-deletes the current rows matching `predicate` by appending tombstones with
     /// `metaxy_deleted_at` set. Returns how many samples were deleted.
     pub async fn soft_delete(
@@ -272,6 +286,15 @@ impl MetadataStore {
             .data;
         self.backend.delete(key, predicate, ctx).await
     }
+}
+
+/// The column names of a DataFrame, in order.
+pub fn column_names(df: &DataFrame) -> Vec<String> {
+    df.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
 }
 
 /// The relative path of a feature's table under a store root: `<parts but last>/<last>` — each

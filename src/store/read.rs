@@ -27,25 +27,35 @@ pub struct ReadOptions {
 
 const ROW_NUMBER: &str = "__metaxy_row_number";
 
-/// The plan of a read from the store that holds the feature (this store or a fallback).
+/// The plan of a read from the store that holds the feature (this store or a fallback),
+/// `None` when no store in the chain has it.
+pub(crate) async fn plan_if_present(
+    store: &MetadataStore,
+    graph: &FeatureGraph,
+    key: &FeatureKey,
+    options: &ReadOptions,
+) -> Result<Option<LogicalPlan>> {
+    match store.resolve(key).await? {
+        Some(owner) => own_plan(owner, graph, key, options).await,
+        None => Ok(None),
+    }
+}
+
+/// Like [`plan_if_present`], with an error naming the store when the feature is missing.
 pub(crate) async fn plan(
     store: &MetadataStore,
     graph: &FeatureGraph,
     key: &FeatureKey,
     options: &ReadOptions,
 ) -> Result<LogicalPlan> {
-    let owner = store.resolve(key).await?.ok_or_else(|| {
-        MetaxyError::Store(format!(
-            "feature {key} has no table in store '{}' or its fallbacks (write to it first)",
-            store.name
-        ))
-    })?;
-    own_plan(owner, graph, key, options).await?.ok_or_else(|| {
-        MetaxyError::Store(format!(
-            "feature {key} disappeared from store '{}'",
-            owner.name
-        ))
-    })
+    plan_if_present(store, graph, key, options)
+        .await?
+        .ok_or_else(|| {
+            MetaxyError::Store(format!(
+                "feature {key} has no table in store '{}' or its fallbacks (write to it first)",
+                store.name
+            ))
+        })
 }
 
 /// The plan of a read from this store only; `None` when it has no table for the feature.

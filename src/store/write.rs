@@ -267,12 +267,7 @@ pub(crate) async fn write(
 
     // Line up with the stored table by name, casting to its types.
     if let Some(stored) = &stored {
-        let ours: Vec<String> = prepared
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let ours: Vec<String> = super::column_names(&prepared);
         if let Some(extra) = ours.iter().find(|n| stored.field_with_name(n).is_err()) {
             return Err(invalid(format!(
                 "column '{extra}' is not in the stored table (its columns: {})",

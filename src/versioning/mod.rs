@@ -18,7 +18,7 @@ use datafusion_metaxy_udfs::functions::metaxy_hash;
 use crate::error::{MetaxyError, Result};
 use crate::graph::{FeatureGraph, FeatureKey, Lineage};
 use crate::store::columns::*;
-use crate::store::{MetadataStore, ReadOptions};
+use crate::store::{column_names, MetadataStore, ReadOptions};
 
 /// Options of [`resolve_update`].
 #[derive(Default)]
@@ -71,10 +71,9 @@ pub async fn resolve_update(
     };
 
     let ids: Vec<String> = spec.id_columns.clone();
-    let current = match store.resolve(key).await? {
-        Some(_) => Some(store.read(ctx, graph, key, &ReadOptions::default()).await?),
-        None => None,
-    };
+    let current = store
+        .read_if_present(ctx, graph, key, &ReadOptions::default())
+        .await?;
     let Some(current) = current else {
         let none = expected.clone().filter(lit(false))?;
         return Ok(Increment {
@@ -84,12 +83,7 @@ pub async fn resolve_update(
         });
     };
     // Stored columns under a prefix so the joins never see two columns of one name.
-    let stored_names: Vec<String> = current
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let stored_names: Vec<String> = column_names(&current);
     let mut staleness = Vec::new();
     for p in &options.staleness_predicates {
         staleness.push(current.parse_sql_expr(p)?);
@@ -100,12 +94,7 @@ pub async fn resolve_update(
             .map(|n| col(n.as_str()).alias(format!("__stored_{n}")))
             .collect::<Vec<Expr>>(),
     )?;
-    let exp_names: Vec<String> = expected
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let exp_names: Vec<String> = column_names(&expected);
     let left_ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let right_ids: Vec<String> = ids.iter().map(|c| format!("__stored_{c}")).collect();
     let right_ids: Vec<&str> = right_ids.iter().map(String::as_str).collect();
@@ -164,12 +153,7 @@ fn with_defaults(
     store: &MetadataStore,
     truncate: usize,
 ) -> Result<DataFrame> {
-    let names: Vec<String> = samples
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let names: Vec<String> = column_names(&samples);
     let has = |n: &str| names.iter().any(|x| x == n);
     if !has(PROVENANCE_BY_FIELD) {
         return Err(MetaxyError::Store(format!(
@@ -224,11 +208,8 @@ async fn expected_from_upstream(
         let df = store
             .read(ctx, graph, &dep.feature, &ReadOptions::default())
             .await?;
-        let user: Vec<String> = df
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
+        let user: Vec<String> = column_names(&df)
+            .into_iter()
             .filter(|n| !ALL.contains(&n.as_str()))
             .collect();
         // rename, then filters, then select (post-rename names).
@@ -268,12 +249,7 @@ async fn expected_from_upstream(
             None => df,
             Some(left) => {
                 // Right-side join columns get temporary names, dropped after the join.
-                let right_names: Vec<String> = df
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect();
+                let right_names: Vec<String> = column_names(&df);
                 let right = df.select(
                     right_names
                         .iter()
@@ -295,11 +271,8 @@ async fn expected_from_upstream(
                     JoinType::Inner
                 };
                 let out = left.join(right, kind, &l, &r, None)?;
-                let keep: Vec<Expr> = out
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
+                let keep: Vec<Expr> = column_names(&out)
+                    .into_iter()
                     .filter(|n| !n.starts_with("__right_"))
                     .map(|n| col(n.as_str()))
                     .collect();
@@ -358,11 +331,8 @@ async fn expected_from_upstream(
         struct_args.push(hashed);
     }
     let pbf = named_struct(struct_args);
-    let carried: Vec<Expr> = joined
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
+    let carried: Vec<Expr> = column_names(&joined)
+        .into_iter()
         .filter(|n| !n.starts_with(DATA_VERSION_BY_FIELD))
         .map(|n| col(n.as_str()))
         .collect();
