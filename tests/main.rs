@@ -4,5 +4,6 @@ mod cli;
 mod common;
 mod graph;
 mod hash;
+mod resolve;
 mod slt;
 mod store;

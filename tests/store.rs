@@ -145,6 +145,7 @@ async fn resolve_step(
     let options = datafusion_metaxy::versioning::ResolveOptions {
         samples,
         staleness_predicates,
+        ..Default::default()
     };
     datafusion_metaxy::versioning::resolve_update(ctx, graph, store, &key, options).await
 }
@@ -557,32 +558,12 @@ async fn fallback_stores_serve_missing_features_and_never_take_writes() {
     );
 }
 
-/// resolve_update replayed on every conformance case it supports so far, part by part.
+/// resolve_update replayed on every conformance case, part by part.
 #[tokio::test]
 async fn conformance_resolve_update() {
-    // Lineage kinds not supported yet: these cases must fail with the "not supported" error,
-    // so this list shrinks when they land.
-    const NOT_YET: [&str; 3] = ["aggregation_lineage", "expansion_lineage", "optional_deps"];
     let mut passed = Vec::new();
     for case in conformance_cases() {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
-        if NOT_YET.contains(&name.as_str()) {
-            let handle =
-                tokio::spawn(
-                    async move { replay_steps(&case, MetadataStore::in_memory(), true).await },
-                );
-            let err = handle.await.unwrap_err();
-            let message = err
-                .into_panic()
-                .downcast::<String>()
-                .map(|s| *s)
-                .unwrap_or_default();
-            assert!(
-                message.contains("is not supported yet"),
-                "{name}: {message}"
-            );
-            continue;
-        }
         replay_steps(&case, MetadataStore::in_memory(), true).await;
         passed.push(name);
     }
@@ -590,11 +571,11 @@ async fn conformance_resolve_update() {
         "resolve_update matched the reference on: {}",
         passed.join(", ")
     );
-    assert!(passed.len() >= 10, "{passed:?}");
+    assert!(passed.len() >= 17, "{passed:?}");
 }
 
 /// resolve_update against the Delta stores metaxy itself wrote gives the reference's last
-/// increment (cases ending in a resolve_update, lineage kinds supported so far).
+/// increment (every case ending in a resolve_update).
 #[tokio::test]
 async fn resolve_update_on_stores_written_by_metaxy() {
     let ctx = SessionContext::new();
@@ -609,10 +590,9 @@ async fn resolve_update_on_stores_written_by_metaxy() {
         let (graph, backend) = reference_store(&case, &spec);
         let store = MetadataStore::new("reference", Arc::new(backend))
             .with_hash_algorithm(spec["hash_algorithm"].as_str().unwrap().parse().unwrap());
-        let increment = match resolve_step(&ctx, &graph, &store, &case, last).await {
-            Err(e) if e.to_string().contains("is not supported yet") => continue,
-            other => other.unwrap(),
-        };
+        let increment = resolve_step(&ctx, &graph, &store, &case, last)
+            .await
+            .unwrap();
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         assert_increment(
             &ctx,

@@ -138,6 +138,7 @@ pub async fn rewrite(
             ResolveOptions {
                 samples,
                 staleness_predicates,
+                ..Default::default()
             },
         )
         .await?;

@@ -246,6 +246,18 @@ impl MetadataStore {
             .map(|plan| DataFrame::new(ctx.state(), plan)))
     }
 
+    /// Like [`MetadataStore::read_if_present`] without fallback stores: `None` when this
+    /// store has no table for the feature.
+    pub async fn read_local(
+        &self,
+        ctx: &SessionContext,
+        graph: &FeatureGraph,
+        key: &FeatureKey,
+        options: &ReadOptions,
+    ) -> Result<Option<DataFrame>> {
+        read::read_own(self, ctx, graph, key, options).await
+    }
+
     /// Soft-deletes the current rows matching `predicate` by appending tombstones with
     /// `metaxy_deleted_at` set. Returns how many samples were deleted.
     pub async fn soft_delete(

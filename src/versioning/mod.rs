@@ -1,33 +1,57 @@
 //! `resolve_update`: which samples of a feature are new, stale or orphaned, as one DataFusion
-//! plan per part over the store (nothing is collected in between): upstream current views are
-//! prepared per dependency (rename, filters, select), joined on the join columns, each field's
-//! provenance is hashed with the hash UDFs exactly as metaxy builds it, and the result is
-//! compared with the feature's stored current view.
+//! plan per part over the store (nothing is collected in between).
 //!
-//! First cut: identity (1:1) lineage, optional dependencies next to at least one required one,
-//! root features with `samples`. Aggregation (N:1) and expansion (1:N) lineage and all-optional
-//! dependencies are rejected with a clear error until they land.
+//! - [`upstream`]: each dependency's current view prepared like metaxy does (filters, rename,
+//!   select, N:1 aggregation) and all of them joined (inner / left / full outer);
+//! - [`provenance`]: the field provenance strings hashed with the hash UDFs;
+//! - this file: the options and the comparison with the feature's stored current view
+//!   (anti-join for new and orphaned, join for stale; 1:N expansion collapses the stored
+//!   children to their parent first).
 
-use datafusion::common::{JoinType, ScalarValue};
-use datafusion::functions::core::expr_fn::{coalesce, get_field, named_struct};
-use datafusion::functions::string::expr_fn::concat_ws;
-use datafusion::logical_expr::{binary_expr, col, lit, Expr, Operator};
+mod provenance;
+mod upstream;
+
+use std::collections::HashMap;
+
+use datafusion::common::JoinType;
+use datafusion::functions_aggregate::expr_fn::first_value;
+use datafusion::logical_expr::expr::NullTreatment;
+use datafusion::logical_expr::{binary_expr, col, lit, Expr, ExprFunctionExt, Operator};
 use datafusion::prelude::{DataFrame, SessionContext};
-use datafusion_metaxy_udfs::functions::metaxy_hash;
 
 use crate::error::{MetaxyError, Result};
 use crate::graph::{FeatureGraph, FeatureKey, Lineage};
 use crate::store::columns::*;
 use crate::store::{column_names, MetadataStore, ReadOptions};
 
-/// Options of [`resolve_update`].
-#[derive(Default)]
+/// Options of [`resolve_update`], metaxy's keyword arguments of the same names. Filters and
+/// predicates are SQL boolean expressions.
+#[derive(Default, Clone)]
 pub struct ResolveOptions {
-    /// The expected samples (required for a root feature): ids plus
-    /// `metaxy_provenance_by_field` (and optionally `metaxy_provenance`, data versions).
+    /// The expected samples: ids plus `metaxy_provenance_by_field` (and optionally
+    /// `metaxy_provenance` and data versions). Required for a root feature; for any other it
+    /// replaces the rows computed from upstream.
     pub samples: Option<DataFrame>,
-    /// SQL predicates over the stored rows that make a sample stale.
+    /// SQL predicates over the stored rows that make a sample stale even when its provenance
+    /// is unchanged (e.g. `status = 'failed'`).
     pub staleness_predicates: Vec<String>,
+    /// Filters per feature: on an upstream feature they restrict the rows read from it; on the
+    /// target feature they restrict its stored rows and the `samples`.
+    pub filters: HashMap<FeatureKey, Vec<String>>,
+    /// Filters applied to every upstream feature and to the target's stored rows and samples
+    /// (so they may only name columns all of them have, such as a shared id).
+    pub global_filters: Vec<String>,
+    /// Filters applied only to the target's stored rows and to the `samples`.
+    pub target_filters: Vec<String>,
+    /// Skip the comparison: every expected sample is returned as new, stale and orphaned are
+    /// empty.
+    pub skip_comparison: bool,
+}
+
+impl ResolveOptions {
+    fn filters_of<'a>(&'a self, key: &FeatureKey) -> impl Iterator<Item = &'a String> + 'a {
+        self.filters.get(key).into_iter().flatten()
+    }
 }
 
 /// The three parts of an update, each a lazy DataFrame.
@@ -40,13 +64,39 @@ pub struct Increment {
     pub orphaned: DataFrame,
 }
 
-fn unsupported(key: &FeatureKey, what: &str) -> MetaxyError {
-    MetaxyError::Store(format!(
-        "resolve_update of {key}: {what} is not supported yet"
-    ))
+/// Filters `df` by an SQL predicate, naming `what` when the SQL is invalid or not boolean.
+fn filter_sql(df: DataFrame, sql: &str, what: &str) -> Result<DataFrame> {
+    let invalid = |e: datafusion::error::DataFusionError| {
+        MetaxyError::Store(format!("{what}: invalid filter `{sql}`: {e}"))
+    };
+    let predicate = df.parse_sql_expr(sql).map_err(invalid)?;
+    df.filter(predicate).map_err(invalid)
 }
 
-/// Computes the increment of `key` against `store`.
+/// Computes the increment of `key` against `store`: the expected rows (from upstream, or the
+/// caller's `samples`) compared with the feature's current rows in `store` itself (fallback
+/// stores are not consulted for the target, as in metaxy).
+///
+/// ```no_run
+/// # async fn demo() -> datafusion_metaxy::Result<()> {
+/// use datafusion_metaxy::graph::{load_files, FeatureKey};
+/// use datafusion_metaxy::versioning::{resolve_update, ResolveOptions};
+/// use datafusion_metaxy::{new_context, MetadataStore, MetaxyConfig, SessionOptions};
+///
+/// let graph = load_files(&["tests/data/video.toml".into()], &MetaxyConfig::default())?;
+/// let store = MetadataStore::in_memory();
+/// let ctx = new_context(SessionOptions::default())?;
+/// let increment = resolve_update(
+///     &ctx,
+///     &graph,
+///     &store,
+///     &FeatureKey::parse("example/crop")?,
+///     ResolveOptions::default(),
+/// )
+/// .await?;
+/// increment.new.show().await?;
+/// # Ok(()) }
+/// ```
 pub async fn resolve_update(
     ctx: &SessionContext,
     graph: &FeatureGraph,
@@ -58,35 +108,107 @@ pub async fn resolve_update(
     let spec = feature.spec();
     let truncate = graph.hash_truncation_length();
     let struct_keys: Vec<String> = spec.fields.iter().map(|f| f.key.struct_key()).collect();
+    let target_filters: Vec<&String> = options
+        .filters_of(key)
+        .chain(&options.global_filters)
+        .chain(&options.target_filters)
+        .collect();
 
-    let expected = match options.samples {
-        Some(samples) => with_defaults(samples, &struct_keys, store, truncate)?,
+    let expected = match options.samples.clone() {
+        Some(mut samples) => {
+            for f in &target_filters {
+                samples = filter_sql(samples, f, &format!("filter on the samples of {key}"))?;
+            }
+            provenance::with_defaults(samples, &struct_keys, store, truncate)?
+        }
         None if spec.deps.is_empty() => {
             return Err(MetaxyError::Store(format!(
                 "resolve_update of root feature {key} needs samples (ids and \
                  metaxy_provenance_by_field)"
             )))
         }
-        None => expected_from_upstream(ctx, graph, store, key).await?,
+        None => {
+            let joined = upstream::joined_upstream(ctx, graph, store, key, &options).await?;
+            provenance::field_provenance(joined, graph, store, key)?
+        }
     };
-
-    let ids: Vec<String> = spec.id_columns.clone();
-    let current = store
-        .read_if_present(ctx, graph, key, &ReadOptions::default())
-        .await?;
-    let Some(current) = current else {
-        let none = expected.clone().filter(lit(false))?;
+    let nothing = expected.clone().filter(lit(false))?;
+    if options.skip_comparison {
         return Ok(Increment {
             new: expected,
-            stale: none.clone(),
-            orphaned: none,
+            stale: nothing.clone(),
+            orphaned: nothing,
+        });
+    }
+
+    // metaxy compares on the input id columns (after lineage), else the feature's id columns.
+    let ids: Vec<String> = if feature.plan.join_columns.is_empty() {
+        spec.id_columns.clone()
+    } else {
+        feature.plan.join_columns.clone()
+    };
+    let current = store
+        .read_local(ctx, graph, key, &ReadOptions::default())
+        .await?;
+    let Some(mut current) = current else {
+        return Ok(Increment {
+            new: expected,
+            stale: nothing.clone(),
+            orphaned: nothing,
         });
     };
+    for f in &target_filters {
+        current = filter_sql(current, f, &format!("filter on the stored rows of {key}"))?;
+    }
+    if spec
+        .deps
+        .iter()
+        .any(|d| matches!(d.lineage, Lineage::Expansion { .. }))
+    {
+        current = collapse(current, &ids)?;
+    }
+    compare(expected, current, &ids, &options.staleness_predicates, key)
+}
+
+/// 1:N lineage: stored children of one parent share its provenance; one row per parent
+/// (`ids`), taking the first non-NULL value of every other column.
+fn collapse(current: DataFrame, ids: &[String]) -> Result<DataFrame> {
+    let aggregates: Vec<Expr> = column_names(&current)
+        .into_iter()
+        .filter(|n| !ids.contains(n))
+        .map(|n| {
+            Ok(first_value(col(n.as_str()), vec![])
+                .null_treatment(NullTreatment::IgnoreNulls)
+                .build()?
+                .alias(n))
+        })
+        .collect::<Result<_>>()?;
+    Ok(current.aggregate(ids.iter().map(|c| col(c.as_str())).collect(), aggregates)?)
+}
+
+/// new = expected anti-join current, stale = expected join current where the provenance
+/// differs or a staleness predicate holds on the stored row, orphaned = current anti-join
+/// expected (with the stored columns).
+fn compare(
+    expected: DataFrame,
+    current: DataFrame,
+    ids: &[String],
+    staleness_predicates: &[String],
+    key: &FeatureKey,
+) -> Result<Increment> {
     // Stored columns under a prefix so the joins never see two columns of one name.
     let stored_names: Vec<String> = column_names(&current);
     let mut staleness = Vec::new();
-    for p in &options.staleness_predicates {
-        staleness.push(current.parse_sql_expr(p)?);
+    for p in staleness_predicates {
+        let invalid = |e: datafusion::error::DataFusionError| {
+            MetaxyError::Store(format!(
+                "staleness predicate `{p}` on the stored rows of {key}: {e}"
+            ))
+        };
+        let expr = current.parse_sql_expr(p).map_err(invalid)?;
+        // Checked now (unknown columns, non-boolean) rather than when the plan runs.
+        current.clone().filter(expr.clone()).map_err(invalid)?;
+        staleness.push(expr);
     }
     let prefixed = current.clone().select(
         stored_names
@@ -131,7 +253,7 @@ pub async fn resolve_update(
                 .map(|n| col(n.as_str()))
                 .collect::<Vec<Expr>>(),
         )?;
-    let expected_ids = expected.clone().select(
+    let expected_ids = expected.select(
         ids.iter()
             .map(|c| col(c.as_str()).alias(format!("__expected_{c}")))
             .collect::<Vec<Expr>>(),
@@ -144,202 +266,6 @@ pub async fn resolve_update(
         stale,
         orphaned,
     })
-}
-
-/// Adds `metaxy_provenance` and data versions to caller-given samples when missing.
-fn with_defaults(
-    samples: DataFrame,
-    struct_keys: &[String],
-    store: &MetadataStore,
-    truncate: usize,
-) -> Result<DataFrame> {
-    let names: Vec<String> = column_names(&samples);
-    let has = |n: &str| names.iter().any(|x| x == n);
-    if !has(PROVENANCE_BY_FIELD) {
-        return Err(MetaxyError::Store(format!(
-            "samples must have a '{PROVENANCE_BY_FIELD}' column"
-        )));
-    }
-    let mut df = samples;
-    if !has(PROVENANCE) {
-        df = df.with_column(
-            PROVENANCE,
-            crate::store::struct_hash(col(PROVENANCE_BY_FIELD), struct_keys, store, truncate),
-        )?;
-    }
-    if !has(DATA_VERSION_BY_FIELD) {
-        df = df.with_column(DATA_VERSION_BY_FIELD, col(PROVENANCE_BY_FIELD))?;
-    }
-    if !has(DATA_VERSION) {
-        df = df.with_column(DATA_VERSION, col(PROVENANCE))?;
-    }
-    Ok(df)
-}
-
-/// The expected rows of a non-root feature from its upstream features' current views.
-async fn expected_from_upstream(
-    ctx: &SessionContext,
-    graph: &FeatureGraph,
-    store: &MetadataStore,
-    key: &FeatureKey,
-) -> Result<DataFrame> {
-    let feature = graph.feature(key)?;
-    let spec = feature.spec();
-    let join = &feature.plan.join_columns;
-    if spec.deps.iter().all(|d| d.optional) {
-        return Err(unsupported(
-            key,
-            "a feature whose dependencies are all optional",
-        ));
-    }
-    let mut joined: Option<DataFrame> = None;
-    let mut deps = spec.deps.clone();
-    // Required dependencies first, so optional ones can be left-joined onto them.
-    deps.sort_by_key(|d| d.optional);
-    for dep in &deps {
-        if !matches!(dep.lineage, Lineage::Identity) {
-            return Err(unsupported(
-                key,
-                "aggregation (N:1) and expansion (1:N) lineage",
-            ));
-        }
-        let upstream = graph.feature(&dep.feature)?;
-        let up_spec = upstream.spec();
-        let df = store
-            .read(ctx, graph, &dep.feature, &ReadOptions::default())
-            .await?;
-        let user: Vec<String> = column_names(&df)
-            .into_iter()
-            .filter(|n| !ALL.contains(&n.as_str()))
-            .collect();
-        // rename, then filters, then select (post-rename names).
-        let mut exprs: Vec<Expr> = user
-            .iter()
-            .map(|c| {
-                let to = dep.renamed(c);
-                if to == *c {
-                    col(c.as_str())
-                } else {
-                    col(c.as_str()).alias(to)
-                }
-            })
-            .collect();
-        let suffix = dep.feature.struct_key();
-        let dv_col = format!("{DATA_VERSION_BY_FIELD}__{suffix}");
-        exprs.push(col(DATA_VERSION_BY_FIELD).alias(dv_col.clone()));
-        let mut df = df.select(exprs)?;
-        for f in dep.filters.iter().flatten() {
-            let predicate = df.parse_sql_expr(f)?;
-            df = df.filter(predicate)?;
-        }
-        let ids: Vec<String> = up_spec.id_columns.iter().map(|c| dep.renamed(c)).collect();
-        let keep: Vec<String> = user
-            .iter()
-            .map(|c| dep.renamed(c))
-            .filter(|c| {
-                ids.contains(c)
-                    || join.contains(c)
-                    || spec.id_columns.contains(c)
-                    || dep.select.as_ref().is_none_or(|s| s.contains(c))
-            })
-            .chain(std::iter::once(dv_col.clone()))
-            .collect();
-        let df = df.select(keep.iter().map(|c| col(c.as_str())).collect::<Vec<Expr>>())?;
-        joined = Some(match joined {
-            None => df,
-            Some(left) => {
-                // Right-side join columns get temporary names, dropped after the join.
-                let right_names: Vec<String> = column_names(&df);
-                let right = df.select(
-                    right_names
-                        .iter()
-                        .map(|n| {
-                            if join.contains(n) {
-                                col(n.as_str()).alias(format!("__right_{n}"))
-                            } else {
-                                col(n.as_str())
-                            }
-                        })
-                        .collect::<Vec<Expr>>(),
-                )?;
-                let l: Vec<&str> = join.iter().map(String::as_str).collect();
-                let r: Vec<String> = join.iter().map(|c| format!("__right_{c}")).collect();
-                let r: Vec<&str> = r.iter().map(String::as_str).collect();
-                let kind = if dep.optional {
-                    JoinType::Left
-                } else {
-                    JoinType::Inner
-                };
-                let out = left.join(right, kind, &l, &r, None)?;
-                let keep: Vec<Expr> = column_names(&out)
-                    .into_iter()
-                    .filter(|n| !n.starts_with("__right_"))
-                    .map(|n| col(n.as_str()))
-                    .collect();
-                out.select(keep)?
-            }
-        });
-    }
-    let joined = joined.expect("a non-root feature has dependencies");
-
-    // Field provenance: concat_ws('|', key, code version, then per parent field in fq order
-    // its fq key and the parent's data version), hashed and truncated.
-    let alg = store.hash_algorithm();
-    let truncate = graph.hash_truncation_length();
-    let optional: Vec<&FeatureKey> = spec
-        .deps
-        .iter()
-        .filter(|d| d.optional)
-        .map(|d| &d.feature)
-        .collect();
-    let mut struct_args = Vec::new();
-    let mut struct_keys = Vec::new();
-    for (field_key, parents) in &feature.plan.field_parents {
-        let field = spec.field(field_key).expect("planned fields exist");
-        let mut parts = vec![lit(field_key.to_string()), lit(field.code_version.clone())];
-        // Polars' concat_str gives NULL when a part is NULL, DataFusion's concat_ws skips it:
-        // keep the reference's NULL (optional values were made "" above).
-        let mut any_null: Option<Expr> = None;
-        for p in parents {
-            let value = get_field(
-                col(format!(
-                    "{DATA_VERSION_BY_FIELD}__{}",
-                    p.feature.struct_key()
-                )),
-                p.field.struct_key(),
-            );
-            let value = if optional.contains(&&p.feature) {
-                coalesce(vec![value, lit("")])
-            } else {
-                let null = value.clone().is_null();
-                any_null = Some(match any_null {
-                    None => null,
-                    Some(prev) => prev.or(null),
-                });
-                value
-            };
-            parts.push(lit(p.to_string()));
-            parts.push(value);
-        }
-        let mut hashed = metaxy_hash(concat_ws(lit("|"), parts), alg, Some(truncate));
-        if let Some(any_null) = any_null {
-            hashed = datafusion::logical_expr::when(any_null, lit(ScalarValue::Utf8(None)))
-                .otherwise(hashed)?;
-        }
-        struct_keys.push(field_key.struct_key());
-        struct_args.push(lit(field_key.struct_key()));
-        struct_args.push(hashed);
-    }
-    let pbf = named_struct(struct_args);
-    let carried: Vec<Expr> = column_names(&joined)
-        .into_iter()
-        .filter(|n| !n.starts_with(DATA_VERSION_BY_FIELD))
-        .map(|n| col(n.as_str()))
-        .collect();
-    let mut exprs = carried;
-    exprs.push(pbf.alias(PROVENANCE_BY_FIELD));
-    let df = joined.select(exprs)?;
-    with_defaults(df, &struct_keys, store, truncate)
 }
 
 /// Rewrites column references to the `__stored_` names used in the comparison join.

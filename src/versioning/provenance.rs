@@ -1,0 +1,110 @@
+//! Sample provenance: the hashed field strings of a feature's expected rows, and the
+//! sample-level values derived from them.
+
+use datafusion::common::ScalarValue;
+use datafusion::functions::core::expr_fn::{coalesce, get_field, named_struct};
+use datafusion::functions::string::expr_fn::concat_ws;
+use datafusion::logical_expr::{col, lit, when, Expr};
+use datafusion::prelude::DataFrame;
+use datafusion_metaxy_udfs::functions::metaxy_hash;
+
+use super::upstream::data_version_column;
+use crate::error::{MetaxyError, Result};
+use crate::graph::{FeatureGraph, FeatureKey};
+use crate::store::columns::*;
+use crate::store::{column_names, MetadataStore};
+
+/// Adds `metaxy_provenance_by_field` to the joined upstream rows of `key`: for every field,
+/// `concat_ws('|', field key, code version, then per parent field in fq-key order its fq key
+/// and that parent's data version)`, hashed with the store's algorithm and truncated. The
+/// upstream data-version columns are dropped; the sample-level columns follow
+/// ([`with_defaults`]).
+pub(super) fn field_provenance(
+    joined: DataFrame,
+    graph: &FeatureGraph,
+    store: &MetadataStore,
+    key: &FeatureKey,
+) -> Result<DataFrame> {
+    let feature = graph.feature(key)?;
+    let spec = feature.spec();
+    let alg = store.hash_algorithm();
+    let truncate = graph.hash_truncation_length();
+    let optional: Vec<&FeatureKey> = spec
+        .deps
+        .iter()
+        .filter(|d| d.optional)
+        .map(|d| &d.feature)
+        .collect();
+    let mut struct_args = Vec::new();
+    let mut struct_keys = Vec::new();
+    for (field_key, parents) in &feature.plan.field_parents {
+        let field = spec.field(field_key).expect("planned fields exist");
+        let mut parts = vec![lit(field_key.to_string()), lit(field.code_version.clone())];
+        // Polars' concat_str gives NULL when a part is NULL, DataFusion's concat_ws skips it:
+        // keep the reference's NULL (a missing optional value is "" first, as in metaxy).
+        let mut any_null: Option<Expr> = None;
+        for p in parents {
+            let value = get_field(col(data_version_column(&p.feature)), p.field.struct_key());
+            let value = if optional.contains(&&p.feature) {
+                coalesce(vec![value, lit("")])
+            } else {
+                let null = value.clone().is_null();
+                any_null = Some(match any_null {
+                    None => null,
+                    Some(prev) => prev.or(null),
+                });
+                value
+            };
+            parts.push(lit(p.to_string()));
+            parts.push(value);
+        }
+        let mut hashed = metaxy_hash(concat_ws(lit("|"), parts), alg, Some(truncate));
+        if let Some(any_null) = any_null {
+            hashed = when(any_null, lit(ScalarValue::Utf8(None))).otherwise(hashed)?;
+        }
+        struct_keys.push(field_key.struct_key());
+        struct_args.push(lit(field_key.struct_key()));
+        struct_args.push(hashed);
+    }
+    let mut exprs: Vec<Expr> = column_names(&joined)
+        .into_iter()
+        .filter(|n| !n.starts_with(DATA_VERSION_BY_FIELD))
+        .map(|n| col(n.as_str()))
+        .collect();
+    exprs.push(named_struct(struct_args).alias(PROVENANCE_BY_FIELD));
+    let df = joined.select(exprs)?;
+    with_defaults(df, &struct_keys, store, truncate)
+}
+
+/// Adds `metaxy_provenance` (hash of the field provenances in struct-key order) and the data
+/// versions (defaulting to the provenance) when missing.
+pub(super) fn with_defaults(
+    samples: DataFrame,
+    struct_keys: &[String],
+    store: &MetadataStore,
+    truncate: usize,
+) -> Result<DataFrame> {
+    let names: Vec<String> = column_names(&samples);
+    let has = |n: &str| names.iter().any(|x| x == n);
+    if !has(PROVENANCE_BY_FIELD) {
+        return Err(MetaxyError::Store(format!(
+            "samples must have a '{PROVENANCE_BY_FIELD}' column (a struct of the provenance of \
+             each field; columns given: {})",
+            names.join(", ")
+        )));
+    }
+    let mut df = samples;
+    if !has(PROVENANCE) {
+        df = df.with_column(
+            PROVENANCE,
+            crate::store::struct_hash(col(PROVENANCE_BY_FIELD), struct_keys, store, truncate),
+        )?;
+    }
+    if !has(DATA_VERSION_BY_FIELD) {
+        df = df.with_column(DATA_VERSION_BY_FIELD, col(PROVENANCE_BY_FIELD))?;
+    }
+    if !has(DATA_VERSION) {
+        df = df.with_column(DATA_VERSION, col(PROVENANCE))?;
+    }
+    Ok(df)
+}
