@@ -50,10 +50,7 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
     let store = options
         .store
         .unwrap_or_else(|| Arc::new(MetadataStore::in_memory()));
-    let state = MetaxyState {
-        graph: Arc::clone(&graph),
-        store,
-    };
+    let state = MetaxyState::new(graph, store, options.metaxy.clone());
     let config = options
         .config
         .unwrap_or_else(|| SessionConfig::new().with_information_schema(true))
@@ -86,7 +83,7 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
     catalog.register_schema(
         "history",
         Arc::new(FeatureSchema::new(
-            state,
+            state.clone(),
             Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
             ReadOptions {
                 all_feature_versions: true,
@@ -97,8 +94,8 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
     )?;
     ctx.register_udtf(
         "metaxy_features",
-        Arc::new(FeaturesFunction::new(Arc::clone(&graph))),
+        Arc::new(FeaturesFunction::new(state.clone())),
     );
-    ctx.register_udtf("metaxy_fields", Arc::new(FieldsFunction::new(graph)));
+    ctx.register_udtf("metaxy_fields", Arc::new(FieldsFunction::new(state.clone())));
     Ok(ctx)
 }

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod graph;
 mod hash;
+mod repl;
 mod resolve;
 mod slt;
 mod store;

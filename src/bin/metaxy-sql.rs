@@ -1,8 +1,9 @@
-//! `metaxy-sql`: run SQL over datafusion-metaxy's engine.
+//! `metaxy-sql`: SQL over metaxy feature metadata, on Apache DataFusion.
 //!
 //! ```text
+//! metaxy-sql                                  # REPL (config, lock and store discovered)
 //! metaxy-sql -c "SELECT xxhash64('abc')" --format csv
-//! metaxy-sql -f script.sql
+//! metaxy-sql --features defs.toml -f script.sql
 //! ```
 
 use std::io::Write;
@@ -10,21 +11,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use std::sync::Arc;
 
-use datafusion_metaxy::{
-    graph, new_context, run_script, store, MetaxyConfig, MetaxyError, OutputFormat, SessionOptions,
-};
+use datafusion_metaxy::cli::{repl, Shell, ShellOptions};
+use datafusion_metaxy::{MetaxyError, OutputFormat};
 
-/// SQL over metaxy feature metadata, on Apache DataFusion.
+/// SQL over metaxy feature metadata, on Apache DataFusion. Without -c or -f: an interactive
+/// REPL.
 #[derive(Debug, Parser)]
 #[command(name = "metaxy-sql", version, about)]
 struct Args {
-    /// SQL to run; repeat to run several in order.
+    /// SQL (or meta-commands) to run; repeat to run several in order.
     #[arg(short = 'c', long = "command", value_name = "SQL")]
     command: Vec<String>,
 
-    /// A file of SQL statements to run; repeatable, run after the commands.
+    /// A file of SQL statements (and meta-commands) to run; repeatable, run after the commands.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Vec<PathBuf>,
 
@@ -32,77 +32,26 @@ struct Args {
     #[arg(long, default_value = "table")]
     format: OutputFormat,
 
-    /// A metaxy configuration file (metaxy.toml or pyproject.toml): project and
-    /// hash_truncation_length.
+    /// metaxy's configuration file (metaxy.toml or pyproject.toml). Default: METAXY_CONFIG,
+    /// else the first metaxy.toml / pyproject.toml with [tool.metaxy] in this directory or a
+    /// parent.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
 
+    /// The configured store to use (default: the configuration's `store`; `memory` is always
+    /// available). Without any configured store: a Delta store under ./.metaxy/store.
+    #[arg(long, value_name = "NAME")]
+    store: Option<String>,
+
     /// A feature definition file (a metaxy lock file or our TOML); repeatable, all files form
-    /// one graph.
+    /// one graph. Default: the metaxy.lock next to the configuration, else the graph pushed to
+    /// the store.
     #[arg(long = "features", value_name = "PATH")]
     features: Vec<PathBuf>,
 
-    /// Do not print messages other than results and errors.
+    /// Print only results and errors (no banner, no row counts and timings).
     #[arg(short, long)]
     quiet: bool,
-}
-
-async fn run(args: Args) -> Result<(), MetaxyError> {
-    let metaxy = match &args.config {
-        Some(path) => MetaxyConfig::load(path)?,
-        None => MetaxyConfig::default(),
-    };
-    let base = args
-        .config
-        .as_deref()
-        .and_then(|p| p.parent())
-        .map(|p| p.to_path_buf())
-        .unwrap_or_default();
-    let store = store::config::store_from_config(&metaxy, None, &base)?;
-    // Without definition files, the graph is the one `metaxy push` stored in the store.
-    let graph = match (&store, args.features.is_empty()) {
-        (Some(store), true) => {
-            let scratch = datafusion::prelude::SessionContext::new();
-            store
-                .pushed_graph(
-                    &scratch,
-                    metaxy.project.as_deref(),
-                    metaxy.hash_truncation_length,
-                )
-                .await?
-                .unwrap_or_else(graph::FeatureGraph::empty)
-        }
-        _ => graph::load_files(&args.features, &metaxy)?,
-    };
-    let ctx = new_context(SessionOptions {
-        config: None,
-        metaxy,
-        graph: Some(Arc::new(graph)),
-        store,
-    })?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut scripts: Vec<String> = args.command;
-    for path in &args.file {
-        scripts.push(
-            std::fs::read_to_string(path).map_err(|source| MetaxyError::Io {
-                path: path.display().to_string(),
-                source,
-            })?,
-        );
-    }
-    if scripts.is_empty() {
-        return Err(MetaxyError::Output(
-            "nothing to run: give -c SQL or -f FILE (the interactive REPL is not available yet)"
-                .to_string(),
-        ));
-    }
-    for sql in &scripts {
-        run_script(&ctx, sql, args.format, &mut out).await?;
-    }
-    out.flush()
-        .map_err(|e| MetaxyError::Output(e.to_string()))?;
-    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -117,11 +66,55 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let options = ShellOptions {
+        config: args.config.clone(),
+        store: args.store.clone(),
+        features: args.features.clone(),
+        format: args.format,
+        quiet: args.quiet,
+    };
+    let mut shell = match runtime.block_on(Shell::open(&options)) {
+        Ok(shell) => shell,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = if args.command.is_empty() && args.file.is_empty() {
+        shell.timing = !args.quiet;
+        shell.progress = datafusion_metaxy::cli::stderr_is_terminal();
+        repl::run(&mut shell, &runtime, args.quiet)
+    } else {
+        runtime.block_on(run_scripts(&mut shell, &args))
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run_scripts(shell: &mut Shell, args: &Args) -> Result<(), MetaxyError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut scripts: Vec<String> = args.command.clone();
+    for path in &args.file {
+        scripts.push(
+            std::fs::read_to_string(path).map_err(|source| MetaxyError::Io {
+                path: path.display().to_string(),
+                source,
+            })?,
+        );
+    }
+    for script in &scripts {
+        let flow = shell.run_script(script, &mut out).await;
+        out.flush()
+            .map_err(|e| MetaxyError::Output(e.to_string()))?;
+        if flow? == datafusion_metaxy::cli::Flow::Quit {
+            break;
+        }
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ pub mod definitions;
 pub mod key;
 pub mod lock;
 pub mod pyjson;
+pub mod render;
 mod reader;
 pub mod spec;
 pub mod system;

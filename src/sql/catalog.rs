@@ -3,7 +3,7 @@
 //! schema with every stored row of each feature. Other tables (`CREATE TABLE …`) live beside
 //! them as usual.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::view::ViewTable;
@@ -13,13 +13,40 @@ use datafusion::error::{DataFusionError, Result};
 use crate::graph::FeatureGraph;
 use crate::store::{MetadataStore, ReadOptions};
 
-/// The graph and store behind a session (kept in its config as an extension).
+/// The graph and store behind a session (kept in its config as an extension). The graph can
+/// be replaced while the session runs (`CALL metaxy_load_features(...)`); every clone sees it.
 #[derive(Debug, Clone)]
 pub struct MetaxyState {
-    /// The feature graph.
-    pub graph: Arc<FeatureGraph>,
+    graph: Arc<RwLock<Arc<FeatureGraph>>>,
     /// The metadata store.
     pub store: Arc<MetadataStore>,
+    /// The configuration the session was built with (project, hash truncation).
+    pub config: crate::config::MetaxyConfig,
+}
+
+impl MetaxyState {
+    /// A state over `graph` and `store`.
+    pub fn new(
+        graph: Arc<FeatureGraph>,
+        store: Arc<MetadataStore>,
+        config: crate::config::MetaxyConfig,
+    ) -> Self {
+        Self {
+            graph: Arc::new(RwLock::new(graph)),
+            store,
+            config,
+        }
+    }
+
+    /// The current feature graph.
+    pub fn graph(&self) -> Arc<FeatureGraph> {
+        Arc::clone(&self.graph.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the feature graph for every user of this state.
+    pub fn set_graph(&self, graph: Arc<FeatureGraph>) {
+        *self.graph.write().unwrap_or_else(|e| e.into_inner()) = graph;
+    }
 }
 
 /// A schema whose tables are the features' current views, over an inner schema for other
@@ -43,7 +70,7 @@ impl FeatureSchema {
 
     fn feature_names(&self) -> Vec<String> {
         self.state
-            .graph
+            .graph()
             .features()
             .map(|f| f.key().table_name())
             .collect()
@@ -61,9 +88,8 @@ impl SchemaProvider for FeatureSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(feature) = self
-            .state
-            .graph
+        let graph = self.state.graph();
+        let Some(feature) = graph
             .features()
             .find(|f| f.key().table_name() == name)
         else {
@@ -71,7 +97,7 @@ impl SchemaProvider for FeatureSchema {
         };
         let plan = crate::store::read_plan(
             &self.state.store,
-            &self.state.graph,
+            &graph,
             feature.key(),
             &self.options,
         )

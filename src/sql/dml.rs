@@ -5,7 +5,9 @@
 //!   filled (see `store::MetadataStore::write`);
 //! - `DELETE FROM <feature table> [WHERE p]`: soft delete of the matching current rows;
 //! - `CALL metaxy_hard_delete('<feature>', '<predicate>')`: physical removal of matching rows;
-//! - `CALL metaxy_drop_feature('<feature>')`: drops the feature's table.
+//! - `CALL metaxy_drop_feature('<feature>')`: drops the feature's table;
+//! - `CALL metaxy_load_features('<file>' [, ...])`: replaces the session's feature graph with
+//!   the definitions in these files (lock files or our TOML), e.g. after a code-version bump.
 //!
 //! Each returns one row with the affected row count, like DataFusion's DML.
 
@@ -21,7 +23,7 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::catalog::MetaxyState;
 use crate::error::{MetaxyError, Result};
-use crate::graph::Feature;
+use crate::graph::{Feature, FeatureGraph};
 use crate::store::ReadOptions;
 
 fn count(rows: u64) -> Result<Vec<RecordBatch>> {
@@ -36,11 +38,10 @@ fn count(rows: u64) -> Result<Vec<RecordBatch>> {
     )?])
 }
 
-fn feature_by_table<'a>(state: &'a MetaxyState, name: &ast::ObjectName) -> Option<&'a Feature> {
+fn feature_by_table<'a>(graph: &'a FeatureGraph, name: &ast::ObjectName) -> Option<&'a Feature> {
     // Accept `t` and `public.t` / `datafusion.public.t`.
     let last = name.0.last()?.as_ident()?.value.clone();
-    state
-        .graph
+    graph
         .features()
         .find(|f| f.key().table_name() == last)
 }
@@ -54,12 +55,13 @@ pub async fn try_execute(
     let DFStatement::Statement(statement) = statement else {
         return Ok(None);
     };
+    let graph = state.graph();
     match statement.as_ref() {
         ast::Statement::Insert(insert) => {
             let TableObject::TableName(name) = &insert.table else {
                 return Ok(None);
             };
-            let Some(feature) = feature_by_table(state, name) else {
+            let Some(feature) = feature_by_table(&graph, name) else {
                 return Ok(None);
             };
             let source = insert.source.as_ref().ok_or_else(|| {
@@ -85,7 +87,7 @@ pub async fn try_execute(
                     .collect::<Vec<_>>();
                 data = data.select(exprs)?;
             }
-            let rows = state.store.write(&state.graph, feature.key(), data).await?;
+            let rows = state.store.write(&graph, feature.key(), data).await?;
             Ok(Some(count(rows)?))
         }
         ast::Statement::Delete(delete) => {
@@ -98,12 +100,12 @@ pub async fn try_execute(
             let TableFactor::Table { name, .. } = &table.relation else {
                 return Ok(None);
             };
-            let Some(feature) = feature_by_table(state, name) else {
+            let Some(feature) = feature_by_table(&graph, name) else {
                 return Ok(None);
             };
             let current = state
                 .store
-                .read(ctx, &state.graph, feature.key(), &ReadOptions::default())
+                .read(ctx, &graph, feature.key(), &ReadOptions::default())
                 .await?;
             let predicate = match &delete.selection {
                 Some(p) => current.parse_sql_expr(&p.to_string())?,
@@ -111,7 +113,7 @@ pub async fn try_execute(
             };
             let rows = state
                 .store
-                .soft_delete(ctx, &state.graph, feature.key(), predicate)
+                .soft_delete(ctx, &graph, feature.key(), predicate)
                 .await?;
             Ok(Some(count(rows)?))
         }
@@ -120,12 +122,12 @@ pub async fn try_execute(
             let args = string_args(function)?;
             match (name.as_str(), args.as_slice()) {
                 ("metaxy_hard_delete", [feature, predicate]) => {
-                    let feature = state.graph.find(feature)?;
+                    let feature = graph.find(feature)?;
                     let schema_df = state
                         .store
                         .read(
                             ctx,
-                            &state.graph,
+                            &graph,
                             feature.key(),
                             &ReadOptions {
                                 all_feature_versions: true,
@@ -142,14 +144,22 @@ pub async fn try_execute(
                     Ok(Some(count(rows)?))
                 }
                 ("metaxy_drop_feature", [feature]) => {
-                    let feature = state.graph.find(feature)?;
+                    let feature = graph.find(feature)?;
                     state.store.drop_feature(feature.key()).await?;
                     Ok(Some(count(0)?))
                 }
-                ("metaxy_hard_delete" | "metaxy_drop_feature", _) => {
+                ("metaxy_load_features", paths) if !paths.is_empty() => {
+                    let paths: Vec<std::path::PathBuf> = paths.iter().map(Into::into).collect();
+                    let graph = crate::graph::load_files(&paths, &state.config)?;
+                    let n = graph.features().count() as u64;
+                    state.set_graph(std::sync::Arc::new(graph));
+                    Ok(Some(count(n)?))
+                }
+                ("metaxy_hard_delete" | "metaxy_drop_feature" | "metaxy_load_features", _) => {
                     Err(MetaxyError::Config(format!(
-                        "usage: CALL metaxy_hard_delete('<feature>', '<SQL predicate>') or CALL \
-                         metaxy_drop_feature('<feature>'); got CALL {function}"
+                        "usage: CALL metaxy_hard_delete('<feature>', '<SQL predicate>'), CALL \
+                         metaxy_drop_feature('<feature>') or CALL metaxy_load_features('<file>' \
+                         [, ...]); got CALL {function}"
                     )))
                 }
                 _ => Ok(None),

@@ -10,30 +10,31 @@ use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
 
 use crate::graph::{Feature, FeatureGraph};
+use crate::sql::catalog::MetaxyState;
 
 /// `metaxy_features([feature_key])`: one row per feature, in topological order.
 #[derive(Debug)]
 pub struct FeaturesFunction {
-    graph: Arc<FeatureGraph>,
+    state: MetaxyState,
 }
 
 /// `metaxy_fields([feature_key])`: one row per field.
 #[derive(Debug)]
 pub struct FieldsFunction {
-    graph: Arc<FeatureGraph>,
+    state: MetaxyState,
 }
 
 impl FeaturesFunction {
     /// The function over a graph.
-    pub fn new(graph: Arc<FeatureGraph>) -> Self {
-        Self { graph }
+    pub fn new(state: MetaxyState) -> Self {
+        Self { state }
     }
 }
 
 impl FieldsFunction {
     /// The function over a graph.
-    pub fn new(graph: Arc<FeatureGraph>) -> Self {
-        Self { graph }
+    pub fn new(state: MetaxyState) -> Self {
+        Self { state }
     }
 }
 
@@ -91,7 +92,8 @@ fn table(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<Arc<dyn TableProvi
 
 impl TableFunctionImpl for FeaturesFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let features = selected("metaxy_features", &self.graph, args.exprs())?;
+        let graph = self.state.graph();
+        let features = selected("metaxy_features", &graph, args.exprs())?;
         let schema = Arc::new(Schema::new(vec![
             utf8("feature_key"),
             utf8("table_name"),
@@ -117,7 +119,7 @@ impl TableFunctionImpl for FeaturesFunction {
             strings(
                 features
                     .iter()
-                    .map(|f| self.graph.project_version(&f.definition.project)),
+                    .map(|f| graph.project_version(&f.definition.project)),
             ),
             lists(
                 features
@@ -131,7 +133,8 @@ impl TableFunctionImpl for FeaturesFunction {
 
 impl TableFunctionImpl for FieldsFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let features = selected("metaxy_fields", &self.graph, args.exprs())?;
+        let graph = self.state.graph();
+        let features = selected("metaxy_fields", &graph, args.exprs())?;
         let schema = Arc::new(Schema::new(vec![
             utf8("feature_key"),
             utf8("field_key"),

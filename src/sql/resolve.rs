@@ -129,10 +129,11 @@ pub async fn rewrite(
             None => None,
         };
         let staleness_predicates = args.get(3).cloned().flatten().into_iter().collect();
-        let key = state.graph.find(&feature)?.key().clone();
+        let graph = state.graph();
+        let key = graph.find(&feature)?.key().clone();
         let increment = resolve_update(
             ctx,
-            &state.graph,
+            &graph,
             &state.store,
             &key,
             ResolveOptions {

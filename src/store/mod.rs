@@ -117,6 +117,21 @@ pub struct MetadataStore {
 }
 
 impl MetadataStore {
+    /// One line per store of the chain: name, backend, hash algorithm, then its fallbacks
+    /// (indented).
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "{}: {} (hash {})",
+            self.name,
+            self.backend.describe(),
+            self.hash_algorithm.name()
+        )];
+        for f in &self.fallbacks {
+            lines.extend(f.describe().into_iter().map(|l| format!("  fallback {l}")));
+        }
+        lines
+    }
+
     /// A store over a backend with the backend's default hash algorithm.
     pub fn new(name: impl Into<String>, backend: Arc<dyn StoreBackend>) -> Self {
         let hash_algorithm = backend.default_hash_algorithm();

@@ -1,0 +1,275 @@
+//! The `metaxy-sql` shell: what the binary runs, for `-c`/`-f` scripts and for the REPL alike.
+//!
+//! [`Shell::open`] finds the configuration the way metaxy does (`--config`, `METAXY_CONFIG`, or
+//! `metaxy.toml` / `pyproject.toml` in the current directory or a parent), picks the store
+//! (`--store NAME`, the configured default, or the embedded default: a Delta store under
+//! `./.metaxy/store`), and loads the feature graph (`--features`, else the `metaxy.lock` next
+//! to the configuration, else the graph `metaxy push` stored in the store). Input is fed line by
+//! line: a line starting with `\` is a meta-command ([`meta`]), anything else accumulates until
+//! a line ends with `;` and then runs as SQL.
+
+pub mod meta;
+pub mod repl;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::prelude::SessionContext;
+
+use crate::config::MetaxyConfig;
+use crate::error::{MetaxyError, Result};
+use crate::graph::{self, FeatureGraph};
+use crate::sql::catalog::MetaxyState;
+use crate::sql::{parse_statements, print_batches, run_statement, OutputFormat};
+use crate::store::{self, MetadataStore};
+
+/// Where the embedded default store lives, relative to the current directory.
+pub const EMBEDDED_STORE: &str = ".metaxy/store";
+
+/// How to open a shell (the binary's options).
+#[derive(Debug, Clone, Default)]
+pub struct ShellOptions {
+    /// An explicit configuration file (else discovery).
+    pub config: Option<PathBuf>,
+    /// A configured store by name (`memory` is always available).
+    pub store: Option<String>,
+    /// Feature definition files (lock files or our TOML).
+    pub features: Vec<PathBuf>,
+    /// The output format.
+    pub format: OutputFormat,
+    /// Print only results and errors.
+    pub quiet: bool,
+}
+
+/// Whether a statement is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// `\q`: leave.
+    Quit,
+}
+
+/// A session plus the shell's settings.
+pub struct Shell {
+    /// The engine.
+    pub ctx: SessionContext,
+    /// Graph and store of the session.
+    pub state: MetaxyState,
+    /// Output format of results.
+    pub format: OutputFormat,
+    /// Print the row count and elapsed time after each statement.
+    pub timing: bool,
+    /// Show a progress indicator on stderr while a statement runs (a terminal only).
+    pub progress: bool,
+    /// The configuration file in use, if any.
+    pub config_file: Option<PathBuf>,
+    /// Where the feature graph came from.
+    pub graph_source: String,
+    buffer: String,
+}
+
+impl Shell {
+    /// Opens the configuration, store and graph described by `options`.
+    pub async fn open(options: &ShellOptions) -> Result<Self> {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let config_file = options
+            .config
+            .clone()
+            .or_else(|| MetaxyConfig::discover(&cwd));
+        let config = match &config_file {
+            Some(path) => MetaxyConfig::load(path)?,
+            None => MetaxyConfig::default(),
+        };
+        let store = open_store(&config, options.store.as_deref())?;
+        let (graph, graph_source) = load_graph(&config, &options.features, &store).await?;
+        let ctx = crate::new_context(crate::SessionOptions {
+            config: None,
+            metaxy: config,
+            graph: Some(Arc::new(graph)),
+            store: Some(store),
+        })?;
+        let state = ctx
+            .state()
+            .config()
+            .get_extension::<MetaxyState>()
+            .map(|s| (*s).clone())
+            .expect("new_context registers the state");
+        Ok(Self {
+            ctx,
+            state,
+            format: options.format,
+            timing: false,
+            progress: false,
+            config_file,
+            graph_source,
+            buffer: String::new(),
+        })
+    }
+
+    /// Whether a statement is waiting for its `;`.
+    pub fn pending(&self) -> bool {
+        !self.buffer.trim().is_empty()
+    }
+
+    /// Drops a half-typed statement.
+    pub fn clear(&mut self) {
+        self.buffer.clear();
+    }
+
+    /// Takes one input line: a meta-command, or SQL run once a line ends with `;`.
+    pub async fn feed_line(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow> {
+        if !self.pending() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with('\\') {
+                return meta::run(self, line.trim(), out).await;
+            }
+            // Comments between statements are not the start of one.
+            if trimmed.is_empty() || trimmed.starts_with("--") {
+                return Ok(Flow::Continue);
+            }
+        }
+        self.buffer.push_str(line);
+        self.buffer.push('\n');
+        if line.trim_end().ends_with(';') {
+            let sql = std::mem::take(&mut self.buffer);
+            self.execute(&sql, out).await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs a whole script (`-c` text or a file) line by line; stops at the first error.
+    pub async fn run_script(&mut self, text: &str, out: &mut dyn Write) -> Result<Flow> {
+        for line in text.lines() {
+            if self.feed_line(line, out).await? == Flow::Quit {
+                return Ok(Flow::Quit);
+            }
+        }
+        self.finish(out).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Runs what is left in the buffer (a last statement without `;`).
+    pub async fn finish(&mut self, out: &mut dyn Write) -> Result<()> {
+        let sql = std::mem::take(&mut self.buffer);
+        if !sql.trim().is_empty() {
+            self.execute(&sql, out).await?;
+        }
+        Ok(())
+    }
+
+    /// Plans and runs each statement of `sql`, printing its result.
+    pub async fn execute(&mut self, sql: &str, out: &mut dyn Write) -> Result<()> {
+        for statement in parse_statements(&self.ctx, sql)? {
+            let started = Instant::now();
+            let spinner = self.progress.then(|| spawn_spinner(started));
+            let result = run_statement(&self.ctx, statement).await;
+            if let Some(spinner) = spinner {
+                spinner.abort();
+                eprint!("\r\x1b[2K");
+            }
+            let batches = result?;
+            print_batches(&batches, self.format, out)?;
+            if self.timing {
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                let plural = if rows == 1 { "row" } else { "rows" };
+                writeln!(
+                    out,
+                    "{rows} {plural} in set. Query took {:.3} seconds.\n",
+                    started.elapsed().as_secs_f64()
+                )
+                .map_err(|e| MetaxyError::Output(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The feature graph in use.
+    pub fn graph(&self) -> Arc<FeatureGraph> {
+        self.state.graph()
+    }
+}
+
+/// A spinner with the elapsed time on stderr, after a short delay.
+fn spawn_spinner(started: Instant) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let mut i = 0;
+        loop {
+            eprint!(
+                "\r{} running… {:.1}s",
+                FRAMES[i % FRAMES.len()],
+                started.elapsed().as_secs_f64()
+            );
+            let _ = std::io::stderr().flush();
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(120)).await;
+        }
+    })
+}
+
+/// Whether stderr is a terminal (progress indicators only make sense there).
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+fn open_store(config: &MetaxyConfig, name: Option<&str>) -> Result<Arc<MetadataStore>> {
+    let configured = config
+        .stores
+        .as_ref()
+        .is_some_and(|s| name.is_none_or(|n| s.contains_key(n)));
+    if configured {
+        let store = store::config::store_from_config(config, name, &config.base_dir())?;
+        return Ok(store.expect("stores are configured"));
+    }
+    match name {
+        Some("memory") => Ok(Arc::new(MetadataStore::in_memory())),
+        Some(other) => Err(MetaxyError::Config(format!(
+            "store '{other}' is not configured ({}); `memory` is always available",
+            match &config.stores {
+                Some(s) => format!(
+                    "configured: {}",
+                    s.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                None => "the configuration has no [stores]".to_string(),
+            }
+        ))),
+        None => {
+            let backend = store::delta::DeltaBackend::new(EMBEDDED_STORE, Default::default())?;
+            Ok(Arc::new(MetadataStore::new("default", Arc::new(backend))))
+        }
+    }
+}
+
+async fn load_graph(
+    config: &MetaxyConfig,
+    features: &[PathBuf],
+    store: &MetadataStore,
+) -> Result<(FeatureGraph, String)> {
+    if !features.is_empty() {
+        let names: Vec<String> = features.iter().map(|p| p.display().to_string()).collect();
+        return Ok((graph::load_files(features, config)?, names.join(", ")));
+    }
+    if let Some(lock) = config.lock_file().filter(|p| p.is_file()) {
+        let graph = graph::load_files(std::slice::from_ref(&lock), config)?;
+        return Ok((graph, lock.display().to_string()));
+    }
+    let scratch = SessionContext::new();
+    let pushed = store
+        .pushed_graph(
+            &scratch,
+            config.project.as_deref(),
+            config.hash_truncation_length,
+        )
+        .await?;
+    Ok(match pushed {
+        Some(graph) => (
+            graph,
+            format!("the feature_versions system table of store '{}'", store.name),
+        ),
+        None => (FeatureGraph::empty(), "none (empty graph)".to_string()),
+    })
+}

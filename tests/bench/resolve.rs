@@ -1,0 +1,412 @@
+//! resolve_update benchmark on the scenarios of metaxy's published benchmark, on a Delta store on
+//! local disk, with a hand-written DataFusion SQL floor over the same parquet files.
+//!
+//! ```text
+//! cargo bench --bench resolve -- [--scenario simple|wide] [--n 1000000] [--rounds 3]
+//!     [--phases new,stale] [--data DIR] [--floor]
+//! ```
+//!
+//! - `simple`: root (fields audio, frames) → leaf (prediction); `wide`: root_0, root_1 (audio,
+//!   frames, optical_flow, embedding) → leaf (a, b). xxhash64, truncation 8.
+//! - `new`: roots written, leaf empty. `stale`: leaf materialised, then root_0 written again with
+//!   10% of its rows carrying a new audio version. Each round seeds a fresh store, opens it
+//!   again, then times `resolve_update(leaf)` plus collecting `new` (and `stale`).
+//! - `--data DIR`: read the inputs `metaxy_peer_bench.py --export` wrote
+//!   (`DIR/root_<i>.parquet`, `DIR/root_0_mutated.parquet`), so both engines see identical
+//!   data; without it the same shapes are generated here.
+//! - `--floor`: also time a hand-written SQL query doing the same joins and hashes directly
+//!   over the parquet files (no store, no merge-on-read).
+//!
+//! Prints one line per cell: `ours <scenario> <n> <phase> median_s=… min_s=… rows=…
+//! peak_rss_mb=…` (peak RSS of the timed part: the high-water mark is reset before it), and
+//! `floor …` lines.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{ArrayRef, StringBuilder, StructArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion_metaxy::graph::{FeatureBuilder, FeatureGraph, FeatureKey, GraphBuilder};
+use datafusion_metaxy::store::delta::DeltaBackend;
+use datafusion_metaxy::udfs::HashAlgorithm;
+use datafusion_metaxy::versioning::{resolve_update, ResolveOptions};
+use datafusion_metaxy::MetadataStore;
+use rand::{Rng, SeedableRng};
+
+const WIDE_FIELDS: [&str; 4] = ["audio", "frames", "optical_flow", "embedding"];
+
+struct Args {
+    scenario: String,
+    n: usize,
+    rounds: usize,
+    phases: Vec<String>,
+    data: Option<PathBuf>,
+    floor: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        scenario: "simple".into(),
+        n: 1_000_000,
+        rounds: 3,
+        phases: vec!["new".into(), "stale".into()],
+        data: None,
+        floor: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--scenario" => a.scenario = value(),
+            "--n" => a.n = value().replace('_', "").parse().expect("--n"),
+            "--rounds" => a.rounds = value().parse().expect("--rounds"),
+            "--phases" => a.phases = value().split(',').map(String::from).collect(),
+            "--data" => a.data = Some(value().into()),
+            "--floor" => a.floor = true,
+            "--bench" => {} // passed by `cargo bench`
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    assert!(
+        a.scenario == "simple" || a.scenario == "wide",
+        "--scenario simple|wide"
+    );
+    a
+}
+
+fn graph(scenario: &str) -> (FeatureGraph, Vec<FeatureKey>, FeatureKey) {
+    let (roots, leaf): (Vec<(String, Vec<&str>)>, FeatureBuilder) = if scenario == "simple" {
+        (
+            vec![("bench/simple_root".into(), vec!["audio", "frames"])],
+            FeatureBuilder::new("bench/simple_leaf", ["sample_uid"])
+                .dep("bench/simple_root")
+                .field("prediction", "1"),
+        )
+    } else {
+        (
+            (0..2)
+                .map(|i| (format!("bench/wide_root_{i}"), WIDE_FIELDS.to_vec()))
+                .collect(),
+            FeatureBuilder::new("bench/wide_leaf", ["sample_uid"])
+                .dep("bench/wide_root_0")
+                .dep("bench/wide_root_1")
+                .field("a", "1")
+                .field("b", "1"),
+        )
+    };
+    let mut builder = GraphBuilder::new("bench");
+    for (key, fields) in &roots {
+        let mut f = FeatureBuilder::new(key, ["sample_uid"]);
+        for field in fields {
+            f = f.field(field, "1");
+        }
+        builder = builder.feature(f);
+    }
+    let graph = builder.feature(leaf).build().expect("bench graph");
+    let root_keys = roots
+        .iter()
+        .map(|(k, _)| FeatureKey::parse(k).unwrap())
+        .collect();
+    let leaf_key = FeatureKey::parse(if scenario == "simple" {
+        "bench/simple_leaf"
+    } else {
+        "bench/wide_leaf"
+    })
+    .unwrap();
+    (graph, root_keys, leaf_key)
+}
+
+/// Root inputs as parquet files: the exported ones, or generated with the reference's shapes.
+fn inputs(a: &Args, dir: &Path) -> (Vec<PathBuf>, PathBuf) {
+    let roots = if a.scenario == "simple" { 1 } else { 2 };
+    if let Some(data) = &a.data {
+        let files = (0..roots)
+            .map(|i| data.join(format!("root_{i}.parquet")))
+            .collect();
+        return (files, data.join("root_0_mutated.parquet"));
+    }
+    let fields: Vec<&str> = if a.scenario == "simple" {
+        vec!["audio", "frames"]
+    } else {
+        WIDE_FIELDS.to_vec()
+    };
+    let mut files = Vec::new();
+    let mut mutated = None;
+    for i in 0..roots {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
+        let values: Vec<Vec<String>> = fields
+            .iter()
+            .map(|f| {
+                let c = &f[..1];
+                (0..a.n)
+                    .map(|_| format!("{c}{}", rng.random_range(0..=1u32 << 20)))
+                    .collect()
+            })
+            .collect();
+        let path = dir.join(format!("root_{i}.parquet"));
+        write_root(&path, &fields, &values, a.n);
+        files.push(path);
+        if i == 0 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(777);
+            let mut values = values;
+            for v in values[0].iter_mut() {
+                if rng.random::<f64>() < 0.1 {
+                    v.push_str("_bumped");
+                }
+            }
+            let path = dir.join("root_0_mutated.parquet");
+            write_root(&path, &fields, &values, a.n);
+            mutated = Some(path);
+        }
+    }
+    (files, mutated.unwrap())
+}
+
+fn write_root(path: &Path, fields: &[&str], values: &[Vec<String>], n: usize) {
+    let children: Vec<ArrayRef> = values
+        .iter()
+        .map(|v| {
+            let mut b = StringBuilder::new();
+            for s in v {
+                b.append_value(s);
+            }
+            Arc::new(b.finish()) as ArrayRef
+        })
+        .collect();
+    let struct_fields: Fields = fields
+        .iter()
+        .map(|f| Field::new(*f, DataType::Utf8, true))
+        .collect();
+    let pbf = StructArray::new(struct_fields.clone(), children, None);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("sample_uid", DataType::UInt64, false),
+        Field::new("metaxy_provenance_by_field", DataType::Struct(struct_fields), true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(UInt64Array::from_iter_values(0..n as u64)),
+            Arc::new(pbf),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn open(dir: &Path) -> MetadataStore {
+    let backend = DeltaBackend::new(dir.to_str().unwrap(), Default::default()).unwrap();
+    MetadataStore::new("bench", Arc::new(backend)).with_hash_algorithm(HashAlgorithm::Xxhash64)
+}
+
+async fn count(df: datafusion::prelude::DataFrame) -> usize {
+    df.collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum()
+}
+
+/// Resets the process's peak RSS (Linux: `clear_refs` 5), then reads it back later.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+struct Cell {
+    times: Vec<f64>,
+    rows: usize,
+    peak_mb: f64,
+}
+
+impl Cell {
+    fn report(&self, who: &str, a: &Args, phase: &str) {
+        let mut t = self.times.clone();
+        t.sort_by(f64::total_cmp);
+        println!(
+            "{who} {} {} {phase} median_s={:.3} min_s={:.3} rows={} peak_rss_mb={:.0}",
+            a.scenario,
+            a.n,
+            t[t.len() / 2],
+            t[0],
+            self.rows,
+            self.peak_mb
+        );
+    }
+}
+
+async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Cell {
+    let (graph, roots, leaf) = graph(&a.scenario);
+    let mut cell = Cell {
+        times: vec![],
+        rows: 0,
+        peak_mb: 0.0,
+    };
+    for _ in 0..a.rounds {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = SessionContext::new();
+        {
+            let store = open(dir.path());
+            for (key, file) in roots.iter().zip(roots_in) {
+                let df = ctx
+                    .read_parquet(file.to_str().unwrap(), ParquetReadOptions::default())
+                    .await
+                    .unwrap();
+                store.write(&graph, key, df).await.unwrap();
+            }
+            if phase == "stale" {
+                let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
+                    .await
+                    .unwrap();
+                store.write(&graph, &leaf, inc.new).await.unwrap();
+                let df = ctx
+                    .read_parquet(mutated.to_str().unwrap(), ParquetReadOptions::default())
+                    .await
+                    .unwrap();
+                store.write(&graph, &roots[0], df).await.unwrap();
+            }
+        }
+        let ctx = SessionContext::new();
+        let store = open(dir.path());
+        reset_peak_rss();
+        let t0 = Instant::now();
+        let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
+            .await
+            .unwrap();
+        let mut rows = count(inc.new).await;
+        if phase == "stale" {
+            rows += count(inc.stale).await;
+        }
+        cell.times.push(t0.elapsed().as_secs_f64());
+        cell.peak_mb = cell.peak_mb.max(peak_rss_mb());
+        cell.rows = rows;
+    }
+    cell
+}
+
+/// The field provenance of the leaf written by hand: the same strings, hashes and joins.
+fn floor_sql(scenario: &str, leaf_table: Option<&str>) -> String {
+    let expected = if scenario == "simple" {
+        "SELECT r.sample_uid, metaxy_hash(concat_ws('|', 'prediction', '1', \
+         'bench/simple_root.audio', r.metaxy_provenance_by_field['audio'], \
+         'bench/simple_root.frames', r.metaxy_provenance_by_field['frames']), 'xxhash64', 8) AS p \
+         FROM root_0 r"
+            .to_string()
+    } else {
+        let parts = |field: &str| {
+            let mut s = format!("'{field}', '1'");
+            for (i, t) in ["r0", "r1"].iter().enumerate() {
+                for f in WIDE_FIELDS {
+                    s.push_str(&format!(
+                        ", 'bench/wide_root_{i}.{f}', {t}.metaxy_provenance_by_field['{f}']"
+                    ));
+                }
+            }
+            format!("metaxy_hash(concat_ws('|', {s}), 'xxhash64', 8)")
+        };
+        format!(
+            "SELECT r0.sample_uid, metaxy_hash(concat_ws('|', {a}, {b}), 'xxhash64', 8) AS p \
+             FROM root_0 r0 JOIN root_1 r1 ON r0.sample_uid = r1.sample_uid",
+            a = parts("a"),
+            b = parts("b")
+        )
+    };
+    match leaf_table {
+        None => expected,
+        Some(leaf) => format!(
+            "WITH e AS ({expected}) SELECT e.sample_uid, e.p FROM e LEFT JOIN {leaf} l \
+             ON e.sample_uid = l.sample_uid WHERE l.sample_uid IS NULL OR l.p <> e.p"
+        ),
+    }
+}
+
+async fn floor(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Cell {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = SessionContext::new();
+    datafusion_metaxy::udfs::register_all(&mut ctx).unwrap();
+    for (i, file) in roots_in.iter().enumerate() {
+        ctx.register_parquet(
+            format!("root_{i}"),
+            file.to_str().unwrap(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let leaf = if phase == "stale" {
+        // The materialised leaf as a parquet file, then root_0 replaced by its mutated version.
+        let path = dir.path().join("leaf.parquet");
+        ctx.sql(&floor_sql(&a.scenario, None))
+            .await
+            .unwrap()
+            .write_parquet(
+                path.to_str().unwrap(),
+                DataFrameWriteOptions::new().with_single_file_output(true),
+                None,
+            )
+            .await
+            .unwrap();
+        ctx.deregister_table("root_0").unwrap();
+        ctx.register_parquet(
+            "root_0",
+            mutated.to_str().unwrap(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+        ctx.register_parquet("leaf", path.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        Some("leaf")
+    } else {
+        None
+    };
+    let sql = floor_sql(&a.scenario, leaf);
+    let mut cell = Cell {
+        times: vec![],
+        rows: 0,
+        peak_mb: 0.0,
+    };
+    for _ in 0..a.rounds {
+        reset_peak_rss();
+        let t0 = Instant::now();
+        cell.rows = count(ctx.sql(&sql).await.unwrap()).await;
+        cell.times.push(t0.elapsed().as_secs_f64());
+        cell.peak_mb = cell.peak_mb.max(peak_rss_mb());
+    }
+    cell
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let scratch = tempfile::tempdir().unwrap();
+    let (roots_in, mutated) = inputs(&a, scratch.path());
+    for phase in &a.phases {
+        ours(&a, phase, &roots_in, &mutated)
+            .await
+            .report("ours", &a, phase);
+        if a.floor {
+            floor(&a, phase, &roots_in, &mutated)
+                .await
+                .report("floor", &a, phase);
+        }
+    }
+}
