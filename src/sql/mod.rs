@@ -1,6 +1,6 @@
 //! Running SQL text: split a script into statements, plan and run each in order, and print the
-//! results in one of the output formats. The binary's `-c`, `-f` (and later the REPL) and tests all
-//! go through [`run_script`], so formats and errors behave the same everywhere.
+//! results in one of the output formats. The `metaxy-sql` shell (`crate::cli`) and the tests
+//! go through [`run_statement`] and [`print_batches`], so formats and errors behave the same.
 
 pub mod catalog;
 pub mod dml;
