@@ -8,7 +8,7 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::prelude::{lit, ParquetReadOptions, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     self, FunctionArg, FunctionArgExpr, ObjectName, TableFactor, Visit, VisitMut, Visitor,
@@ -144,10 +144,7 @@ pub async fn rewrite(
         )
         .await?;
         let df = match part.as_deref() {
-            None => increment
-                .new
-                .with_column("metaxy_change", lit("new"))?
-                .union(increment.stale.with_column("metaxy_change", lit("stale"))?)?,
+            None => increment.changes,
             Some("new") => increment.new,
             Some("stale") => increment.stale,
             Some("orphaned") => increment.orphaned,

@@ -13,10 +13,10 @@ mod upstream;
 
 use std::collections::HashMap;
 
-use datafusion::common::JoinType;
+use datafusion::common::{JoinType, ScalarValue};
 use datafusion::functions_aggregate::expr_fn::first_value;
 use datafusion::logical_expr::expr::NullTreatment;
-use datafusion::logical_expr::{binary_expr, col, lit, Expr, ExprFunctionExt, Operator};
+use datafusion::logical_expr::{binary_expr, col, lit, when, Expr, ExprFunctionExt, Operator};
 use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::error::{MetaxyError, Result};
@@ -54,7 +54,13 @@ impl ResolveOptions {
     }
 }
 
-/// The three parts of an update, each a lazy DataFrame.
+/// The `metaxy_change` column of [`Increment::changes`]: `'new'` or `'stale'`.
+pub const CHANGE: &str = "metaxy_change";
+const STORED_PROVENANCE: &str = "__stored_metaxy_provenance";
+const STORED_PRESENT: &str = "__stored_present";
+const STALE_BY_PREDICATE: &str = "__stale_by_predicate";
+
+/// The parts of an update, each a lazy DataFrame.
 pub struct Increment {
     /// Expected samples with no stored row.
     pub new: DataFrame,
@@ -62,6 +68,21 @@ pub struct Increment {
     pub stale: DataFrame,
     /// Stored samples no longer expected (with the stored columns).
     pub orphaned: DataFrame,
+    /// `new` and `stale` together with a [`CHANGE`] column, from one join: collecting this is
+    /// cheaper than collecting both parts (each of which computes the expected rows).
+    pub changes: DataFrame,
+}
+
+impl Increment {
+    /// Everything expected is new.
+    fn all_new(expected: DataFrame, nothing: DataFrame) -> Result<Self> {
+        Ok(Self {
+            changes: expected.clone().with_column(CHANGE, lit("new"))?,
+            new: expected,
+            stale: nothing.clone(),
+            orphaned: nothing,
+        })
+    }
 }
 
 /// Filters `df` by an SQL predicate, naming `what` when the SQL is invalid or not boolean.
@@ -134,11 +155,7 @@ pub async fn resolve_update(
     };
     let nothing = expected.clone().filter(lit(false))?;
     if options.skip_comparison {
-        return Ok(Increment {
-            new: expected,
-            stale: nothing.clone(),
-            orphaned: nothing,
-        });
+        return Increment::all_new(expected, nothing);
     }
 
     // metaxy compares on the input id columns (after lineage), else the feature's id columns.
@@ -151,11 +168,7 @@ pub async fn resolve_update(
         .read_local(ctx, graph, key, &ReadOptions::default())
         .await?;
     let Some(mut current) = current else {
-        return Ok(Increment {
-            new: expected,
-            stale: nothing.clone(),
-            orphaned: nothing,
-        });
+        return Increment::all_new(expected, nothing);
     };
     for f in &target_filters {
         current = filter_sql(current, f, &format!("filter on the stored rows of {key}"))?;
@@ -186,9 +199,9 @@ fn collapse(current: DataFrame, ids: &[String]) -> Result<DataFrame> {
     Ok(current.aggregate(ids.iter().map(|c| col(c.as_str())).collect(), aggregates)?)
 }
 
-/// new = expected anti-join current, stale = expected join current where the provenance
-/// differs or a staleness predicate holds on the stored row, orphaned = current anti-join
-/// expected (with the stored columns).
+/// One left join of the expected rows with the stored ones gives new (no stored row) and stale
+/// (provenance differs, or a staleness predicate holds on the stored row) together, tagged in
+/// `metaxy_change`; orphaned = current anti-join expected (with the stored columns).
 fn compare(
     expected: DataFrame,
     current: DataFrame,
@@ -196,9 +209,7 @@ fn compare(
     staleness_predicates: &[String],
     key: &FeatureKey,
 ) -> Result<Increment> {
-    // Stored columns under a prefix so the joins never see two columns of one name.
-    let stored_names: Vec<String> = column_names(&current);
-    let mut staleness = Vec::new();
+    let mut stale_by_predicate: Option<Expr> = None;
     for p in staleness_predicates {
         let invalid = |e: datafusion::error::DataFusionError| {
             MetaxyError::Store(format!(
@@ -208,51 +219,50 @@ fn compare(
         let expr = current.parse_sql_expr(p).map_err(invalid)?;
         // Checked now (unknown columns, non-boolean) rather than when the plan runs.
         current.clone().filter(expr.clone()).map_err(invalid)?;
-        staleness.push(expr);
+        let expr = expr.is_true();
+        stale_by_predicate = Some(match stale_by_predicate {
+            None => expr,
+            Some(prev) => prev.or(expr),
+        });
     }
-    let prefixed = current.clone().select(
-        stored_names
-            .iter()
-            .map(|n| col(n.as_str()).alias(format!("__stored_{n}")))
-            .collect::<Vec<Expr>>(),
-    )?;
+    // Only what the comparison needs from the stored rows, under names that cannot clash.
+    let stored_id = |c: &str| format!("__stored_{c}");
+    let mut stored: Vec<Expr> = ids.iter().map(|c| col(c.as_str()).alias(stored_id(c))).collect();
+    stored.push(col(PROVENANCE).alias(STORED_PROVENANCE));
+    stored.push(lit(true).alias(STORED_PRESENT));
+    stored.push(stale_by_predicate.unwrap_or(lit(false)).alias(STALE_BY_PREDICATE));
+    let stored = current.clone().select(stored)?;
+
     let exp_names: Vec<String> = column_names(&expected);
     let left_ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let right_ids: Vec<String> = ids.iter().map(|c| format!("__stored_{c}")).collect();
+    let right_ids: Vec<String> = ids.iter().map(|c| stored_id(c)).collect();
     let right_ids: Vec<&str> = right_ids.iter().map(String::as_str).collect();
-
-    let new = expected.clone().join(
-        prefixed.clone(),
-        JoinType::LeftAnti,
-        &left_ids,
-        &right_ids,
-        None,
-    )?;
-    let mut is_stale = binary_expr(
-        col(PROVENANCE),
-        Operator::IsDistinctFrom,
-        col(format!("__stored_{PROVENANCE}")),
-    );
-    for p in staleness {
-        // Evaluate each predicate on the prefixed stored columns.
-        let p = p.transform_up_columns_prefixed()?;
-        is_stale = is_stale.or(p.is_true());
-    }
-    let stale = expected
+    let change = when(col(STORED_PRESENT).is_null(), lit("new"))
+        .when(
+            binary_expr(
+                col(PROVENANCE),
+                Operator::IsDistinctFrom,
+                col(STORED_PROVENANCE),
+            )
+            .or(col(STALE_BY_PREDICATE)),
+            lit("stale"),
+        )
+        .otherwise(lit(ScalarValue::Utf8(None)))?;
+    let mut out: Vec<Expr> = exp_names.iter().map(|n| col(n.as_str())).collect();
+    out.push(change.alias(CHANGE));
+    let changes = expected
         .clone()
-        .join(
-            prefixed,
-            JoinType::Inner,
-            &left_ids,
-            &right_ids,
-            Some(is_stale),
-        )?
-        .select(
-            exp_names
-                .iter()
-                .map(|n| col(n.as_str()))
-                .collect::<Vec<Expr>>(),
-        )?;
+        .join(stored, JoinType::Left, &left_ids, &right_ids, None)?
+        .select(out)?
+        .filter(col(CHANGE).is_not_null())?;
+    let part = |name: &str| -> Result<DataFrame> {
+        Ok(changes
+            .clone()
+            .filter(col(CHANGE).eq(lit(name)))?
+            .select(exp_names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>())?)
+    };
+    let (new, stale) = (part("new")?, part("stale")?);
+
     let expected_ids = expected.select(
         ids.iter()
             .map(|c| col(c.as_str()).alias(format!("__expected_{c}")))
@@ -265,24 +275,6 @@ fn compare(
         new,
         stale,
         orphaned,
+        changes,
     })
-}
-
-/// Rewrites column references to the `__stored_` names used in the comparison join.
-trait PrefixColumns {
-    fn transform_up_columns_prefixed(self) -> Result<Expr>;
-}
-
-impl PrefixColumns for Expr {
-    fn transform_up_columns_prefixed(self) -> Result<Expr> {
-        use datafusion::common::tree_node::{Transformed, TreeNode};
-        Ok(self
-            .transform(|e| {
-                Ok(match e {
-                    Expr::Column(c) => Transformed::yes(col(format!("__stored_{}", c.name))),
-                    other => Transformed::no(other),
-                })
-            })?
-            .data)
-    }
 }

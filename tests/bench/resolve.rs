@@ -10,7 +10,8 @@
 //!   frames, optical_flow, embedding) → leaf (a, b). xxhash64, truncation 8.
 //! - `new`: roots written, leaf empty. `stale`: leaf materialised, then root_0 written again with
 //!   10% of its rows carrying a new audio version. Each round seeds a fresh store, opens it
-//!   again, then times `resolve_update(leaf)` plus collecting `new` (and `stale`).
+//!   again, then times `resolve_update(leaf)` plus collecting `new` and `stale` (as
+//!   `Increment::changes`, one plan holding both).
 //! - `--data DIR`: read the inputs `metaxy_peer_bench.py --export` wrote
 //!   (`DIR/root_<i>.parquet`, `DIR/root_0_mutated.parquet`), so both engines see identical
 //!   data; without it the same shapes are generated here.
@@ -46,6 +47,8 @@ struct Args {
     phases: Vec<String>,
     data: Option<PathBuf>,
     floor: bool,
+    explain: bool,
+    experiment: bool,
 }
 
 fn args() -> Args {
@@ -56,6 +59,8 @@ fn args() -> Args {
         phases: vec!["new".into(), "stale".into()],
         data: None,
         floor: false,
+        explain: false,
+        experiment: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +72,8 @@ fn args() -> Args {
             "--phases" => a.phases = value().split(',').map(String::from).collect(),
             "--data" => a.data = Some(value().into()),
             "--floor" => a.floor = true,
+            "--explain" => a.explain = true,
+            "--experiment" => a.experiment = true,
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -290,10 +297,14 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
         let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
             .await
             .unwrap();
-        let mut rows = count(inc.new).await;
-        if phase == "stale" {
-            rows += count(inc.stale).await;
+        if a.explain {
+            let plan = inc.changes.clone().explain(false, true).unwrap();
+            let batches = plan.collect().await.unwrap();
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap();
+            eprintln!("{text}");
         }
+        // new and stale in one plan (`changes`): each expected row computed once.
+        let rows = count(inc.changes).await;
         cell.times.push(t0.elapsed().as_secs_f64());
         cell.peak_mb = cell.peak_mb.max(peak_rss_mb());
         cell.rows = rows;
@@ -399,6 +410,10 @@ async fn main() {
     let a = args();
     let scratch = tempfile::tempdir().unwrap();
     let (roots_in, mutated) = inputs(&a, scratch.path());
+    if a.experiment {
+        experiment(&a, &roots_in, &mutated).await;
+        return;
+    }
     for phase in &a.phases {
         ours(&a, phase, &roots_in, &mutated)
             .await
@@ -407,6 +422,50 @@ async fn main() {
             floor(&a, phase, &roots_in, &mutated)
                 .await
                 .report("floor", &a, phase);
+        }
+    }
+}
+
+/// Times formulations of "latest row per sample" over a root written twice (development aid).
+async fn experiment(a: &Args, roots_in: &[PathBuf], mutated: &Path) {
+    let (graph, roots, _) = graph(&a.scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = SessionContext::new();
+    let store = open(dir.path());
+    for file in [&roots_in[0], &mutated.to_path_buf()] {
+        let df = ctx
+            .read_parquet(file.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        store.write(&graph, &roots[0], df).await.unwrap();
+    }
+    let all = store
+        .read(
+            &ctx,
+            &graph,
+            &roots[0],
+            &datafusion_metaxy::ReadOptions {
+                all_feature_versions: true,
+                history: true,
+                include_deleted: true,
+            },
+        )
+        .await
+        .unwrap();
+    ctx.register_table("t", all.into_view()).unwrap();
+    let ts = "coalesce(metaxy_deleted_at, metaxy_updated_at)";
+    let queries = [
+        ("scan", "SELECT sample_uid, metaxy_data_version_by_field FROM t".to_string()),
+        ("row_number", format!("SELECT * FROM (SELECT sample_uid, metaxy_data_version_by_field, row_number() OVER (PARTITION BY sample_uid ORDER BY {ts} DESC) AS rn FROM t) WHERE rn = 1")),
+        // ("last_value", format!("SELECT sample_uid, last_value(metaxy_data_version_by_field ORDER BY {ts}) AS dv, last_value(metaxy_deleted_at ORDER BY {ts}) AS d FROM t GROUP BY sample_uid")),
+        ("max_join", format!("SELECT t.sample_uid, t.metaxy_data_version_by_field FROM t JOIN (SELECT sample_uid, max({ts}) AS m FROM t GROUP BY sample_uid) l ON t.sample_uid = l.sample_uid AND {ts} = l.m")),
+        ("lag", format!("SELECT * FROM (SELECT sample_uid, metaxy_data_version_by_field, lag(sample_uid) OVER (ORDER BY sample_uid, {ts} DESC) AS prev FROM t) WHERE prev IS DISTINCT FROM sample_uid")),
+    ];
+    for (name, sql) in queries {
+        for _ in 0..2 {
+            let t0 = Instant::now();
+            let n = count(ctx.sql(&sql).await.unwrap()).await;
+            println!("{name}: {n} rows in {:.3} s", t0.elapsed().as_secs_f64());
         }
     }
 }
