@@ -331,7 +331,12 @@ fn expand_str(s: &str, source: &str) -> Result<String> {
 /// `METAXY_<KEY>` (case-insensitive; nested keys joined by `__`) overrides the file, as
 /// pydantic-settings does for metaxy. Variables naming no metaxy key are ignored.
 fn apply_env_overrides(doc: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) {
-    const BOOLS: [&str; 4] = ["enable_map_datatype", "auto_create_tables", "locked", "sync"];
+    const BOOLS: [&str; 4] = [
+        "enable_map_datatype",
+        "auto_create_tables",
+        "locked",
+        "sync",
+    ];
     for (name, value) in vars {
         let upper = name.to_ascii_uppercase();
         let Some(rest) = upper.strip_prefix("METAXY_") else {

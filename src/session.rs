@@ -96,6 +96,9 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
         "metaxy_features",
         Arc::new(FeaturesFunction::new(state.clone())),
     );
-    ctx.register_udtf("metaxy_fields", Arc::new(FieldsFunction::new(state.clone())));
+    ctx.register_udtf(
+        "metaxy_fields",
+        Arc::new(FieldsFunction::new(state.clone())),
+    );
     Ok(ctx)
 }

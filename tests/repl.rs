@@ -58,10 +58,24 @@ fn statements_span_lines_errors_do_not_exit_and_quit_stops() {
 #[test]
 fn help_lists_the_meta_commands_and_end_of_input_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let o = repl(dir.path(), dir.path(), &["--quiet"], &[], "\\?\n\\nonsense\n");
+    let o = repl(
+        dir.path(),
+        dir.path(),
+        &["--quiet"],
+        &[],
+        "\\?\n\\nonsense\n",
+    );
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{err}");
-    for command in ["\\q", "\\d", "\\timing", "\\features", "\\feature KEY", "\\graph", "\\stores"] {
+    for command in [
+        "\\q",
+        "\\d",
+        "\\timing",
+        "\\features",
+        "\\feature KEY",
+        "\\graph",
+        "\\stores",
+    ] {
         assert!(out.contains(command), "{command} missing from:\n{out}");
     }
     assert!(err.contains("unknown meta-command"), "{err}");
@@ -103,7 +117,12 @@ fn config_and_lock_are_discovered_from_a_subdirectory() {
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{err}");
     assert!(err.is_empty(), "{err}");
-    for key in ["example/video", "example/crop", "example/face_detection", "example/stt"] {
+    for key in [
+        "example/video",
+        "example/crop",
+        "example/face_detection",
+        "example/stt",
+    ] {
         assert!(out.contains(key), "{key} missing:\n{out}");
     }
     // \feature: versions from the lock, field lineage, rows in the store.
@@ -111,14 +130,26 @@ fn config_and_lock_are_discovered_from_a_subdirectory() {
     assert!(out.contains("1 current samples, 1 stored rows"), "{out}");
     assert!(out.contains("no table yet"), "{out}");
     assert!(out.contains("flowchart TB") && out.contains("example__video -->|1:1| example__crop"));
-    assert!(out.contains("\"example/video\" -> \"example/crop\""), "{out}");
+    assert!(
+        out.contains("\"example/video\" -> \"example/crop\""),
+        "{out}"
+    );
     // The store is the configured Delta store, relative to the config file.
     let store = dir.path().join("store");
-    assert!(out.contains(&format!("dev: delta at file://{}/", store.display())), "{out}");
+    assert!(
+        out.contains(&format!("dev: delta at file://{}/", store.display())),
+        "{out}"
+    );
     assert!(store.join("example/video.delta/_delta_log").is_dir());
     assert!(out.contains("metaxy.lock"), "{out}");
-    assert!(out.contains("feature example/crop (nothing written yet)"), "{out}");
-    assert!(out.contains("feature example/video\n") || out.contains("feature example/video "), "{out}");
+    assert!(
+        out.contains("feature example/crop (nothing written yet)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("feature example/video\n") || out.contains("feature example/video "),
+        "{out}"
+    );
 }
 
 #[test]
@@ -159,7 +190,13 @@ fn environment_overrides_and_variables_pick_the_store_root() {
     let o = repl(
         elsewhere.path(),
         elsewhere.path(),
-        &["--quiet", "-c", "SELECT count(*) AS n FROM example__video", "--format", "csv"],
+        &[
+            "--quiet",
+            "-c",
+            "SELECT count(*) AS n FROM example__video",
+            "--format",
+            "csv",
+        ],
         &[
             ("METAXY_CONFIG", config.to_str().unwrap()),
             ("METAXY_TEST_ROOT", expanded.to_str().unwrap()),
@@ -176,16 +213,28 @@ fn invalid_configuration_is_reported_with_its_line() {
     let o = repl(dir.path(), dir.path(), &["-c", "SELECT 1"], &[], "");
     let err = text(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("metaxy.toml: not valid TOML at line 2"), "{err}");
+    assert!(
+        err.contains("metaxy.toml: not valid TOML at line 2"),
+        "{err}"
+    );
 
     project(dir.path(), "project = \"x\"\nunknown_key = 1\n");
     let o = repl(dir.path(), dir.path(), &["-c", "SELECT 1"], &[], "");
     assert!(text(&o.stderr).contains("unknown key 'unknown_key'"));
 
     project(dir.path(), CONFIG);
-    let o = repl(dir.path(), dir.path(), &["--store", "prod", "-c", "SELECT 1"], &[], "");
+    let o = repl(
+        dir.path(),
+        dir.path(),
+        &["--store", "prod", "-c", "SELECT 1"],
+        &[],
+        "",
+    );
     let err = text(&o.stderr);
-    assert!(err.contains("store 'prod' is not configured (configured: dev)"), "{err}");
+    assert!(
+        err.contains("store 'prod' is not configured (configured: dev)"),
+        "{err}"
+    );
 
     let bad_type = CONFIG.replace(
         "metaxy.ext.polars.handlers.delta.DeltaMetadataStore",
@@ -203,7 +252,12 @@ fn quickstart_shows_exactly_the_affected_samples() {
     let dir = tempfile::tempdir().unwrap();
     let examples = dir.path().join("examples/video");
     std::fs::create_dir_all(&examples).unwrap();
-    for f in ["features.toml", "features_v2.toml", "videos.csv", "quickstart.sql"] {
+    for f in [
+        "features.toml",
+        "features_v2.toml",
+        "videos.csv",
+        "quickstart.sql",
+    ] {
         std::fs::copy(repo_root().join("examples/video").join(f), examples.join(f)).unwrap();
     }
     let args = [
@@ -221,17 +275,28 @@ fn quickstart_shows_exactly_the_affected_samples() {
     assert_eq!(text(&first.stdout), text(&second.stdout));
     let out = text(&first.stdout);
     // Step 2: every video is new for crop.
-    assert!(out.contains("video_id,metaxy_change,metaxy_provenance\nv1,new,"), "{out}");
-    // Step 4: new audio for v2 → crop and stt stale for v2 only; face_detection untouched.
     assert!(
-        out.contains("feature,video_id,metaxy_change\nexample/crop,v2,stale\nexample/stt,v2,stale\n"),
+        out.contains("video_id,metaxy_change,metaxy_provenance\nv1,new,"),
         "{out}"
     );
-    assert!(out.contains("feature,to_recompute\nexample/face_detection,0\n"), "{out}");
+    // Step 4: new audio for v2 → crop and stt stale for v2 only; face_detection untouched.
+    assert!(
+        out.contains(
+            "feature,video_id,metaxy_change\nexample/crop,v2,stale\nexample/stt,v2,stale\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("feature,to_recompute\nexample/face_detection,0\n"),
+        "{out}"
+    );
     // Step 5: a code version bump of stt → all of stt new, crop unaffected.
     assert!(
         out.ends_with("feature,video_id,metaxy_change\nexample/stt,v1,new\nexample/stt,v2,new\nexample/stt,v3,new\n"),
         "{out}"
     );
-    assert!(dir.path().join(".metaxy/store/example/video.delta").is_dir());
+    assert!(dir
+        .path()
+        .join(".metaxy/store/example/video.delta")
+        .is_dir());
 }

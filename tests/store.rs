@@ -607,3 +607,46 @@ async fn resolve_update_on_stores_written_by_metaxy() {
     eprintln!("resolved on metaxy's stores: {}", compared.join(", "));
     assert!(compared.len() >= 8, "{compared:?}");
 }
+
+/// The latest-row step of a read is skipped exactly when the Delta log's statistics show one
+/// timestamp and no tombstones; the current view is the same either way.
+#[tokio::test]
+async fn delta_reads_skip_deduplication_only_when_the_log_proves_it_a_no_op() {
+    use datafusion_metaxy::store::StoreBackend;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = SessionContext::new();
+    let graph = datafusion_metaxy::graph::GraphBuilder::new("t")
+        .feature(datafusion_metaxy::graph::FeatureBuilder::new("t/root", ["id"]).field("x", "1"))
+        .build()
+        .unwrap();
+    let key = FeatureKey::parse("t/root").unwrap();
+    let backend =
+        Arc::new(DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap());
+    let store = MetadataStore::new("d", backend.clone());
+    let write = |sql: &'static str| {
+        let (ctx, graph, store, key) = (&ctx, &graph, &store, &key);
+        async move {
+            let df = ctx.sql(sql).await.unwrap();
+            store.write(graph, key, df).await.unwrap();
+        }
+    };
+    let current = || async {
+        let df = store
+            .read(&ctx, &graph, &key, &ReadOptions::default())
+            .await
+            .unwrap();
+        let df = df
+            .select_exprs(&["id", "get_field(metaxy_provenance_by_field, 'x') AS x"])
+            .unwrap()
+            .sort_by(vec![datafusion::prelude::col("id")])
+            .unwrap();
+        crate::common::batches_to_rows(&df.collect().await.unwrap())
+    };
+    assert!(!backend.single_timestamp(&key).await.unwrap());
+    write("SELECT 1 AS id, named_struct('x', 'a') AS metaxy_provenance_by_field UNION ALL SELECT 2, named_struct('x', 'b')").await;
+    assert!(backend.single_timestamp(&key).await.unwrap());
+    assert_eq!(current().await, [["1", "a"], ["2", "b"]]);
+    write("SELECT 1 AS id, named_struct('x', 'a2') AS metaxy_provenance_by_field").await;
+    assert!(!backend.single_timestamp(&key).await.unwrap());
+    assert_eq!(current().await, [["1", "a2"], ["2", "b"]]);
+}

@@ -165,7 +165,9 @@ fn parse_switch(v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "on" | "true" => Ok(true),
         "off" | "false" => Ok(false),
-        other => Err(MetaxyError::Config(format!("expected on or off, got '{other}'"))),
+        other => Err(MetaxyError::Config(format!(
+            "expected on or off, got '{other}'"
+        ))),
     }
 }
 

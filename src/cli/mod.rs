@@ -268,7 +268,10 @@ async fn load_graph(
     Ok(match pushed {
         Some(graph) => (
             graph,
-            format!("the feature_versions system table of store '{}'", store.name),
+            format!(
+                "the feature_versions system table of store '{}'",
+                store.name
+            ),
         ),
         None => (FeatureGraph::empty(), "none (empty graph)".to_string()),
     })

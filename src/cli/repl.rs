@@ -37,7 +37,11 @@ pub fn run(shell: &mut Shell, runtime: &Runtime, quiet: bool) -> Result<()> {
         );
     }
     loop {
-        let prompt = if shell.pending() { "     -> " } else { "metaxy> " };
+        let prompt = if shell.pending() {
+            "     -> "
+        } else {
+            "metaxy> "
+        };
         match editor.readline(prompt) {
             Ok(line) => {
                 if !line.trim().is_empty() {

@@ -98,7 +98,12 @@ pub fn describe(feature: &Feature) -> String {
     let spec = feature.spec();
     let v = &feature.versions;
     let mut out = String::new();
-    let _ = writeln!(out, "feature {} (table {})", feature.key(), feature.key().table_name());
+    let _ = writeln!(
+        out,
+        "feature {} (table {})",
+        feature.key(),
+        feature.key().table_name()
+    );
     let _ = writeln!(out, "  project            {}", feature.definition.project);
     let _ = writeln!(out, "  feature version    {}", v.feature_version);
     let _ = writeln!(out, "  definition version {}", v.definition_version);

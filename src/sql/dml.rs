@@ -41,9 +41,7 @@ fn count(rows: u64) -> Result<Vec<RecordBatch>> {
 fn feature_by_table<'a>(graph: &'a FeatureGraph, name: &ast::ObjectName) -> Option<&'a Feature> {
     // Accept `t` and `public.t` / `datafusion.public.t`.
     let last = name.0.last()?.as_ident()?.value.clone();
-    graph
-        .features()
-        .find(|f| f.key().table_name() == last)
+    graph.features().find(|f| f.key().table_name() == last)
 }
 
 /// Runs the statement if it writes to a feature table; `None` when it is not ours.

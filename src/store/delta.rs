@@ -20,6 +20,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use url::Url;
 
+use super::columns::{DELETED_AT, UPDATED_AT};
 use super::{feature_path, StoreBackend};
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureKey;
@@ -139,6 +140,18 @@ impl StoreBackend for DeltaBackend {
             .await
             .map_err(|e| delta_error(&format!("scanning {key}"), e))?;
         Ok(Some(provider))
+    }
+
+    async fn single_timestamp(&self, key: &FeatureKey) -> Result<bool> {
+        let Some(table) = self.open(key).await? else {
+            return Ok(false);
+        };
+        // From the per-file statistics of the log: every file's min and max updated_at equal
+        // and the same across files, and deleted_at NULL in every row.
+        let Ok(files) = table.snapshot().and_then(|s| s.add_actions_table(true)) else {
+            return Ok(false);
+        };
+        Ok(single_timestamp_from_stats(&files).unwrap_or(false))
     }
 
     async fn schema(&self, key: &FeatureKey) -> Result<Option<SchemaRef>> {
@@ -321,4 +334,34 @@ mod tests {
             "{url}"
         );
     }
+}
+
+/// See [`StoreBackend::single_timestamp`]; `None` when a statistic is missing.
+fn single_timestamp_from_stats(files: &RecordBatch) -> Option<bool> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    use datafusion::common::ScalarValue;
+    let column = |name: &str| files.column_by_name(name);
+    let min = column(&format!("min.{UPDATED_AT}"))?;
+    let max = column(&format!("max.{UPDATED_AT}"))?;
+    let nulls = column(&format!("null_count.{DELETED_AT}"))?;
+    let records = column("num_records")?;
+    let nulls = nulls.as_primitive_opt::<Int64Type>()?;
+    let records = records.as_primitive_opt::<Int64Type>()?;
+    let mut seen: Option<ScalarValue> = None;
+    for i in 0..files.num_rows() {
+        if nulls.is_null(i) || records.is_null(i) || nulls.value(i) != records.value(i) {
+            return Some(false);
+        }
+        if records.value(i) == 0 {
+            continue;
+        }
+        let lo = ScalarValue::try_from_array(min, i).ok()?;
+        let hi = ScalarValue::try_from_array(max, i).ok()?;
+        if lo.is_null() || lo != hi || seen.as_ref().is_some_and(|s| *s != lo) {
+            return Some(false);
+        }
+        seen = Some(lo);
+    }
+    Some(true)
 }

@@ -102,6 +102,13 @@ pub trait StoreBackend: Debug + Send + Sync {
     async fn drop_table(&self, key: &FeatureKey) -> Result<()>;
     /// Features with a table.
     async fn list(&self) -> Result<Vec<FeatureKey>>;
+    /// Whether every stored row of the feature is known, from metadata alone, to carry the
+    /// same `metaxy_updated_at` and no `metaxy_deleted_at` (e.g. one write, no deletes): the
+    /// latest-row-per-sample step of a read is then a no-op and is skipped. `false` when
+    /// unknown.
+    async fn single_timestamp(&self, _key: &FeatureKey) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A metaxy metadata store: a backend, its hash algorithm, and fallback stores to read features

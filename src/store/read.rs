@@ -25,7 +25,6 @@ pub struct ReadOptions {
     pub include_deleted: bool,
 }
 
-
 /// The plan of a read from the store that holds the feature (this store or a fallback),
 /// `None` when no store in the chain has it.
 pub(crate) async fn plan_if_present(
@@ -82,11 +81,13 @@ fn latest_per_sample(builder: LogicalPlanBuilder, keys: &[String]) -> Result<Log
             .iter()
             .map(|c| Expr::Column(Column::new(Some(ROWS), c)))
             .collect();
-        exprs.push(coalesce(vec![
-            Expr::Column(Column::new(Some(ROWS), DELETED_AT)),
-            Expr::Column(Column::new(Some(ROWS), UPDATED_AT)),
-        ])
-        .alias(TS));
+        exprs.push(
+            coalesce(vec![
+                Expr::Column(Column::new(Some(ROWS), DELETED_AT)),
+                Expr::Column(Column::new(Some(ROWS), UPDATED_AT)),
+            ])
+            .alias(TS),
+        );
         rows.project(exprs)?
     };
     let latest = builder
@@ -144,7 +145,7 @@ pub(crate) async fn own_plan(
         builder = builder
             .filter(col(FEATURE_VERSION).eq(lit(feature.versions.feature_version.clone())))?;
     }
-    if !options.history {
+    if !options.history && !store.backend.single_timestamp(key).await? {
         let mut keys: Vec<String> = feature.spec().id_columns.clone();
         if options.all_feature_versions {
             keys.push(FEATURE_VERSION.to_string());

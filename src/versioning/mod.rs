@@ -227,10 +227,17 @@ fn compare(
     }
     // Only what the comparison needs from the stored rows, under names that cannot clash.
     let stored_id = |c: &str| format!("__stored_{c}");
-    let mut stored: Vec<Expr> = ids.iter().map(|c| col(c.as_str()).alias(stored_id(c))).collect();
+    let mut stored: Vec<Expr> = ids
+        .iter()
+        .map(|c| col(c.as_str()).alias(stored_id(c)))
+        .collect();
     stored.push(col(PROVENANCE).alias(STORED_PROVENANCE));
     stored.push(lit(true).alias(STORED_PRESENT));
-    stored.push(stale_by_predicate.unwrap_or(lit(false)).alias(STALE_BY_PREDICATE));
+    stored.push(
+        stale_by_predicate
+            .unwrap_or(lit(false))
+            .alias(STALE_BY_PREDICATE),
+    );
     let stored = current.clone().select(stored)?;
 
     let exp_names: Vec<String> = column_names(&expected);
@@ -256,10 +263,12 @@ fn compare(
         .select(out)?
         .filter(col(CHANGE).is_not_null())?;
     let part = |name: &str| -> Result<DataFrame> {
-        Ok(changes
-            .clone()
-            .filter(col(CHANGE).eq(lit(name)))?
-            .select(exp_names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>())?)
+        Ok(changes.clone().filter(col(CHANGE).eq(lit(name)))?.select(
+            exp_names
+                .iter()
+                .map(|n| col(n.as_str()))
+                .collect::<Vec<_>>(),
+        )?)
     };
     let (new, stale) = (part("new")?, part("stale")?);
 

@@ -191,7 +191,11 @@ fn write_root(path: &Path, fields: &[&str], values: &[Vec<String>], n: usize) {
     let pbf = StructArray::new(struct_fields.clone(), children, None);
     let schema = Arc::new(Schema::new(vec![
         Field::new("sample_uid", DataType::UInt64, false),
-        Field::new("metaxy_provenance_by_field", DataType::Struct(struct_fields), true),
+        Field::new(
+            "metaxy_provenance_by_field",
+            DataType::Struct(struct_fields),
+            true,
+        ),
     ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -298,6 +302,10 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
             .await
             .unwrap();
         if a.explain {
+            eprintln!(
+                "planning (store opened, tables loaded): {:.3} s",
+                t0.elapsed().as_secs_f64()
+            );
             let plan = inc.changes.clone().explain(false, true).unwrap();
             let batches = plan.collect().await.unwrap();
             let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap();
@@ -382,9 +390,13 @@ async fn floor(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> C
         )
         .await
         .unwrap();
-        ctx.register_parquet("leaf", path.to_str().unwrap(), ParquetReadOptions::default())
-            .await
-            .unwrap();
+        ctx.register_parquet(
+            "leaf",
+            path.to_str().unwrap(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
         Some("leaf")
     } else {
         None
