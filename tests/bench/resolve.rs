@@ -320,14 +320,19 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
     cell
 }
 
-/// The field provenance of the leaf written by hand: the same strings, hashes and joins.
+/// The leaf's expected rows written by hand: the same field strings and hashes (field
+/// provenance, then the sample provenance over the fields), the same joins.
 fn floor_sql(scenario: &str, leaf_table: Option<&str>) -> String {
+    let h = |s: String| format!("metaxy_hash(concat_ws('|', {s}), 'xxhash64', 8)");
     let expected = if scenario == "simple" {
-        "SELECT r.sample_uid, metaxy_hash(concat_ws('|', 'prediction', '1', \
-         'bench/simple_root.audio', r.metaxy_provenance_by_field['audio'], \
-         'bench/simple_root.frames', r.metaxy_provenance_by_field['frames']), 'xxhash64', 8) AS p \
-         FROM root_0 r"
-            .to_string()
+        let f = h("'prediction', '1', 'bench/simple_root.audio', r.metaxy_provenance_by_field['audio'], \
+                   'bench/simple_root.frames', r.metaxy_provenance_by_field['frames']"
+            .to_string());
+        format!(
+            "SELECT sample_uid, named_struct('prediction', f) AS pbf, {p} AS p FROM \
+             (SELECT r.sample_uid, {f} AS f FROM root_0 r)",
+            p = h("f".to_string())
+        )
     } else {
         let parts = |field: &str| {
             let mut s = format!("'{field}', '1'");
@@ -338,11 +343,13 @@ fn floor_sql(scenario: &str, leaf_table: Option<&str>) -> String {
                     ));
                 }
             }
-            format!("metaxy_hash(concat_ws('|', {s}), 'xxhash64', 8)")
+            h(s)
         };
         format!(
-            "SELECT r0.sample_uid, metaxy_hash(concat_ws('|', {a}, {b}), 'xxhash64', 8) AS p \
-             FROM root_0 r0 JOIN root_1 r1 ON r0.sample_uid = r1.sample_uid",
+            "SELECT sample_uid, named_struct('a', a, 'b', b) AS pbf, {p} AS p FROM \
+             (SELECT r0.sample_uid, {a} AS a, {b} AS b \
+              FROM root_0 r0 JOIN root_1 r1 ON r0.sample_uid = r1.sample_uid)",
+            p = h("a, b".to_string()),
             a = parts("a"),
             b = parts("b")
         )
@@ -350,7 +357,7 @@ fn floor_sql(scenario: &str, leaf_table: Option<&str>) -> String {
     match leaf_table {
         None => expected,
         Some(leaf) => format!(
-            "WITH e AS ({expected}) SELECT e.sample_uid, e.p FROM e LEFT JOIN {leaf} l \
+            "WITH e AS ({expected}) SELECT e.sample_uid, e.pbf, e.p FROM e LEFT JOIN {leaf} l \
              ON e.sample_uid = l.sample_uid WHERE l.sample_uid IS NULL OR l.p <> e.p"
         ),
     }
