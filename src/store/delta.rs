@@ -299,6 +299,36 @@ impl StoreBackend for DeltaBackend {
     }
 }
 
+/// See [`StoreBackend::single_timestamp`]; `None` when a statistic is missing.
+fn single_timestamp_from_stats(files: &RecordBatch) -> Option<bool> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    use datafusion::common::ScalarValue;
+    let column = |name: &str| files.column_by_name(name);
+    let min = column(&format!("min.{UPDATED_AT}"))?;
+    let max = column(&format!("max.{UPDATED_AT}"))?;
+    let nulls = column(&format!("null_count.{DELETED_AT}"))?;
+    let records = column("num_records")?;
+    let nulls = nulls.as_primitive_opt::<Int64Type>()?;
+    let records = records.as_primitive_opt::<Int64Type>()?;
+    let mut seen: Option<ScalarValue> = None;
+    for i in 0..files.num_rows() {
+        if nulls.is_null(i) || records.is_null(i) || nulls.value(i) != records.value(i) {
+            return Some(false);
+        }
+        if records.value(i) == 0 {
+            continue;
+        }
+        let lo = ScalarValue::try_from_array(min, i).ok()?;
+        let hi = ScalarValue::try_from_array(max, i).ok()?;
+        if lo.is_null() || lo != hi || seen.as_ref().is_some_and(|s| *s != lo) {
+            return Some(false);
+        }
+        seen = Some(lo);
+    }
+    Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,34 +364,4 @@ mod tests {
             "{url}"
         );
     }
-}
-
-/// See [`StoreBackend::single_timestamp`]; `None` when a statistic is missing.
-fn single_timestamp_from_stats(files: &RecordBatch) -> Option<bool> {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::Int64Type;
-    use datafusion::common::ScalarValue;
-    let column = |name: &str| files.column_by_name(name);
-    let min = column(&format!("min.{UPDATED_AT}"))?;
-    let max = column(&format!("max.{UPDATED_AT}"))?;
-    let nulls = column(&format!("null_count.{DELETED_AT}"))?;
-    let records = column("num_records")?;
-    let nulls = nulls.as_primitive_opt::<Int64Type>()?;
-    let records = records.as_primitive_opt::<Int64Type>()?;
-    let mut seen: Option<ScalarValue> = None;
-    for i in 0..files.num_rows() {
-        if nulls.is_null(i) || records.is_null(i) || nulls.value(i) != records.value(i) {
-            return Some(false);
-        }
-        if records.value(i) == 0 {
-            continue;
-        }
-        let lo = ScalarValue::try_from_array(min, i).ok()?;
-        let hi = ScalarValue::try_from_array(max, i).ok()?;
-        if lo.is_null() || lo != hi || seen.as_ref().is_some_and(|s| *s != lo) {
-            return Some(false);
-        }
-        seen = Some(lo);
-    }
-    Some(true)
 }

@@ -8,10 +8,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, T
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::functions::core::expr_fn::{coalesce, get_field, named_struct};
-use datafusion::functions::string::expr_fn::concat_ws;
 use datafusion::logical_expr::{cast, col, lit, when, Expr};
 use datafusion::prelude::DataFrame;
-use datafusion_metaxy_udfs::functions::metaxy_hash;
+use datafusion_metaxy_udfs::functions::metaxy_hash_concat;
 
 use super::columns::*;
 use super::MetadataStore;
@@ -48,23 +47,14 @@ pub(crate) fn struct_hash(
 ) -> Expr {
     let mut keys = struct_keys.to_vec();
     keys.sort();
-    let parts: Vec<Expr> = keys
+    let mut parts: Vec<Expr> = keys
         .iter()
         .map(|k| get_field(struct_col.clone(), k.as_str()))
         .collect();
-    let any_null = parts
-        .iter()
-        .map(|p| p.clone().is_null())
-        .reduce(Expr::or)
-        .unwrap_or(lit(false));
-    let hash = metaxy_hash(
-        concat_ws(lit("|"), parts),
-        store.hash_algorithm(),
-        Some(truncate),
-    );
-    when(any_null, lit(ScalarValue::Utf8(None)))
-        .otherwise(hash)
-        .expect("CASE with a WHEN")
+    if parts.is_empty() {
+        parts.push(lit(""));
+    }
+    metaxy_hash_concat(store.hash_algorithm(), Some(truncate), "|", parts)
 }
 
 /// A struct rebuilt with exactly `keys` (in this order) as Utf8 children.

@@ -1,12 +1,10 @@
 //! Sample provenance: the hashed field strings of a feature's expected rows, and the
 //! sample-level values derived from them.
 
-use datafusion::common::ScalarValue;
 use datafusion::functions::core::expr_fn::{coalesce, get_field, named_struct};
-use datafusion::functions::string::expr_fn::concat_ws;
-use datafusion::logical_expr::{col, lit, when, Expr};
+use datafusion::logical_expr::{col, lit, Expr};
 use datafusion::prelude::DataFrame;
-use datafusion_metaxy_udfs::functions::metaxy_hash;
+use datafusion_metaxy_udfs::functions::metaxy_hash_concat;
 
 use super::upstream::data_version_column;
 use crate::error::{MetaxyError, Result};
@@ -40,28 +38,19 @@ pub(super) fn field_provenance(
     for (field_key, parents) in &feature.plan.field_parents {
         let field = spec.field(field_key).expect("planned fields exist");
         let mut parts = vec![lit(field_key.to_string()), lit(field.code_version.clone())];
-        // Polars' concat_str gives NULL when a part is NULL, DataFusion's concat_ws skips it:
-        // keep the reference's NULL (a missing optional value is "" first, as in metaxy).
-        let mut any_null: Option<Expr> = None;
         for p in parents {
             let value = get_field(col(data_version_column(&p.feature)), p.field.struct_key());
+            // A missing optional value is "" (as metaxy fills it); a NULL required value makes
+            // the field NULL, as Polars' concat_str (metaxy_hash_concat's semantics).
             let value = if optional.contains(&&p.feature) {
                 coalesce(vec![value, lit("")])
             } else {
-                let null = value.clone().is_null();
-                any_null = Some(match any_null {
-                    None => null,
-                    Some(prev) => prev.or(null),
-                });
                 value
             };
             parts.push(lit(p.to_string()));
             parts.push(value);
         }
-        let mut hashed = metaxy_hash(concat_ws(lit("|"), parts), alg, Some(truncate));
-        if let Some(any_null) = any_null {
-            hashed = when(any_null, lit(ScalarValue::Utf8(None))).otherwise(hashed)?;
-        }
+        let hashed = metaxy_hash_concat(alg, Some(truncate), "|", parts);
         struct_keys.push(field_key.struct_key());
         struct_args.push(lit(field_key.struct_key()));
         struct_args.push(hashed);

@@ -335,9 +335,11 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
 fn floor_sql(scenario: &str, leaf_table: Option<&str>) -> String {
     let h = |s: String| format!("metaxy_hash(concat_ws('|', {s}), 'xxhash64', 8)");
     let expected = if scenario == "simple" {
-        let f = h("'prediction', '1', 'bench/simple_root.audio', r.metaxy_provenance_by_field['audio'], \
+        let f = h(
+            "'prediction', '1', 'bench/simple_root.audio', r.metaxy_provenance_by_field['audio'], \
                    'bench/simple_root.frames', r.metaxy_provenance_by_field['frames']"
-            .to_string());
+                .to_string(),
+        );
         format!(
             "SELECT sample_uid, named_struct('prediction', f) AS pbf, {p} AS p FROM \
              (SELECT r.sample_uid, {f} AS f FROM root_0 r)",

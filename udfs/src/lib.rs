@@ -35,6 +35,7 @@ mod common;
 mod algorithm;
 mod error;
 mod metaxy_hash;
+mod metaxy_hash_concat;
 mod wyhash;
 mod xxh3_64;
 mod xxhash32;
@@ -49,6 +50,7 @@ use datafusion::logical_expr::ScalarUDF;
 pub use algorithm::{append_md5, append_sha256, HashAlgorithm};
 pub use error::UdfError;
 pub use metaxy_hash::MetaxyHashFunc;
+pub use metaxy_hash_concat::MetaxyHashConcatFunc;
 pub use wyhash::{append_wyhash, WyhashFunc};
 pub use xxh3_64::{append_xxh3_64, Xxh3_64Func};
 pub use xxhash32::{append_xxhash32, Xxhash32Func};
@@ -57,6 +59,7 @@ pub use xxhash64::{append_xxhash64, Xxhash64Func};
 /// Expression builders for the DataFrame API (`xxhash64(col("s"))`, …).
 pub mod functions {
     pub use crate::metaxy_hash::metaxy_hash;
+    pub use crate::metaxy_hash_concat::metaxy_hash_concat;
     pub use crate::wyhash::wyhash;
     pub use crate::xxh3_64::xxh3_64;
     pub use crate::xxhash32::xxhash32;
@@ -71,6 +74,7 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         xxh3_64::udf(),
         wyhash::udf(),
         metaxy_hash::udf(),
+        metaxy_hash_concat::udf(),
     ]
 }
 

@@ -40,7 +40,7 @@ fn invalid(message: impl Into<String>) -> UdfError {
 }
 
 /// Reads the constant algorithm argument.
-fn algorithm_arg(value: Option<&ScalarValue>) -> Result<HashAlgorithm, UdfError> {
+pub(crate) fn algorithm_arg(value: Option<&ScalarValue>) -> Result<HashAlgorithm, UdfError> {
     match value {
         Some(v) => match v.try_as_str() {
             Some(Some(name)) => name.parse(),
@@ -58,7 +58,7 @@ fn algorithm_arg(value: Option<&ScalarValue>) -> Result<HashAlgorithm, UdfError>
 }
 
 /// Reads the optional constant truncation argument; NULL means no truncation.
-fn truncate_arg(value: Option<&ScalarValue>) -> Result<Option<usize>, UdfError> {
+pub(crate) fn truncate_arg(value: Option<&ScalarValue>) -> Result<Option<usize>, UdfError> {
     let v = value.ok_or_else(|| invalid("truncate_to must be a constant integer"))?;
     if v.is_null() {
         return Ok(None);

@@ -1,0 +1,235 @@
+//! `metaxy_hash_concat(algorithm, truncate_to, separator, part, ...)`: the hash of the parts
+//! joined by `separator`, computed without building the joined column. NULL when any part is
+//! NULL — Polars' `concat_str` semantics, which metaxy's provenance strings follow (DataFusion's
+//! `concat_ws` would skip a NULL part and silently shorten the string).
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, GenericStringBuilder, LargeStringArray, StringArray, StringViewArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::scalar_doc_sections::DOC_SECTION_HASHING;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::error::UdfError;
+use crate::metaxy_hash::{algorithm_arg, truncate_arg};
+use crate::HashAlgorithm;
+
+const NAME: &str = "metaxy_hash_concat";
+
+/// `metaxy_hash_concat(algorithm, truncate_to, separator, part, ...)`; the first three are
+/// constants checked when the query is planned.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MetaxyHashConcatFunc {
+    signature: Signature,
+}
+
+impl Default for MetaxyHashConcatFunc {
+    fn default() -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> UdfError {
+    UdfError::InvalidArgument {
+        function: NAME,
+        message: message.into(),
+    }
+}
+
+/// One part's values, read without copying.
+enum Part<'a> {
+    Scalar(Option<&'a str>),
+    Utf8(&'a StringArray),
+    Large(&'a LargeStringArray),
+    View(&'a StringViewArray),
+}
+
+impl Part<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> Option<&str> {
+        match self {
+            Part::Scalar(s) => *s,
+            Part::Utf8(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Part::Large(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Part::View(a) => (!a.is_null(i)).then(|| a.value(i)),
+        }
+    }
+}
+
+fn part(value: &ColumnarValue) -> Result<Part<'_>> {
+    Ok(match value {
+        ColumnarValue::Scalar(s) => match s.try_as_str() {
+            Some(v) => Part::Scalar(v),
+            None => {
+                return Err(invalid(format!("parts must be strings, got {}", s.data_type())).into())
+            }
+        },
+        ColumnarValue::Array(a) => match a.data_type() {
+            DataType::Utf8 => Part::Utf8(a.as_string::<i32>()),
+            DataType::LargeUtf8 => Part::Large(a.as_string::<i64>()),
+            DataType::Utf8View => Part::View(a.as_string_view()),
+            other => return Err(invalid(format!("parts must be strings, got {other}")).into()),
+        },
+    })
+}
+
+impl ScalarUDFImpl for MetaxyHashConcatFunc {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.len() < 4 {
+            return Err(invalid(format!(
+                "takes (algorithm, truncate_to, separator, part, ...): at least 4 arguments, got {}",
+                arg_types.len()
+            ))
+            .into());
+        }
+        let mut out = vec![DataType::Utf8, DataType::Int64, DataType::Utf8];
+        if !(arg_types[1].is_integer() || arg_types[1] == DataType::Null) {
+            return Err(invalid(format!(
+                "truncate_to must be an integer, got {}",
+                arg_types[1]
+            ))
+            .into());
+        }
+        for t in &arg_types[3..] {
+            out.push(match t {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => t.clone(),
+                _ => DataType::Utf8,
+            });
+        }
+        Ok(out)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        if let Some(algorithm) = args.scalar_arguments.first().copied().flatten() {
+            algorithm_arg(Some(algorithm))?;
+        }
+        if let Some(truncate_to) = args.scalar_arguments.get(1).copied().flatten() {
+            truncate_arg(Some(truncate_to))?;
+        }
+        let nullable = args.arg_fields[3..].iter().any(|f| f.is_nullable());
+        Ok(Arc::new(Field::new(NAME, DataType::Utf8, nullable)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let constant = |i: usize| match args.args.get(i) {
+            Some(ColumnarValue::Scalar(s)) => Some(s),
+            _ => None,
+        };
+        let algorithm: HashAlgorithm = algorithm_arg(constant(0))?;
+        let truncate_to = truncate_arg(constant(1))?;
+        let separator = match constant(2).map(|s| s.try_as_str()) {
+            Some(Some(Some(s))) => s.to_string(),
+            _ => return Err(invalid("the separator must be a constant, non-NULL string").into()),
+        };
+        let parts = args.args[3..]
+            .iter()
+            .map(part)
+            .collect::<Result<Vec<_>>>()?;
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if all_scalar { 1 } else { args.number_rows };
+        let width = truncate_to.map_or(algorithm.max_len(), |t| t.min(algorithm.max_len()));
+        let mut builder = GenericStringBuilder::<i32>::with_capacity(rows, rows * width);
+        let append = algorithm.appender();
+        let (mut joined, mut hashed) = (Vec::with_capacity(256), Vec::with_capacity(64));
+        'rows: for i in 0..rows {
+            joined.clear();
+            for (k, p) in parts.iter().enumerate() {
+                let Some(v) = p.get(i) else {
+                    builder.append_null();
+                    continue 'rows;
+                };
+                if k > 0 {
+                    joined.extend_from_slice(separator.as_bytes());
+                }
+                joined.extend_from_slice(v.as_bytes());
+            }
+            hashed.clear();
+            append(&joined, &mut hashed);
+            let keep = truncate_to.map_or(hashed.len(), |t| t.min(hashed.len()));
+            // Hash renderings are ASCII (decimal or hex), so any prefix is valid UTF-8.
+            builder.append_value(std::str::from_utf8(&hashed[..keep]).expect("ASCII hash"));
+        }
+        let array: ArrayRef = Arc::new(builder.finish());
+        Ok(if all_scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+        } else {
+            ColumnarValue::Array(array)
+        })
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            Documentation::builder(
+                DOC_SECTION_HASHING,
+                "Hashes the parts joined by the separator, as `metaxy_hash(concat_ws(separator, \
+                 part, ...), algorithm, truncate_to)` would, but NULL when any part is NULL (as \
+                 Polars' concat_str) and without building the joined strings.",
+                "metaxy_hash_concat(algorithm, truncate_to, separator, part[, ...])",
+            )
+            .with_argument("algorithm", "Constant string: xxhash64, xxhash32, xxh3_64, wyhash, md5 or sha256.")
+            .with_argument("truncate_to", "Constant integer ≥ 1, or NULL to keep the whole hash.")
+            .with_argument("separator", "Constant string put between the parts.")
+            .with_argument("part", "Strings to join; one NULL makes the result NULL.")
+            .with_sql_example("SELECT metaxy_hash_concat('xxhash64', 8, '|', 'prediction', '1'); -- = metaxy_hash('prediction|1', 'xxhash64', 8)")
+            .build()
+        });
+        Some(&DOC)
+    }
+}
+
+/// The shared instance of `metaxy_hash_concat`.
+pub fn udf() -> Arc<ScalarUDF> {
+    static UDF: LazyLock<Arc<ScalarUDF>> =
+        LazyLock::new(|| Arc::new(ScalarUDF::new_from_impl(MetaxyHashConcatFunc::default())));
+    Arc::clone(&UDF)
+}
+
+/// Builds `metaxy_hash_concat(algorithm, truncate_to, separator, parts...)` for the DataFrame API.
+///
+/// ```
+/// use datafusion::prelude::{col, lit};
+/// use datafusion_metaxy_udfs::{functions::metaxy_hash_concat, HashAlgorithm};
+/// let e = metaxy_hash_concat(HashAlgorithm::Xxhash64, Some(8), "|", vec![lit("a"), col("b")]);
+/// assert_eq!(e.to_string(), "metaxy_hash_concat(Utf8(\"xxhash64\"), Int64(8), Utf8(\"|\"), Utf8(\"a\"), b)");
+/// ```
+pub fn metaxy_hash_concat(
+    algorithm: HashAlgorithm,
+    truncate_to: Option<usize>,
+    separator: &str,
+    parts: Vec<Expr>,
+) -> Expr {
+    use datafusion::prelude::lit;
+    let mut args = vec![
+        lit(algorithm.name()),
+        match truncate_to {
+            Some(n) => lit(n as i64),
+            None => lit(ScalarValue::Int64(None)),
+        },
+        lit(separator),
+    ];
+    args.extend(parts);
+    udf().call(args)
+}
