@@ -56,11 +56,6 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
         .unwrap_or_else(|| SessionConfig::new().with_information_schema(true))
         .with_extension(Arc::new(state.clone()));
     let mut ctx = SessionContext::new_with_config(config).enable_url_table();
-    // DataFusion 55's `push_down_leaf_projections` fails on plans that read a struct field
-    // through a view whose scan is qualified ("qualified field name t.c and unqualified field
-    // name c would be ambiguous"), as resolve_update's plans do; the other rules still push
-    // projections down.
-    ctx.remove_optimizer_rule("push_down_leaf_projections");
     datafusion_metaxy_udfs::register_all(&mut ctx)?;
     let (catalog_name, schema_name) = {
         let options = ctx.state().config().options().catalog.clone();
