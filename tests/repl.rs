@@ -111,7 +111,7 @@ fn config_and_lock_are_discovered_from_a_subdirectory() {
     let sub = dir.path().join("notebooks/deep");
     std::fs::create_dir_all(&sub).unwrap();
     let input = format!(
-        "{WRITE_VIDEO}\\features\n\\feature example/crop\n\\feature example/video\n\\graph\n\\graph dot\n\\stores\n\\config\n\\d\n"
+        "{WRITE_VIDEO}\\features\n\\feature example/crop\n\\feature example/video\n\\graph\n\\graph dot\n\\stores\n\\config\n\\format csv\n\\d\n"
     );
     let o = repl(&sub, dir.path(), &["--quiet"], &[], &input);
     let (out, err) = (text(&o.stdout), text(&o.stderr));
@@ -142,12 +142,13 @@ fn config_and_lock_are_discovered_from_a_subdirectory() {
     );
     assert!(store.join("example/video.delta/_delta_log").is_dir());
     assert!(out.contains("metaxy.lock"), "{out}");
+    // \d (as csv): feature tables, and whether the store has them yet.
     assert!(
-        out.contains("feature example/crop (nothing written yet)"),
+        out.contains("public,example__video,feature example/video\n"),
         "{out}"
     );
     assert!(
-        out.contains("feature example/video\n") || out.contains("feature example/video "),
+        out.contains("public,example__crop,feature example/crop (nothing written yet)\n"),
         "{out}"
     );
 }

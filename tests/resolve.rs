@@ -105,6 +105,27 @@ async fn three_roots() -> (SessionContext, FeatureGraph, MetadataStore) {
     (ctx, graph, store)
 }
 
+/// Records `t/out`'s new samples as processed.
+async fn materialise_out(ctx: &SessionContext, graph: &FeatureGraph, store: &MetadataStore) {
+    let out = key("t/out");
+    let first = resolve_update(ctx, graph, store, &out, ResolveOptions::default())
+        .await
+        .unwrap();
+    store.write(graph, &out, first.new).await.unwrap();
+}
+
+/// A new version of `t/c`'s field for sample 1 only.
+async fn bump_sample_1_of_c(ctx: &SessionContext, graph: &FeatureGraph, store: &MetadataStore) {
+    write_sql(
+        ctx,
+        graph,
+        store,
+        "t/c",
+        "SELECT 1 AS sample_uid, 'c1' AS c_label, named_struct('z', 'cz1_v2') AS metaxy_provenance_by_field",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn three_dependencies_join_and_hash_every_parent() {
     let (ctx, graph, store) = three_roots().await;
@@ -139,14 +160,7 @@ async fn three_dependencies_join_and_hash_every_parent() {
     store.write(&graph, &out, new).await.unwrap();
 
     // A new version of one parent's sample makes exactly that sample stale.
-    write_sql(
-        &ctx,
-        &graph,
-        &store,
-        "t/c",
-        "SELECT 1 AS sample_uid, 'c1' AS c_label, named_struct('z', 'cz1_v2') AS metaxy_provenance_by_field",
-    )
-    .await;
+    bump_sample_1_of_c(&ctx, &graph, &store).await;
     let increment = resolve_update(&ctx, &graph, &store, &out, ResolveOptions::default())
         .await
         .unwrap();
@@ -165,18 +179,8 @@ async fn three_dependencies_join_and_hash_every_parent() {
 async fn filters_and_skip_comparison() {
     let (ctx, graph, store) = three_roots().await;
     let out = key("t/out");
-    let first = resolve_update(&ctx, &graph, &store, &out, ResolveOptions::default())
-        .await
-        .unwrap();
-    store.write(&graph, &out, first.new).await.unwrap();
-    write_sql(
-        &ctx,
-        &graph,
-        &store,
-        "t/c",
-        "SELECT 1 AS sample_uid, 'c1' AS c_label, named_struct('z', 'cz1_v2') AS metaxy_provenance_by_field",
-    )
-    .await;
+    materialise_out(&ctx, &graph, &store).await;
+    bump_sample_1_of_c(&ctx, &graph, &store).await;
     let run = |options: ResolveOptions| {
         let (ctx, graph, store, out) = (&ctx, &graph, &store, &out);
         async move {
@@ -251,10 +255,7 @@ async fn filters_and_skip_comparison() {
 async fn bad_options_and_definitions_are_named() {
     let (ctx, graph, store) = three_roots().await;
     let out = key("t/out");
-    let first = resolve_update(&ctx, &graph, &store, &out, ResolveOptions::default())
-        .await
-        .unwrap();
-    store.write(&graph, &out, first.new).await.unwrap();
+    materialise_out(&ctx, &graph, &store).await;
     let error = |options: ResolveOptions| {
         let (ctx, graph, store, out) = (&ctx, &graph, &store, &out);
         async move {

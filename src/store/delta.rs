@@ -155,14 +155,7 @@ impl StoreBackend for DeltaBackend {
     }
 
     async fn schema(&self, key: &FeatureKey) -> Result<Option<SchemaRef>> {
-        let Some(table) = self.open(key).await? else {
-            return Ok(None);
-        };
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(|e| delta_error(&format!("reading the schema of {key}"), e))?;
-        Ok(Some(provider.schema()))
+        Ok(self.scan(key).await?.map(|provider| provider.schema()))
     }
 
     async fn append(

@@ -11,6 +11,7 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::ColumnarValue;
 
 use crate::error::UdfError;
+use crate::HashAlgorithm;
 
 /// A per-value hash function: appends the rendering of the hash of the bytes to the buffer.
 pub(crate) type Appender = fn(&[u8], &mut Vec<u8>);
@@ -281,4 +282,62 @@ macro_rules! make_hash_udf {
             udf().call(vec![expr])
         }
     };
+}
+
+/// An invalid-argument error of `function`.
+pub(crate) fn invalid(function: &'static str, message: impl Into<String>) -> UdfError {
+    UdfError::InvalidArgument {
+        function,
+        message: message.into(),
+    }
+}
+
+/// Reads the constant algorithm argument.
+pub(crate) fn algorithm_arg(
+    function: &'static str,
+    value: Option<&ScalarValue>,
+) -> Result<HashAlgorithm, UdfError> {
+    match value {
+        Some(v) => match v.try_as_str() {
+            Some(Some(name)) => name.parse(),
+            Some(None) => Err(invalid(function, "the algorithm must not be NULL")),
+            None => Err(invalid(
+                function,
+                format!("the algorithm must be a string, got {}", v.data_type()),
+            )),
+        },
+        None => Err(invalid(
+            function,
+            format!(
+                "the algorithm must be a constant string, one of {}",
+                HashAlgorithm::valid_names()
+            ),
+        )),
+    }
+}
+
+/// Reads the optional constant truncation argument; NULL means no truncation.
+pub(crate) fn truncate_arg(
+    function: &'static str,
+    value: Option<&ScalarValue>,
+) -> Result<Option<usize>, UdfError> {
+    let v = value.ok_or_else(|| invalid(function, "truncate_to must be a constant integer"))?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    let n = v
+        .cast_to(&DataType::Int64)
+        .ok()
+        .and_then(|c| match c {
+            ScalarValue::Int64(n) => n,
+            _ => None,
+        })
+        .ok_or_else(|| invalid(function, format!("truncate_to must be an integer, got {v}")))?;
+    if n < 1 {
+        return Err(invalid(
+            function,
+            format!("truncate_to must be at least 1, got {n}"),
+        ));
+    }
+    Ok(Some(n as usize))
 }

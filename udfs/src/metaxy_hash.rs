@@ -4,14 +4,14 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::Result;
 use datafusion::logical_expr::scalar_doc_sections::DOC_SECTION_HASHING;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::common::{coerce_hashed, invoke_hash};
+use crate::common::{algorithm_arg, coerce_hashed, invoke_hash, truncate_arg};
 use crate::error::UdfError;
 use crate::HashAlgorithm;
 
@@ -33,48 +33,7 @@ impl Default for MetaxyHashFunc {
 }
 
 fn invalid(message: impl Into<String>) -> UdfError {
-    UdfError::InvalidArgument {
-        function: NAME,
-        message: message.into(),
-    }
-}
-
-/// Reads the constant algorithm argument.
-pub(crate) fn algorithm_arg(value: Option<&ScalarValue>) -> Result<HashAlgorithm, UdfError> {
-    match value {
-        Some(v) => match v.try_as_str() {
-            Some(Some(name)) => name.parse(),
-            Some(None) => Err(invalid("the algorithm must not be NULL")),
-            None => Err(invalid(format!(
-                "the algorithm must be a string, got {}",
-                v.data_type()
-            ))),
-        },
-        None => Err(invalid(format!(
-            "the algorithm must be a constant string, one of {}",
-            HashAlgorithm::valid_names()
-        ))),
-    }
-}
-
-/// Reads the optional constant truncation argument; NULL means no truncation.
-pub(crate) fn truncate_arg(value: Option<&ScalarValue>) -> Result<Option<usize>, UdfError> {
-    let v = value.ok_or_else(|| invalid("truncate_to must be a constant integer"))?;
-    if v.is_null() {
-        return Ok(None);
-    }
-    let n = v
-        .cast_to(&DataType::Int64)
-        .ok()
-        .and_then(|c| match c {
-            ScalarValue::Int64(n) => n,
-            _ => None,
-        })
-        .ok_or_else(|| invalid(format!("truncate_to must be an integer, got {v}")))?;
-    if n < 1 {
-        return Err(invalid(format!("truncate_to must be at least 1, got {n}")));
-    }
-    Ok(Some(n as usize))
+    crate::common::invalid(NAME, message)
 }
 
 impl ScalarUDFImpl for MetaxyHashFunc {
@@ -121,10 +80,10 @@ impl ScalarUDFImpl for MetaxyHashFunc {
         // argument that is not yet a literal (e.g. a cast the simplifier has not folded) is
         // checked when the function runs.
         if let Some(algorithm) = args.scalar_arguments.get(1).copied().flatten() {
-            algorithm_arg(Some(algorithm))?;
+            algorithm_arg(NAME, Some(algorithm))?;
         }
         if let Some(truncate_to) = args.scalar_arguments.get(2).copied().flatten() {
-            truncate_arg(Some(truncate_to))?;
+            truncate_arg(NAME, Some(truncate_to))?;
         }
         let nullable = args.arg_fields.first().is_none_or(|f| f.is_nullable());
         Ok(Arc::new(Field::new(NAME, DataType::Utf8, nullable)))
@@ -135,9 +94,9 @@ impl ScalarUDFImpl for MetaxyHashFunc {
             Some(ColumnarValue::Scalar(s)) => Some(s),
             _ => None,
         };
-        let algorithm = algorithm_arg(constant(1))?;
+        let algorithm = algorithm_arg(NAME, constant(1))?;
         let truncate_to = match args.args.len() {
-            3 => truncate_arg(constant(2))?,
+            3 => truncate_arg(NAME, constant(2))?,
             _ => None,
         };
         invoke_hash(

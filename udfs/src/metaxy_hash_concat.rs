@@ -16,8 +16,8 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility,
 };
 
+use crate::common::{algorithm_arg, truncate_arg};
 use crate::error::UdfError;
-use crate::metaxy_hash::{algorithm_arg, truncate_arg};
 use crate::HashAlgorithm;
 
 const NAME: &str = "metaxy_hash_concat";
@@ -38,10 +38,7 @@ impl Default for MetaxyHashConcatFunc {
 }
 
 fn invalid(message: impl Into<String>) -> UdfError {
-    UdfError::InvalidArgument {
-        function: NAME,
-        message: message.into(),
-    }
+    crate::common::invalid(NAME, message)
 }
 
 /// One part's values, read without copying.
@@ -121,10 +118,10 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         if let Some(algorithm) = args.scalar_arguments.first().copied().flatten() {
-            algorithm_arg(Some(algorithm))?;
+            algorithm_arg(NAME, Some(algorithm))?;
         }
         if let Some(truncate_to) = args.scalar_arguments.get(1).copied().flatten() {
-            truncate_arg(Some(truncate_to))?;
+            truncate_arg(NAME, Some(truncate_to))?;
         }
         let nullable = args.arg_fields[3..].iter().any(|f| f.is_nullable());
         Ok(Arc::new(Field::new(NAME, DataType::Utf8, nullable)))
@@ -135,8 +132,8 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
             Some(ColumnarValue::Scalar(s)) => Some(s),
             _ => None,
         };
-        let algorithm: HashAlgorithm = algorithm_arg(constant(0))?;
-        let truncate_to = truncate_arg(constant(1))?;
+        let algorithm: HashAlgorithm = algorithm_arg(NAME, constant(0))?;
+        let truncate_to = truncate_arg(NAME, constant(1))?;
         let separator = match constant(2).map(|s| s.try_as_str()) {
             Some(Some(Some(s))) => s.to_string(),
             _ => return Err(invalid("the separator must be a constant, non-NULL string").into()),
