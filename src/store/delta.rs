@@ -12,6 +12,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::Expr;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::SessionContext;
 use datafusion_metaxy_udfs::HashAlgorithm;
 use deltalake::protocol::SaveMode;
@@ -174,6 +176,7 @@ impl StoreBackend for DeltaBackend {
             match table
                 .write(batches.clone())
                 .with_save_mode(SaveMode::Append)
+                .with_writer_properties(writer_properties())
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -291,6 +294,19 @@ impl StoreBackend for DeltaBackend {
         Ok(out)
     }
 }
+
+/// Parquet settings of the files we append: snappy (as the Python deltalake writer), and row
+/// groups of at most [`ROW_GROUP_ROWS`] rows, so that a scan of one large append is split
+/// across partitions (DataFusion parallelises a file by row group).
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+/// Rows per parquet row group in the files we write.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// See [`StoreBackend::single_timestamp`]; `None` when a statistic is missing.
 fn single_timestamp_from_stats(files: &RecordBatch) -> Option<bool> {

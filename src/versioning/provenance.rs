@@ -33,8 +33,8 @@ pub(super) fn field_provenance(
         .filter(|d| d.optional)
         .map(|d| &d.feature)
         .collect();
-    let mut struct_args = Vec::new();
-    let mut struct_keys = Vec::new();
+    let mut hashes = Vec::new();
+    let mut fields: Vec<(String, String)> = Vec::new();
     for (field_key, parents) in &feature.plan.field_parents {
         let field = spec.field(field_key).expect("planned fields exist");
         let mut parts = vec![lit(field_key.to_string()), lit(field.code_version.clone())];
@@ -51,17 +51,34 @@ pub(super) fn field_provenance(
             parts.push(value);
         }
         let hashed = metaxy_hash_concat(alg, Some(truncate), "|", parts);
-        struct_keys.push(field_key.struct_key());
-        struct_args.push(lit(field_key.struct_key()));
-        struct_args.push(hashed);
+        let column = format!("__metaxy_field_hash_{}", hashes.len());
+        hashes.push(hashed.alias(&column));
+        fields.push((field_key.struct_key(), column));
     }
-    let mut exprs: Vec<Expr> = column_names(&joined)
+    // Field hashes first, as columns, so that the struct and the sample provenance both read
+    // them: built inline, the optimizer would inline the struct into the sample hash and
+    // compute every field hash twice.
+    let kept: Vec<Expr> = column_names(&joined)
         .into_iter()
         .filter(|n| !n.starts_with(DATA_VERSION_BY_FIELD))
         .map(|n| col(n.as_str()))
         .collect();
+    let df = joined.select(kept.iter().cloned().chain(hashes).collect::<Vec<_>>())?;
+    let struct_args = fields
+        .iter()
+        .flat_map(|(key, column)| [lit(key.as_str()), col(column.as_str())])
+        .collect();
+    let mut sorted = fields.clone();
+    sorted.sort();
+    let mut parts: Vec<Expr> = sorted.iter().map(|(_, c)| col(c.as_str())).collect();
+    if parts.is_empty() {
+        parts.push(lit(""));
+    }
+    let mut exprs = kept;
     exprs.push(named_struct(struct_args).alias(PROVENANCE_BY_FIELD));
-    let df = joined.select(exprs)?;
+    exprs.push(metaxy_hash_concat(alg, Some(truncate), "|", parts).alias(PROVENANCE));
+    let df = df.select(exprs)?;
+    let struct_keys: Vec<String> = fields.into_iter().map(|(k, _)| k).collect();
     with_defaults(df, &struct_keys, store, truncate)
 }
 
