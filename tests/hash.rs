@@ -71,6 +71,45 @@ async fn array_inputs_of_every_string_and_binary_type_agree() {
     assert_eq!(rows[3][0], "3641476527082099032");
 }
 
+/// `metaxy_hash_concat` over columns (with NULLs, mixed with constant parts, every string type)
+/// equals `metaxy_hash` of the joined string — itself checked against polars-hash — for every
+/// algorithm and truncation, and is NULL exactly when a part is.
+#[tokio::test]
+async fn hash_concat_over_columns_equals_the_hash_of_the_joined_string() {
+    let ctx = context();
+    let strings = random_strings(400);
+    let column = |offset: usize, nulls: usize| -> Vec<Option<String>> {
+        (0..200)
+            .map(|i| (i % nulls != 0).then(|| strings[(i + offset) % strings.len()].clone()))
+            .collect()
+    };
+    let (a, b) = (column(0, 7), column(13, 11));
+    let batch = RecordBatch::try_from_iter([
+        ("a", Arc::new(StringArray::from(a.clone())) as ArrayRef),
+        ("b", Arc::new(StringArray::from(b.clone())) as ArrayRef),
+    ])
+    .unwrap();
+    ctx.register_batch("parts", batch).unwrap();
+    for algorithm in ALGORITHMS {
+        for truncate in ["NULL", "1", "8", "12", "25"] {
+            let rows = query_rows(
+                &ctx,
+                &format!(
+                    "SELECT metaxy_hash_concat('{algorithm}', {truncate}, '|', 'field', '1', a,                             'up/x.audio', arrow_cast(b, 'Utf8View'), arrow_cast(a, 'LargeUtf8')),
+                            metaxy_hash('field|1|' || a || '|up/x.audio|' || b || '|' || a,                             '{algorithm}', {truncate})
+                     FROM parts"
+                ),
+            )
+            .await;
+            for (i, row) in rows.iter().enumerate() {
+                assert_eq!(row[0], row[1], "{algorithm} {truncate} row {i}");
+                let null = a[i].is_none() || b[i].is_none();
+                assert_eq!(row[0] == "NULL", null, "{algorithm} {truncate} row {i}");
+            }
+        }
+    }
+}
+
 /// Random strings of the shapes that matter: ASCII, multi-byte unicode, empty, long, and with
 /// the `|` separator metaxy puts between parts.
 fn random_strings(n: usize) -> Vec<String> {

@@ -650,3 +650,188 @@ async fn delta_reads_skip_deduplication_only_when_the_log_proves_it_a_no_op() {
     assert!(!backend.single_timestamp(&key).await.unwrap());
     assert_eq!(current().await, [["1", "a2"], ["2", "b"]]);
 }
+
+/// Merge-on-read against a plain computation of its definition: over rows in many batches and
+/// partitions with two id columns (one with NULLs), timestamps in two units, tombstones and
+/// ties, the latest rows per sample are the rows whose `coalesce(deleted_at, updated_at)` is
+/// the sample's greatest (ties all kept; NULL ids one sample; a sample whose timestamps are
+/// all NULL keeps its rows); the filter given before the reduction applies before it.
+#[tokio::test]
+async fn latest_rows_match_their_definition() {
+    use datafusion::arrow::array::{
+        Int32Array, Int64Array, StringArray, TimestampMicrosecondArray, TimestampNanosecondArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::{col, lit, SessionConfig};
+    use datafusion_metaxy::store::latest::LatestRowsTable;
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Utf8, true),
+        Field::new("b", DataType::Int64, false),
+        Field::new("kind", DataType::Int64, false),
+        Field::new(
+            "metaxy_updated_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new(
+            "metaxy_deleted_at",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("row", DataType::Int64, false),
+        Field::new("c", DataType::Int32, true),
+    ]));
+    type Row = (
+        Option<String>,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        i64,
+        Option<i32>,
+    );
+    let mut all: Vec<Row> = Vec::new();
+    let mut partitions = Vec::new();
+    for _ in 0..3 {
+        let mut batches = Vec::new();
+        for _ in 0..5 {
+            let rows: Vec<Row> = (0..200)
+                .map(|_| {
+                    let a = (rng.random::<f64>() > 0.1)
+                        .then(|| format!("s{}", rng.random_range(0..20)));
+                    let updated = (rng.random::<f64>() > 0.05).then(|| rng.random_range(0..8i64));
+                    let deleted = (rng.random::<f64>() < 0.1).then(|| rng.random_range(0..10i64));
+                    let row = all.len() as i64;
+                    let c = (rng.random::<f64>() > 0.1).then(|| rng.random_range(-20..20));
+                    let r = (
+                        a,
+                        rng.random_range(0..3),
+                        rng.random_range(0..2),
+                        updated,
+                        deleted,
+                        row,
+                        c,
+                    );
+                    all.push(r.clone());
+                    r
+                })
+                .collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(rows.iter().map(|r| r.0.clone()).collect::<StringArray>()),
+                    Arc::new(rows.iter().map(|r| r.1).collect::<Int64Array>()),
+                    Arc::new(rows.iter().map(|r| r.2).collect::<Int64Array>()),
+                    Arc::new(
+                        rows.iter()
+                            .map(|r| r.3.map(|t| t * 1_000_000))
+                            .collect::<TimestampMicrosecondArray>()
+                            .with_timezone("UTC"),
+                    ),
+                    Arc::new(
+                        rows.iter()
+                            .map(|r| r.4.map(|t| t * 1_000_000_000))
+                            .collect::<TimestampNanosecondArray>()
+                            .with_timezone("UTC"),
+                    ),
+                    Arc::new(rows.iter().map(|r| r.5).collect::<Int64Array>()),
+                    Arc::new(rows.iter().map(|r| r.6).collect::<Int32Array>()),
+                ],
+            )
+            .unwrap();
+            batches.push(batch);
+        }
+        partitions.push(batches);
+    }
+    // The definition, computed plainly: among rows with kind = 1, per sample, the greatest
+    // coalesce(deleted, updated) (None below every value), and the rows carrying it.
+    // Two id columns (one with NULLs; row-encoded ids), then one integer column with NULLs.
+    let ts = |r: &Row| r.4.or(r.3);
+    type SampleOf = fn(&Row) -> String;
+    let id_sets: [(&[&str], SampleOf); 2] = [
+        (&["a", "b"], |r| format!("{:?}/{}", r.0, r.1)),
+        (&["c"], |r| format!("{:?}", r.6)),
+    ];
+    for (ids, id) in id_sets {
+        let mut latest: BTreeMap<String, Option<i64>> = BTreeMap::new();
+        for r in all.iter().filter(|r| r.2 == 1) {
+            let e = latest.entry(id(r)).or_insert(None);
+            *e = (*e).max(ts(r));
+        }
+        let mut expected: Vec<i64> = all
+            .iter()
+            .filter(|r| r.2 == 1 && latest[&id(r)] == ts(r))
+            .map(|r| r.5)
+            .collect();
+        expected.sort();
+        assert!(expected.len() > 20 && expected.len() < all.len() / 2);
+        let table = LatestRowsTable::new(
+            Arc::new(MemTable::try_new(schema.clone(), partitions.clone()).unwrap()),
+            ids.iter().map(|s| s.to_string()).collect(),
+            vec![col("kind").eq(lit(1i64))],
+        );
+        for target in [1, 4] {
+            let ctx = SessionContext::new_with_config(
+                SessionConfig::new().with_target_partitions(target),
+            );
+            ctx.register_table("t", Arc::new(table.clone())).unwrap();
+            // Only `row` projected: the ids and timestamps are read anyway.
+            let batches = ctx
+                .sql("SELECT \"row\" FROM t ORDER BY \"row\"")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let got: Vec<i64> = batches
+                .iter()
+                .flat_map(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .unwrap()
+                        .values()
+                        .to_vec()
+                })
+                .collect();
+            assert_eq!(got, expected, "ids {ids:?}, target_partitions = {target}");
+        }
+    }
+    let id = id_sets[0].1;
+    let mut latest: BTreeMap<String, Option<i64>> = BTreeMap::new();
+    for r in all.iter().filter(|r| r.2 == 1) {
+        let e = latest.entry(id(r)).or_insert(None);
+        *e = (*e).max(ts(r));
+    }
+    let table = LatestRowsTable::new(
+        Arc::new(MemTable::try_new(schema, partitions).unwrap()),
+        vec!["a".into(), "b".into()],
+        vec![col("kind").eq(lit(1i64))],
+    );
+    // A filter above the table applies after the reduction: a row that is not its sample's
+    // latest is not brought back by filtering the latest one away.
+    let ctx = SessionContext::new();
+    ctx.register_table("t", Arc::new(table)).unwrap();
+    let n = ctx
+        .sql("SELECT count(*) FROM t WHERE metaxy_deleted_at IS NULL")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0) as usize;
+    let live = all
+        .iter()
+        .filter(|r| r.2 == 1 && r.4.is_none() && latest[&id(r)] == ts(r))
+        .count();
+    assert_eq!(n, live);
+}

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod delta;
+pub mod latest;
 pub mod memory;
 mod read;
 mod write;

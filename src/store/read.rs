@@ -1,15 +1,17 @@
-//! Reading a feature: merge-on-read as metaxy does it, as one logical plan over the stored rows
-//! (no rows are collected): rows of the current feature version, the latest row per sample by
-//! `coalesce(metaxy_deleted_at, metaxy_updated_at)`, soft-deleted samples dropped.
+//! Reading a feature: merge-on-read as metaxy does it, as one plan over the stored rows (no rows
+//! are collected): rows of the current feature version, the latest row per sample by
+//! `coalesce(metaxy_deleted_at, metaxy_updated_at)` ([`LatestRowsTable`], skipped when the
+//! backend knows every row has one timestamp), soft-deleted samples dropped.
 
-use datafusion::common::{Column, JoinType, NullEquality};
+use std::sync::Arc;
+
 use datafusion::datasource::provider_as_source;
-use datafusion::functions::core::expr_fn::coalesce;
-use datafusion::functions_aggregate::expr_fn::max;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{col, lit, Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{DataFrame, SessionContext};
 
-use super::columns::{DELETED_AT, FEATURE_VERSION, UPDATED_AT};
+use super::columns::{DELETED_AT, FEATURE_VERSION};
+use super::latest::LatestRowsTable;
 use super::MetadataStore;
 use crate::error::{MetaxyError, Result};
 use crate::graph::{FeatureGraph, FeatureKey};
@@ -56,78 +58,6 @@ pub(crate) async fn plan(
         })
 }
 
-/// Keeps, per sample (`keys`), the rows with the greatest `coalesce(metaxy_deleted_at,
-/// metaxy_updated_at)`: a hash aggregate of that maximum per sample, joined back on the keys and
-/// the timestamp (NULLs equal, so NULL ids form a sample as in Polars' group-by). This is an
-/// order of magnitude faster than a `row_number()` window partitioned by the ids, whose cost in
-/// DataFusion 55 grows with the number of partitions (22 s against 3 s for 20M rows / 10M
-/// samples, `cargo bench --bench resolve -- --experiment --n 10000000`). Rows tied on the same
-/// timestamp (a sample written twice in one write) are all kept; metaxy keeps an arbitrary one.
-fn latest_per_sample(builder: LogicalPlanBuilder, keys: &[String]) -> Result<LogicalPlanBuilder> {
-    const ROWS: &str = "__metaxy_rows";
-    const TS: &str = "__metaxy_ts";
-    const LATEST: &str = "__metaxy_latest";
-    let key_name = |i: usize| format!("__metaxy_key_{i}");
-    let columns: Vec<String> = builder
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let ts = coalesce(vec![col(DELETED_AT), col(UPDATED_AT)]);
-    let rows = builder.clone().alias(ROWS)?;
-    let rows = {
-        let mut exprs: Vec<Expr> = columns
-            .iter()
-            .map(|c| Expr::Column(Column::new(Some(ROWS), c)))
-            .collect();
-        exprs.push(
-            coalesce(vec![
-                Expr::Column(Column::new(Some(ROWS), DELETED_AT)),
-                Expr::Column(Column::new(Some(ROWS), UPDATED_AT)),
-            ])
-            .alias(TS),
-        );
-        rows.project(exprs)?
-    };
-    let latest = builder
-        .aggregate(
-            keys.iter().map(|k| col(k.as_str())).collect::<Vec<_>>(),
-            vec![max(ts).alias(LATEST)],
-        )?
-        .project(
-            keys.iter()
-                .enumerate()
-                .map(|(i, k)| col(k.as_str()).alias(key_name(i)))
-                .chain(std::iter::once(col(LATEST)))
-                .collect::<Vec<_>>(),
-        )?
-        .alias(LATEST)?
-        .build()?;
-    let mut left: Vec<Column> = keys
-        .iter()
-        .map(|k| Column::new(Some(ROWS), k.as_str()))
-        .collect();
-    left.push(Column::from_name(TS));
-    let mut right: Vec<Column> = (0..keys.len())
-        .map(|i| Column::new(Some(LATEST), key_name(i)))
-        .collect();
-    right.push(Column::new(Some(LATEST), LATEST));
-    let joined = rows.join_detailed(
-        latest,
-        JoinType::Inner,
-        (left, right),
-        None,
-        NullEquality::NullEqualsNull,
-    )?;
-    Ok(joined.project(
-        columns
-            .iter()
-            .map(|c| Expr::Column(Column::new(Some(ROWS), c)))
-            .collect::<Vec<_>>(),
-    )?)
-}
-
 /// The plan of a read from this store only; `None` when it has no table for the feature.
 pub(crate) async fn own_plan(
     store: &MetadataStore,
@@ -139,22 +69,32 @@ pub(crate) async fn own_plan(
     let Some(provider) = store.backend.scan(key).await? else {
         return Ok(None);
     };
-    let mut builder =
-        LogicalPlanBuilder::scan(key.table_name(), provider_as_source(provider), None)?;
-    if !options.all_feature_versions {
-        builder = builder
-            .filter(col(FEATURE_VERSION).eq(lit(feature.versions.feature_version.clone())))?;
-    }
-    if !options.history && !store.backend.single_timestamp(key).await? {
+    let before: Vec<Expr> = if options.all_feature_versions {
+        vec![]
+    } else {
+        vec![col(FEATURE_VERSION).eq(lit(feature.versions.feature_version.clone()))]
+    };
+    let builder = if !options.history && !store.backend.single_timestamp(key).await? {
         let mut keys: Vec<String> = feature.spec().id_columns.clone();
         if options.all_feature_versions {
             keys.push(FEATURE_VERSION.to_string());
         }
-        builder = latest_per_sample(builder, &keys)?;
-        if !options.include_deleted {
-            builder = builder.filter(col(DELETED_AT).is_null())?;
+        let latest = LatestRowsTable::new(provider, keys, before);
+        let builder =
+            LogicalPlanBuilder::scan(key.table_name(), provider_as_source(Arc::new(latest)), None)?;
+        if options.include_deleted {
+            builder
+        } else {
+            builder.filter(col(DELETED_AT).is_null())?
         }
-    }
+    } else {
+        let builder =
+            LogicalPlanBuilder::scan(key.table_name(), provider_as_source(provider), None)?;
+        match conjunction(before) {
+            Some(filter) => builder.filter(filter)?,
+            None => builder,
+        }
+    };
     Ok(Some(builder.build()?))
 }
 

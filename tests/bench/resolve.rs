@@ -299,6 +299,10 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
         }
         let ctx = SessionContext::new();
         let store = open(dir.path());
+        if std::env::var_os("METAXY_BENCH_KEEP").is_some() {
+            eprintln!("store kept at {}", dir.path().display());
+            std::mem::forget(dir);
+        }
         reset_peak_rss();
         let t0 = Instant::now();
         let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
@@ -333,7 +337,7 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
 /// The leaf's expected rows written by hand: the same field strings and hashes (field
 /// provenance, then the sample provenance over the fields), the same joins.
 fn floor_sql(scenario: &str, leaf_table: Option<&str>) -> String {
-    let h = |s: String| format!("metaxy_hash(concat_ws('|', {s}), 'xxhash64', 8)");
+    let h = |s: String| format!("metaxy_hash_concat('xxhash64', 8, '|', {s})");
     let expected = if scenario == "simple" {
         let f = h(
             "'prediction', '1', 'bench/simple_root.audio', r.metaxy_provenance_by_field['audio'], \

@@ -94,6 +94,18 @@ impl HashAlgorithm {
         }
     }
 
+    /// The integer hash function of the algorithms rendered in decimal (`None` for the
+    /// digests), so a truncated rendering can skip the digits it drops.
+    pub fn integer_hasher(self) -> Option<fn(&[u8]) -> u64> {
+        match self {
+            HashAlgorithm::Xxhash64 => Some(|b| xxhash_rust::xxh64::xxh64(b, 0)),
+            HashAlgorithm::Xxhash32 => Some(|b| u64::from(xxhash_rust::xxh32::xxh32(b, 0))),
+            HashAlgorithm::Xxh3_64 => Some(xxhash_rust::xxh3::xxh3_64),
+            HashAlgorithm::Wyhash => Some(|b| ::wyhash::wyhash(b, 0)),
+            HashAlgorithm::Md5 | HashAlgorithm::Sha256 => None,
+        }
+    }
+
     /// Hashes `text` and returns the rendering truncated to its first `truncate_to` characters
     /// (no truncation when `None` or when the rendering is shorter).
     ///
@@ -139,6 +151,20 @@ pub(crate) fn append_decimal(value: impl itoa::Integer, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
+/// Appends the first `keep` decimal digits of `value` (all of them when it has fewer): the
+/// truncated rendering, without rendering the digits that are cut (4952883123889572249 to 8
+/// digits: one division by 10^11, then "49528831").
+#[inline]
+pub(crate) fn append_decimal_prefix(value: u64, keep: usize, out: &mut Vec<u8>) {
+    let digits = value.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let value = if digits > keep {
+        value / 10u64.pow((digits - keep) as u32)
+    } else {
+        value
+    };
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
 /// Appends a digest as lowercase hex.
 #[inline]
 fn append_hex(digest: &[u8], out: &mut Vec<u8>) {
@@ -176,6 +202,48 @@ mod tests {
             err.contains("xxhash64, xxhash32, xxh3_64, wyhash, md5, sha256"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn decimal_prefixes_are_the_truncated_renderings() {
+        let values = [
+            0,
+            1,
+            9,
+            10,
+            99_999_999,
+            100_000_000,
+            4952883123889572249,
+            u64::MAX,
+        ];
+        for v in values {
+            for keep in 1..=21 {
+                let mut full = v.to_string();
+                full.truncate(keep);
+                let mut out = Vec::new();
+                append_decimal_prefix(v, keep, &mut out);
+                assert_eq!(String::from_utf8(out).unwrap(), full, "{v} to {keep}");
+            }
+        }
+    }
+
+    #[test]
+    fn integer_hashers_render_as_the_appenders() {
+        for a in HashAlgorithm::ALL {
+            let Some(h) = a.integer_hasher() else {
+                assert!(matches!(a, HashAlgorithm::Md5 | HashAlgorithm::Sha256));
+                continue;
+            };
+            for text in ["", "abc", "prediction|1|bench/simple_root.audio|a1"] {
+                let mut out = Vec::new();
+                append_decimal(h(text.as_bytes()), &mut out);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    a.hash_str(text, None),
+                    "{a}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility,
 };
 
+use crate::algorithm::append_decimal_prefix;
 use crate::common::{algorithm_arg, truncate_arg};
 use crate::error::UdfError;
 use crate::HashAlgorithm;
@@ -39,6 +40,14 @@ impl Default for MetaxyHashConcatFunc {
 
 fn invalid(message: impl Into<String>) -> UdfError {
     crate::common::invalid(NAME, message)
+}
+
+/// A piece of every row's joined string.
+enum Segment<'a> {
+    /// Constant parts and separators, joined.
+    Constant(Vec<u8>),
+    /// A column part's value.
+    Column(Part<'a>),
 }
 
 /// One part's values, read without copying.
@@ -138,10 +147,6 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
             Some(Some(Some(s))) => s.to_string(),
             _ => return Err(invalid("the separator must be a constant, non-NULL string").into()),
         };
-        let parts = args.args[3..]
-            .iter()
-            .map(part)
-            .collect::<Result<Vec<_>>>()?;
         let all_scalar = args
             .args
             .iter()
@@ -149,25 +154,62 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
         let rows = if all_scalar { 1 } else { args.number_rows };
         let width = truncate_to.map_or(algorithm.max_len(), |t| t.min(algorithm.max_len()));
         let mut builder = GenericStringBuilder::<i32>::with_capacity(rows, rows * width);
+        // Runs of constant parts (with their separators) become one segment, so a row copies
+        // one piece per column part and one per run between them.
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut constant: Vec<u8> = Vec::new();
+        let mut rows_to_hash = rows;
+        for (k, value) in args.args[3..].iter().enumerate() {
+            if k > 0 {
+                constant.extend_from_slice(separator.as_bytes());
+            }
+            match part(value)? {
+                Part::Scalar(Some(v)) => constant.extend_from_slice(v.as_bytes()),
+                Part::Scalar(None) => {
+                    // A NULL constant part: every row is NULL.
+                    builder.append_nulls(rows);
+                    rows_to_hash = 0;
+                    break;
+                }
+                column => {
+                    if !constant.is_empty() {
+                        segments.push(Segment::Constant(std::mem::take(&mut constant)));
+                    }
+                    segments.push(Segment::Column(column));
+                }
+            }
+        }
+        if !constant.is_empty() {
+            segments.push(Segment::Constant(constant));
+        }
+        let decimal = algorithm.integer_hasher().zip(truncate_to);
         let append = algorithm.appender();
         let (mut joined, mut hashed) = (Vec::with_capacity(256), Vec::with_capacity(64));
-        'rows: for i in 0..rows {
+        'rows: for i in 0..rows_to_hash {
             joined.clear();
-            for (k, p) in parts.iter().enumerate() {
-                let Some(v) = p.get(i) else {
-                    builder.append_null();
-                    continue 'rows;
-                };
-                if k > 0 {
-                    joined.extend_from_slice(separator.as_bytes());
+            for segment in &segments {
+                match segment {
+                    Segment::Constant(c) => joined.extend_from_slice(c),
+                    Segment::Column(p) => match p.get(i) {
+                        Some(v) => joined.extend_from_slice(v.as_bytes()),
+                        None => {
+                            builder.append_null();
+                            continue 'rows;
+                        }
+                    },
                 }
-                joined.extend_from_slice(v.as_bytes());
             }
             hashed.clear();
-            append(&joined, &mut hashed);
-            let keep = truncate_to.map_or(hashed.len(), |t| t.min(hashed.len()));
+            match decimal {
+                // Only the kept digits are rendered.
+                Some((hash, keep)) => append_decimal_prefix(hash(&joined), keep, &mut hashed),
+                None => {
+                    append(&joined, &mut hashed);
+                    hashed.truncate(truncate_to.unwrap_or(usize::MAX));
+                }
+            }
             // Hash renderings are ASCII (decimal or hex), so any prefix is valid UTF-8.
-            builder.append_value(std::str::from_utf8(&hashed[..keep]).expect("ASCII hash"));
+            builder.append_value(std::str::from_utf8(&hashed).expect("ASCII hash"));
         }
         let array: ArrayRef = Arc::new(builder.finish());
         Ok(if all_scalar {
