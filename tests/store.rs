@@ -835,3 +835,42 @@ async fn latest_rows_match_their_definition() {
         .count();
     assert_eq!(n, live);
 }
+
+/// The parquet files of a Delta append: row groups of at most 128K rows (so one large append is
+/// scanned in parallel), snappy, and no dictionary for the hash columns.
+#[tokio::test]
+async fn delta_files_are_laid_out_for_parallel_scans() {
+    use datafusion::parquet::basic::{Compression, Encoding};
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = SessionContext::new();
+    let graph = datafusion_metaxy::graph::GraphBuilder::new("t")
+        .feature(datafusion_metaxy::graph::FeatureBuilder::new("t/root", ["id"]).field("x", "1"))
+        .build()
+        .unwrap();
+    let key = FeatureKey::parse("t/root").unwrap();
+    let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let store = MetadataStore::new("d", Arc::new(backend));
+    let df = ctx
+        .sql("SELECT value AS id, named_struct('x', CAST(value AS VARCHAR)) AS metaxy_provenance_by_field FROM generate_series(1, 140000)")
+        .await
+        .unwrap();
+    store.write(&graph, &key, df).await.unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("t/root.delta"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
+    let meta = reader.metadata();
+    let sizes: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+    assert_eq!(sizes, [131072, 8928]);
+    for column in meta.row_group(0).columns() {
+        let path = column.column_path().string();
+        assert_eq!(column.compression(), Compression::SNAPPY, "{path}");
+        let dictionary = column.encodings().any(|e| e == Encoding::RLE_DICTIONARY);
+        let hash = path.starts_with("metaxy_provenance") || path.starts_with("metaxy_data_version");
+        assert_eq!(dictionary, !hash, "{path}");
+    }
+}

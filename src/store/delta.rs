@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::prelude::SessionContext;
 use datafusion_metaxy_udfs::HashAlgorithm;
 use deltalake::protocol::SaveMode;
@@ -22,7 +23,9 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use url::Url;
 
-use super::columns::{DELETED_AT, UPDATED_AT};
+use super::columns::{
+    DATA_VERSION, DATA_VERSION_BY_FIELD, DELETED_AT, PROVENANCE, PROVENANCE_BY_FIELD, UPDATED_AT,
+};
 use super::{feature_path, StoreBackend};
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureKey;
@@ -163,7 +166,7 @@ impl StoreBackend for DeltaBackend {
     async fn append(
         &self,
         key: &FeatureKey,
-        _schema: SchemaRef,
+        schema: SchemaRef,
         batches: Vec<RecordBatch>,
     ) -> Result<()> {
         // One Delta commit: all rows or none. delta-rs retries appends that race with other
@@ -176,7 +179,7 @@ impl StoreBackend for DeltaBackend {
             match table
                 .write(batches.clone())
                 .with_save_mode(SaveMode::Append)
-                .with_writer_properties(writer_properties())
+                .with_writer_properties(writer_properties(&schema))
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -295,14 +298,31 @@ impl StoreBackend for DeltaBackend {
     }
 }
 
-/// Parquet settings of the files we append: snappy (as the Python deltalake writer), and row
+/// Parquet settings of the files we append: snappy (as the Python deltalake writer), row
 /// groups of at most [`ROW_GROUP_ROWS`] rows, so that a scan of one large append is split
-/// across partitions (DataFusion parallelises a file by row group).
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// across partitions (DataFusion parallelises a file by row group), and no dictionary for the
+/// hash columns (provenance and data versions, whose values are nearly all distinct: a
+/// dictionary only costs time when writing and reading them).
+fn writer_properties(schema: &Schema) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build()
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    for field in schema.fields() {
+        let name = field.name().as_str();
+        if name == PROVENANCE || name == DATA_VERSION {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
+        }
+        if let (true, DataType::Struct(children)) = (
+            name == PROVENANCE_BY_FIELD || name == DATA_VERSION_BY_FIELD,
+            field.data_type(),
+        ) {
+            for child in children {
+                let path = ColumnPath::new(vec![name.to_string(), child.name().clone()]);
+                builder = builder.set_column_dictionary_enabled(path, false);
+            }
+        }
+    }
+    builder.build()
 }
 
 /// Rows per parquet row group in the files we write.
