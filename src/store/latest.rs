@@ -8,11 +8,40 @@
 //! `SessionContext`.
 //!
 //! [`LatestRowsExec`] requires its input partitioned by the sample ids (DataFusion inserts the
-//! hash repartition), then per partition makes two passes over the rows it buffered: the first
-//! keeps the greatest timestamp per sample in a hash table, the second keeps the rows carrying
-//! it. Rows tied on that timestamp are all kept (metaxy keeps an arbitrary one of them). NULL
-//! ids are one sample, as in Polars' group-by. This replaces an aggregate of the maximum joined
-//! back to the rows, which scanned the rows twice and built two hash tables over them.
+//! hash repartition), buffers a partition's rows, radix-sorts (id or hash of the ids, timestamp,
+//! position) entries so that each sample's rows are adjacent, and keeps the rows carrying their
+//! sample's greatest timestamp. Rows tied on that timestamp are all kept (metaxy keeps an
+//! arbitrary one of them). NULL ids are one sample, as in Polars' group-by. This replaces an
+//! aggregate of the maximum joined back to the rows, which scanned the rows twice and built two
+//! hash tables over them (less than half the CPU at 2M rows / 1M samples).
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use datafusion::prelude::*;
+//! # use datafusion::datasource::MemTable;
+//! use datafusion_metaxy::store::latest::LatestRowsTable;
+//! # #[tokio::main] async fn main() -> datafusion::error::Result<()> {
+//! let ctx = SessionContext::new();
+//! let stored = ctx
+//!     .sql("SELECT id, v, CAST(ts AS TIMESTAMP) AS metaxy_updated_at, \
+//!           CAST(NULL AS TIMESTAMP) AS metaxy_deleted_at \
+//!           FROM (VALUES (1, 'a', '2026-01-01'), (1, 'b', '2026-01-02'), (2, 'c', '2026-01-01')) \
+//!           AS t(id, v, ts)")
+//!     .await?
+//!     .collect()
+//!     .await?;
+//! let inner = Arc::new(MemTable::try_new(stored[0].schema(), vec![stored])?);
+//! ctx.register_table("latest", Arc::new(LatestRowsTable::new(inner, vec!["id".into()], vec![])))?;
+//! let rows = ctx.sql("SELECT id, v FROM latest ORDER BY id").await?.collect().await?;
+//! assert_eq!(datafusion::arrow::util::pretty::pretty_format_batches(&rows)?.to_string(), "\
+//! +----+---+
+//! | id | v |
+//! +----+---+
+//! | 1  | b |
+//! | 2  | c |
+//! +----+---+");
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
