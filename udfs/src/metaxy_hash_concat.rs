@@ -6,8 +6,9 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, GenericStringBuilder, LargeStringArray, StringArray, StringViewArray,
+    Array, ArrayRef, AsArray, LargeStringArray, NullBufferBuilder, StringArray, StringViewArray,
 };
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::scalar_doc_sections::DOC_SECTION_HASHING;
@@ -153,7 +154,6 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let rows = if all_scalar { 1 } else { args.number_rows };
         let width = truncate_to.map_or(algorithm.max_len(), |t| t.min(algorithm.max_len()));
-        let mut builder = GenericStringBuilder::<i32>::with_capacity(rows, rows * width);
         // Runs of constant parts (with their separators) become one segment, so a row copies
         // one piece per column part and one per run between them.
         let mut segments: Vec<Segment> = Vec::new();
@@ -166,8 +166,6 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
             match part(value)? {
                 Part::Scalar(Some(v)) => constant.extend_from_slice(v.as_bytes()),
                 Part::Scalar(None) => {
-                    // A NULL constant part: every row is NULL.
-                    builder.append_nulls(rows);
                     rows_to_hash = 0;
                     break;
                 }
@@ -184,7 +182,13 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
         }
         let decimal = algorithm.integer_hasher().zip(truncate_to);
         let append = algorithm.appender();
-        let (mut joined, mut hashed) = (Vec::with_capacity(256), Vec::with_capacity(64));
+        let keep = truncate_to.unwrap_or(usize::MAX);
+        let mut joined = Vec::with_capacity(256);
+        // The renderings go straight into the result's value buffer.
+        let mut values: Vec<u8> = Vec::with_capacity(rows_to_hash * width);
+        let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        let mut nulls = NullBufferBuilder::new(rows);
         'rows: for i in 0..rows_to_hash {
             joined.clear();
             for segment in &segments {
@@ -193,25 +197,39 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
                     Segment::Column(p) => match p.get(i) {
                         Some(v) => joined.extend_from_slice(v.as_bytes()),
                         None => {
-                            builder.append_null();
+                            nulls.append_null();
+                            offsets.push(values.len() as i32);
                             continue 'rows;
                         }
                     },
                 }
             }
-            hashed.clear();
             match decimal {
                 // Only the kept digits are rendered.
-                Some((hash, keep)) => append_decimal_prefix(hash(&joined), keep, &mut hashed),
+                Some((hash, keep)) => append_decimal_prefix(hash(&joined), keep, &mut values),
                 None => {
-                    append(&joined, &mut hashed);
-                    hashed.truncate(truncate_to.unwrap_or(usize::MAX));
+                    let start = values.len();
+                    append(&joined, &mut values);
+                    values.truncate(start.saturating_add(keep).min(values.len()));
                 }
             }
-            // Hash renderings are ASCII (decimal or hex), so any prefix is valid UTF-8.
-            builder.append_value(std::str::from_utf8(&hashed).expect("ASCII hash"));
+            nulls.append_non_null();
+            offsets.push(i32::try_from(values.len()).map_err(|_| {
+                invalid("the hashes of one batch exceed 2 GiB (use smaller batches)")
+            })?);
         }
-        let array: ArrayRef = Arc::new(builder.finish());
+        if rows_to_hash == 0 {
+            // A NULL constant part: every row NULL.
+            nulls.append_n_nulls(rows);
+            offsets.resize(rows + 1, 0);
+        }
+        // Hash renderings are ASCII (decimal or hex), so the values are valid UTF-8 (checked
+        // once for the whole buffer by `try_new`).
+        let array: ArrayRef = Arc::new(StringArray::try_new(
+            OffsetBuffer::new(offsets.into()),
+            values.into(),
+            nulls.finish(),
+        )?);
         Ok(if all_scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
         } else {
