@@ -15,6 +15,7 @@
 //! - `--data DIR`: read the inputs `metaxy_peer_bench.py --export` wrote
 //!   (`DIR/root_<i>.parquet`, `DIR/root_0_mutated.parquet`), so both engines see identical
 //!   data; without it the same shapes are generated here.
+//! - `METAXY_BENCH_KEEP=1`: keep the last round's store (its path is printed) for inspection.
 //! - `--floor`: also time a hand-written SQL query doing the same joins and hashes directly
 //!   over the parquet files (no store, no merge-on-read).
 //!
