@@ -608,6 +608,20 @@ async fn resolve_update_on_stores_written_by_metaxy() {
     assert!(compared.len() >= 8, "{compared:?}");
 }
 
+/// A Delta store under `root` and the graph of one feature `t/root` (id `id`, field `x`).
+fn one_field_delta_store(
+    root: &Path,
+) -> (FeatureGraph, FeatureKey, Arc<DeltaBackend>, MetadataStore) {
+    let graph = datafusion_metaxy::graph::GraphBuilder::new("t")
+        .feature(datafusion_metaxy::graph::FeatureBuilder::new("t/root", ["id"]).field("x", "1"))
+        .build()
+        .unwrap();
+    let key = FeatureKey::parse("t/root").unwrap();
+    let backend = Arc::new(DeltaBackend::new(root.to_str().unwrap(), Default::default()).unwrap());
+    let store = MetadataStore::new("d", backend.clone());
+    (graph, key, backend, store)
+}
+
 /// The latest-row step of a read is skipped exactly when the Delta log's statistics show one
 /// timestamp and no tombstones; the current view is the same either way.
 #[tokio::test]
@@ -615,14 +629,7 @@ async fn delta_reads_skip_deduplication_only_when_the_log_proves_it_a_no_op() {
     use datafusion_metaxy::store::StoreBackend;
     let dir = tempfile::tempdir().unwrap();
     let ctx = SessionContext::new();
-    let graph = datafusion_metaxy::graph::GraphBuilder::new("t")
-        .feature(datafusion_metaxy::graph::FeatureBuilder::new("t/root", ["id"]).field("x", "1"))
-        .build()
-        .unwrap();
-    let key = FeatureKey::parse("t/root").unwrap();
-    let backend =
-        Arc::new(DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap());
-    let store = MetadataStore::new("d", backend.clone());
+    let (graph, key, backend, store) = one_field_delta_store(dir.path());
     let write = |sql: &'static str| {
         let (ctx, graph, store, key) = (&ctx, &graph, &store, &key);
         async move {
@@ -757,12 +764,16 @@ async fn latest_rows_match_their_definition() {
         (&["a", "b"], |r| format!("{:?}/{}", r.0, r.1)),
         (&["c"], |r| format!("{:?}", r.6)),
     ];
-    for (ids, id) in id_sets {
+    let latest_of = |id: SampleOf| {
         let mut latest: BTreeMap<String, Option<i64>> = BTreeMap::new();
         for r in all.iter().filter(|r| r.2 == 1) {
             let e = latest.entry(id(r)).or_insert(None);
             *e = (*e).max(ts(r));
         }
+        latest
+    };
+    for (ids, id) in id_sets {
+        let latest = latest_of(id);
         let mut expected: Vec<i64> = all
             .iter()
             .filter(|r| r.2 == 1 && latest[&id(r)] == ts(r))
@@ -803,11 +814,7 @@ async fn latest_rows_match_their_definition() {
         }
     }
     let id = id_sets[0].1;
-    let mut latest: BTreeMap<String, Option<i64>> = BTreeMap::new();
-    for r in all.iter().filter(|r| r.2 == 1) {
-        let e = latest.entry(id(r)).or_insert(None);
-        *e = (*e).max(ts(r));
-    }
+    let latest = latest_of(id);
     let table = LatestRowsTable::new(
         Arc::new(MemTable::try_new(schema, partitions).unwrap()),
         vec!["a".into(), "b".into()],
@@ -844,13 +851,7 @@ async fn delta_files_are_laid_out_for_parallel_scans() {
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
     let dir = tempfile::tempdir().unwrap();
     let ctx = SessionContext::new();
-    let graph = datafusion_metaxy::graph::GraphBuilder::new("t")
-        .feature(datafusion_metaxy::graph::FeatureBuilder::new("t/root", ["id"]).field("x", "1"))
-        .build()
-        .unwrap();
-    let key = FeatureKey::parse("t/root").unwrap();
-    let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
-    let store = MetadataStore::new("d", Arc::new(backend));
+    let (graph, key, _, store) = one_field_delta_store(dir.path());
     let df = ctx
         .sql("SELECT value AS id, named_struct('x', CAST(value AS VARCHAR)) AS metaxy_provenance_by_field FROM generate_series(1, 140000)")
         .await

@@ -371,12 +371,20 @@ fn latest_rows(
             .map(|k| k.evaluate(batch)?.into_array(batch.num_rows()))
             .collect()
     };
-    let types: Vec<DataType> = key_arrays(first)?
+    let schema = first.schema();
+    let types = keys
         .iter()
-        .map(|a| a.data_type().clone())
-        .collect();
+        .map(|k| k.data_type(&schema))
+        .collect::<Result<Vec<DataType>>>()?;
     let integer = matches!(types.as_slice(), [t] if t.is_integer());
-    let converter = RowConverter::new(types.into_iter().map(SortField::new).collect())?;
+    // Encoded ids are only needed to tell apart ids whose hashes are equal.
+    let converter = if integer {
+        None
+    } else {
+        Some(RowConverter::new(
+            types.into_iter().map(SortField::new).collect(),
+        )?)
+    };
     let state = RandomState::with_seed(0x6d65_7461_7879);
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     let mut entries: Vec<Entry> = Vec::with_capacity(total);
@@ -387,27 +395,30 @@ fn latest_rows(
         let ts = timestamps(batch, updated_at, deleted_at)?;
         let ids = key_arrays(batch)?;
         let at = |i: usize| ((b as u64) << 32) | i as u64;
-        if integer {
-            let (bits, nulls) = integer_bits(&ids[0])?;
-            for (i, (&key, &ts)) in bits.iter().zip(&ts).enumerate() {
-                let entry = Entry { key, ts, at: at(i) };
-                if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                    null_ids.push(entry);
-                } else {
-                    entries.push(entry);
+        match &converter {
+            None => {
+                let (bits, nulls) = integer_bits(&ids[0])?;
+                for (i, (&key, &ts)) in bits.iter().zip(&ts).enumerate() {
+                    let entry = Entry { key, ts, at: at(i) };
+                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        null_ids.push(entry);
+                    } else {
+                        entries.push(entry);
+                    }
                 }
             }
-        } else {
-            let mut hashes = vec![0u64; batch.num_rows()];
-            create_hashes(&ids, &state, &mut hashes)?;
-            entries.extend(
-                hashes
-                    .iter()
-                    .zip(&ts)
-                    .enumerate()
-                    .map(|(i, (&key, &ts))| Entry { key, ts, at: at(i) }),
-            );
-            encoded.push(converter.convert_columns(&ids)?);
+            Some(converter) => {
+                let mut hashes = vec![0u64; batch.num_rows()];
+                create_hashes(&ids, &state, &mut hashes)?;
+                entries.extend(
+                    hashes
+                        .iter()
+                        .zip(&ts)
+                        .enumerate()
+                        .map(|(i, (&key, &ts))| Entry { key, ts, at: at(i) }),
+                );
+                encoded.push(converter.convert_columns(&ids)?);
+            }
         }
     }
     radix_sort(&mut entries);

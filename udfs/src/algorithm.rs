@@ -96,13 +96,23 @@ impl HashAlgorithm {
 
     /// The integer hash function of the algorithms rendered in decimal (`None` for the
     /// digests), so a truncated rendering can skip the digits it drops.
-    pub fn integer_hasher(self) -> Option<fn(&[u8]) -> u64> {
+    pub fn integer_hasher(self) -> Option<IntegerHash> {
         match self {
             HashAlgorithm::Xxhash64 => Some(|b| xxhash_rust::xxh64::xxh64(b, 0)),
             HashAlgorithm::Xxhash32 => Some(|b| u64::from(xxhash_rust::xxh32::xxh32(b, 0))),
             HashAlgorithm::Xxh3_64 => Some(xxhash_rust::xxh3::xxh3_64),
             HashAlgorithm::Wyhash => Some(|b| ::wyhash::wyhash(b, 0)),
             HashAlgorithm::Md5 | HashAlgorithm::Sha256 => None,
+        }
+    }
+
+    /// The per-value renderer keeping at most `truncate_to` characters; for the decimal
+    /// algorithms only the kept digits are rendered.
+    pub fn renderer(self, truncate_to: Option<usize>) -> Renderer {
+        Renderer {
+            append: self.appender(),
+            decimal: self.integer_hasher().zip(truncate_to),
+            keep: truncate_to.unwrap_or(usize::MAX),
         }
     }
 
@@ -115,10 +125,7 @@ impl HashAlgorithm {
     /// ```
     pub fn hash_str(self, text: &str, truncate_to: Option<usize>) -> String {
         let mut out = Vec::with_capacity(self.max_len());
-        self.append_hash(text.as_bytes(), &mut out);
-        if let Some(n) = truncate_to {
-            out.truncate(n);
-        }
+        self.renderer(truncate_to).render(text.as_bytes(), &mut out);
         // Every rendering is ASCII.
         String::from_utf8(out).expect("hash renderings are ASCII")
     }
@@ -142,6 +149,33 @@ impl FromStr for HashAlgorithm {
                 given: s.to_string(),
                 valid: Self::valid_names(),
             })
+    }
+}
+
+/// An integer hash function (seed 0).
+type IntegerHash = fn(&[u8]) -> u64;
+
+/// Appends the (possibly truncated) rendering of a hash; see [`HashAlgorithm::renderer`].
+#[derive(Debug, Clone, Copy)]
+pub struct Renderer {
+    append: fn(&[u8], &mut Vec<u8>),
+    /// For the decimal algorithms under truncation: the integer hash and the kept digits.
+    decimal: Option<(IntegerHash, usize)>,
+    keep: usize,
+}
+
+impl Renderer {
+    /// Appends the rendering of the hash of `bytes` to `out`, cut to the kept length.
+    #[inline]
+    pub fn render(&self, bytes: &[u8], out: &mut Vec<u8>) {
+        match self.decimal {
+            Some((hash, keep)) => append_decimal_prefix(hash(bytes), keep, out),
+            None => {
+                let start = out.len();
+                (self.append)(bytes, out);
+                out.truncate(start.saturating_add(self.keep));
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Shared plumbing of the hash UDFs: argument type checks and one vectorised kernel that turns a
 //! string or binary column into a column of hash renderings. Each function only supplies its
-//! per-value appender.
+//! algorithm (and truncation).
 
 use std::sync::Arc;
 
@@ -11,10 +11,7 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::ColumnarValue;
 
 use crate::error::UdfError;
-use crate::HashAlgorithm;
-
-/// A per-value hash function: appends the rendering of the hash of the bytes to the buffer.
-pub(crate) type Appender = fn(&[u8], &mut Vec<u8>);
+use crate::{HashAlgorithm, Renderer};
 
 /// The input types the hash functions take as they are; anything else is rejected.
 pub(crate) fn is_hashable(dt: &DataType) -> bool {
@@ -48,19 +45,19 @@ pub(crate) fn coerce_hashed(function: &'static str, dt: &DataType) -> Result<Dat
     }
 }
 
-/// Hashes every value of `input` with `append`, keeping at most `truncate_to` characters of each
-/// rendering. NULL in gives NULL out; a scalar in gives a scalar out.
+/// Hashes every value of `input` with `algorithm`, keeping at most `truncate_to` characters of
+/// each rendering. NULL in gives NULL out; a scalar in gives a scalar out.
 pub(crate) fn invoke_hash(
     function: &'static str,
     input: &ColumnarValue,
-    append: Appender,
-    max_len: usize,
+    algorithm: HashAlgorithm,
     truncate_to: Option<usize>,
 ) -> Result<ColumnarValue> {
-    let width = truncate_to.map_or(max_len, |t| t.min(max_len));
+    let width = truncate_to.map_or(algorithm.max_len(), |t| t.min(algorithm.max_len()));
+    let renderer = algorithm.renderer(truncate_to);
     match input {
         ColumnarValue::Array(array) => Ok(ColumnarValue::Array(hash_array(
-            function, array, append, width,
+            function, array, renderer, width,
         )?)),
         ColumnarValue::Scalar(scalar) => {
             let bytes: Option<&[u8]> = match scalar {
@@ -80,9 +77,8 @@ pub(crate) fn invoke_hash(
                 }
             };
             let out = bytes.map(|b| {
-                let mut out = Vec::with_capacity(max_len);
-                append(b, &mut out);
-                out.truncate(width);
+                let mut out = Vec::with_capacity(width);
+                renderer.render(b, &mut out);
                 String::from_utf8(out).expect("hash renderings are ASCII")
             });
             Ok(ColumnarValue::Scalar(ScalarValue::Utf8(out)))
@@ -93,7 +89,7 @@ pub(crate) fn invoke_hash(
 fn hash_array(
     function: &'static str,
     array: &ArrayRef,
-    append: Appender,
+    renderer: Renderer,
     width: usize,
 ) -> Result<ArrayRef> {
     let len = array.len();
@@ -101,48 +97,39 @@ fn hash_array(
     let out = match array.data_type() {
         DataType::Utf8 => {
             let a = array.as_string::<i32>();
-            hash_values(
-                function,
-                len,
-                nulls,
-                |i| a.value(i).as_bytes(),
-                append,
-                width,
-            )
+            render_rows(function, len, nulls, width, |i, out| {
+                renderer.render(a.value(i).as_bytes(), out)
+            })
         }
         DataType::LargeUtf8 => {
             let a = array.as_string::<i64>();
-            hash_values(
-                function,
-                len,
-                nulls,
-                |i| a.value(i).as_bytes(),
-                append,
-                width,
-            )
+            render_rows(function, len, nulls, width, |i, out| {
+                renderer.render(a.value(i).as_bytes(), out)
+            })
         }
         DataType::Utf8View => {
             let a = array.as_string_view();
-            hash_values(
-                function,
-                len,
-                nulls,
-                |i| a.value(i).as_bytes(),
-                append,
-                width,
-            )
+            render_rows(function, len, nulls, width, |i, out| {
+                renderer.render(a.value(i).as_bytes(), out)
+            })
         }
         DataType::Binary => {
             let a = array.as_binary::<i32>();
-            hash_values(function, len, nulls, |i| a.value(i), append, width)
+            render_rows(function, len, nulls, width, |i, out| {
+                renderer.render(a.value(i), out)
+            })
         }
         DataType::LargeBinary => {
             let a = array.as_binary::<i64>();
-            hash_values(function, len, nulls, |i| a.value(i), append, width)
+            render_rows(function, len, nulls, width, |i, out| {
+                renderer.render(a.value(i), out)
+            })
         }
         DataType::BinaryView => {
             let a = array.as_binary_view();
-            hash_values(function, len, nulls, |i| a.value(i), append, width)
+            render_rows(function, len, nulls, width, |i, out| {
+                renderer.render(a.value(i), out)
+            })
         }
         DataType::Null => Ok(StringArray::new_null(len)),
         other => Err(UdfError::InvalidArgument {
@@ -153,14 +140,15 @@ fn hash_array(
     Ok(Arc::new(out))
 }
 
-/// The kernel: one pass, output offsets and bytes pre-sized, the input's null mask reused.
-fn hash_values<'a>(
+/// The kernel of every hash function: one pass over `len` rows, `render(i, out)` appending the
+/// rendering (at most `width` bytes, ASCII) of each row that `nulls` marks valid; output
+/// offsets and bytes pre-sized, the null mask reused.
+pub(crate) fn render_rows(
     function: &'static str,
     len: usize,
     nulls: Option<NullBuffer>,
-    value: impl Fn(usize) -> &'a [u8],
-    append: Appender,
     width: usize,
+    mut render: impl FnMut(usize, &mut Vec<u8>),
 ) -> std::result::Result<StringArray, UdfError> {
     if len.saturating_mul(width) > i32::MAX as usize {
         return Err(UdfError::OutputTooLarge {
@@ -169,20 +157,20 @@ fn hash_values<'a>(
         });
     }
     let mut offsets: Vec<i32> = Vec::with_capacity(len + 1);
-    // A little slack so the last append never reallocates when a rendering is cut afterwards.
-    let mut values: Vec<u8> = Vec::with_capacity(len * width + 64);
+    let mut values: Vec<u8> = Vec::with_capacity(len * width);
     offsets.push(0);
     for i in 0..len {
         if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
             let start = values.len();
-            append(value(i), &mut values);
-            values.truncate(start + width);
+            render(i, &mut values);
+            debug_assert!(values.len() - start <= width);
         }
         offsets.push(values.len() as i32);
     }
     let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
     // SAFETY: offsets start at 0, never decrease and end at `values.len()`, which fits in i32
-    // (checked above); every appender writes ASCII digits or hex only, so values are UTF-8.
+    // (at most `width` bytes per row, checked above); every rendering is ASCII digits or hex,
+    // so the values are UTF-8.
     Ok(unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(values), nulls) })
 }
 
@@ -241,13 +229,7 @@ macro_rules! make_hash_udf {
                 args: datafusion::logical_expr::ScalarFunctionArgs,
             ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
                 let algorithm: $crate::HashAlgorithm = $algorithm;
-                $crate::common::invoke_hash(
-                    stringify!($name),
-                    &args.args[0],
-                    algorithm.appender(),
-                    algorithm.max_len(),
-                    None,
-                )
+                $crate::common::invoke_hash(stringify!($name), &args.args[0], algorithm, None)
             }
 
             fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {

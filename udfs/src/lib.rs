@@ -47,7 +47,7 @@ use datafusion::common::Result;
 use datafusion::logical_expr::registry::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
 
-pub use algorithm::{append_md5, append_sha256, HashAlgorithm};
+pub use algorithm::{append_md5, append_sha256, HashAlgorithm, Renderer};
 pub use error::UdfError;
 pub use metaxy_hash::MetaxyHashFunc;
 pub use metaxy_hash_concat::MetaxyHashConcatFunc;

@@ -99,13 +99,7 @@ impl ScalarUDFImpl for MetaxyHashFunc {
             3 => truncate_arg(NAME, constant(2))?,
             _ => None,
         };
-        invoke_hash(
-            NAME,
-            &args.args[0],
-            algorithm.appender(),
-            algorithm.max_len(),
-            truncate_to,
-        )
+        invoke_hash(NAME, &args.args[0], algorithm, truncate_to)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

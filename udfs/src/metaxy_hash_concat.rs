@@ -6,9 +6,9 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, LargeStringArray, NullBufferBuilder, StringArray, StringViewArray,
+    Array, ArrayRef, AsArray, LargeStringArray, StringArray, StringViewArray,
 };
-use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::scalar_doc_sections::DOC_SECTION_HASHING;
@@ -17,8 +17,7 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::algorithm::append_decimal_prefix;
-use crate::common::{algorithm_arg, truncate_arg};
+use crate::common::{algorithm_arg, render_rows, truncate_arg};
 use crate::error::UdfError;
 use crate::HashAlgorithm;
 
@@ -60,13 +59,23 @@ enum Part<'a> {
 }
 
 impl Part<'_> {
+    /// The value of row `i` (of a NULL row: whatever the array holds there; not read).
     #[inline]
-    fn get(&self, i: usize) -> Option<&str> {
+    fn value(&self, i: usize) -> &str {
         match self {
-            Part::Scalar(s) => *s,
-            Part::Utf8(a) => (!a.is_null(i)).then(|| a.value(i)),
-            Part::Large(a) => (!a.is_null(i)).then(|| a.value(i)),
-            Part::View(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Part::Scalar(s) => s.unwrap_or_default(),
+            Part::Utf8(a) => a.value(i),
+            Part::Large(a) => a.value(i),
+            Part::View(a) => a.value(i),
+        }
+    }
+
+    fn nulls(&self) -> Option<&NullBuffer> {
+        match self {
+            Part::Scalar(_) => None,
+            Part::Utf8(a) => a.nulls(),
+            Part::Large(a) => a.nulls(),
+            Part::View(a) => a.nulls(),
         }
     }
 }
@@ -180,56 +189,27 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
         if !constant.is_empty() {
             segments.push(Segment::Constant(constant));
         }
-        let decimal = algorithm.integer_hasher().zip(truncate_to);
-        let append = algorithm.appender();
-        let keep = truncate_to.unwrap_or(usize::MAX);
+        // NULL where any column part is NULL; everywhere when a constant part is.
+        let nulls = if rows_to_hash == 0 {
+            Some(NullBuffer::new_null(rows))
+        } else {
+            segments.iter().fold(None, |acc, segment| match segment {
+                Segment::Column(p) => NullBuffer::union(acc.as_ref(), p.nulls()),
+                Segment::Constant(_) => acc,
+            })
+        };
+        let renderer = algorithm.renderer(truncate_to);
         let mut joined = Vec::with_capacity(256);
-        // The renderings go straight into the result's value buffer.
-        let mut values: Vec<u8> = Vec::with_capacity(rows_to_hash * width);
-        let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
-        offsets.push(0);
-        let mut nulls = NullBufferBuilder::new(rows);
-        'rows: for i in 0..rows_to_hash {
+        let array: ArrayRef = Arc::new(render_rows(NAME, rows, nulls, width, |i, out| {
             joined.clear();
             for segment in &segments {
                 match segment {
                     Segment::Constant(c) => joined.extend_from_slice(c),
-                    Segment::Column(p) => match p.get(i) {
-                        Some(v) => joined.extend_from_slice(v.as_bytes()),
-                        None => {
-                            nulls.append_null();
-                            offsets.push(values.len() as i32);
-                            continue 'rows;
-                        }
-                    },
+                    Segment::Column(p) => joined.extend_from_slice(p.value(i).as_bytes()),
                 }
             }
-            match decimal {
-                // Only the kept digits are rendered.
-                Some((hash, keep)) => append_decimal_prefix(hash(&joined), keep, &mut values),
-                None => {
-                    let start = values.len();
-                    append(&joined, &mut values);
-                    values.truncate(start.saturating_add(keep).min(values.len()));
-                }
-            }
-            nulls.append_non_null();
-            offsets.push(i32::try_from(values.len()).map_err(|_| {
-                invalid("the hashes of one batch exceed 2 GiB (use smaller batches)")
-            })?);
-        }
-        if rows_to_hash == 0 {
-            // A NULL constant part: every row NULL.
-            nulls.append_n_nulls(rows);
-            offsets.resize(rows + 1, 0);
-        }
-        // Hash renderings are ASCII (decimal or hex), so the values are valid UTF-8 (checked
-        // once for the whole buffer by `try_new`).
-        let array: ArrayRef = Arc::new(StringArray::try_new(
-            OffsetBuffer::new(offsets.into()),
-            values.into(),
-            nulls.finish(),
-        )?);
+            renderer.render(&joined, out);
+        })?);
         Ok(if all_scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
         } else {
