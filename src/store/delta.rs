@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::FormatOptions;
 use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::basic::Compression;
@@ -17,6 +19,8 @@ use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::prelude::SessionContext;
 use datafusion_metaxy_udfs::HashAlgorithm;
+use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
+use deltalake::kernel::StructType;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::StreamExt;
@@ -169,6 +173,33 @@ impl StoreBackend for DeltaBackend {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
     ) -> Result<()> {
+        // Every file carries the types the table declares (an arrow UInt64 column is a Delta
+        // `long`, so its values are written as Int64, failing on values that do not fit).
+        let declared = declared_schema(&schema)?;
+        let batches = batches
+            .into_iter()
+            .map(|batch| {
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .zip(declared.fields())
+                    .map(|(c, f)| {
+                        cast_with_options(c, f.data_type(), &STRICT).map_err(|e| {
+                            MetaxyError::InvalidData {
+                                feature: key.to_string(),
+                                message: format!(
+                                    "column '{}' as the table's {}: {e}",
+                                    f.name(),
+                                    f.data_type()
+                                ),
+                            }
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(RecordBatch::try_new(declared.clone(), columns)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let schema = declared;
         // One Delta commit: all rows or none. delta-rs retries appends that race with other
         // appends; writers racing to create the table conflict, so the losers retry against
         // the table the winner created.
@@ -303,6 +334,24 @@ impl StoreBackend for DeltaBackend {
 /// across partitions (DataFusion parallelises a file by row group), and no dictionary for the
 /// hash columns (provenance and data versions, whose values are nearly all distinct: a
 /// dictionary only costs time when writing and reading them).
+/// Casts that fail on a value the target type cannot hold, instead of writing NULL.
+const STRICT: CastOptions<'static> = CastOptions {
+    safe: false,
+    format_options: FormatOptions::new(),
+};
+
+/// The arrow schema of the Delta table `schema` declares: each arrow type mapped to its Delta
+/// type and back, as a reader of the table sees it.
+fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
+    let delta: StructType = schema
+        .try_into_kernel()
+        .map_err(|e| delta_error("mapping the schema to Delta types", e))?;
+    let arrow: Schema = (&delta)
+        .try_into_arrow()
+        .map_err(|e| delta_error("mapping the Delta schema to arrow", e))?;
+    Ok(Arc::new(arrow))
+}
+
 fn writer_properties(schema: &Schema) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)

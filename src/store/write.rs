@@ -256,6 +256,7 @@ pub(crate) async fn write(
     let mut prepared = data.select(exprs)?;
 
     // Line up with the stored table by name, casting to its types.
+    let mut converted: Vec<String> = vec![];
     if let Some(stored) = &stored {
         let ours: Vec<String> = super::column_names(&prepared);
         if let Some(extra) = ours.iter().find(|n| stored.field_with_name(n).is_err()) {
@@ -280,9 +281,30 @@ pub(crate) async fn write(
             .iter()
             .map(|f| cast(col(f.name().as_str()), f.data_type().clone()).alias(f.name()))
             .collect();
+        converted = stored
+            .fields()
+            .iter()
+            .filter_map(|f| {
+                let ours = prepared
+                    .schema()
+                    .field_with_unqualified_name(f.name())
+                    .ok()?;
+                (plain(ours.data_type()) != plain(f.data_type()))
+                    .then(|| format!("'{}' ({} → {})", f.name(), ours.data_type(), f.data_type()))
+            })
+            .collect();
         prepared = prepared.select(exprs)?;
     }
-    let batches = prepared.collect().await?;
+    let batches = prepared.collect().await.map_err(|e| {
+        if converted.is_empty() {
+            MetaxyError::from(e)
+        } else {
+            invalid(format!(
+                "converting column(s) {} to the stored table's types: {e}",
+                converted.join(", ")
+            ))
+        }
+    })?;
     let schema: SchemaRef = match &stored {
         Some(s) => s.clone(),
         None => nullable(
@@ -310,6 +332,21 @@ pub(crate) async fn write(
         .collect::<std::result::Result<Vec<_>, _>>()?;
     store.backend.append(key, schema, batches).await?;
     Ok(rows as u64)
+}
+
+/// The type with string views and large strings as plain strings (struct children too): the
+/// stored table's string columns read as views, which is not a conversion worth naming.
+fn plain(dt: &DataType) -> DataType {
+    match dt {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::Struct(children) => DataType::Struct(Fields::from(
+            children
+                .iter()
+                .map(|c| c.as_ref().clone().with_data_type(plain(c.data_type())))
+                .collect::<Vec<_>>(),
+        )),
+        other => other.clone(),
+    }
 }
 
 /// The schema with every field (and struct child) nullable, as metaxy's Delta tables have it.

@@ -267,37 +267,43 @@ impl Cell {
     }
 }
 
-async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Cell {
+/// A fresh Delta store holding the phase's starting state, written by our engine: the roots;
+/// for `stale` also the materialised leaf and root_0 written again from its mutated file.
+async fn seed(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> tempfile::TempDir {
     let (graph, roots, leaf) = graph(&a.scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = SessionContext::new();
+    let store = open(dir.path());
+    for (key, file) in roots.iter().zip(roots_in) {
+        let df = ctx
+            .read_parquet(file.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        store.write(&graph, key, df).await.unwrap();
+    }
+    if phase == "stale" {
+        let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
+            .await
+            .unwrap();
+        store.write(&graph, &leaf, inc.new).await.unwrap();
+        let df = ctx
+            .read_parquet(mutated.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        store.write(&graph, &roots[0], df).await.unwrap();
+    }
+    dir
+}
+
+async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Cell {
+    let (graph, _, leaf) = graph(&a.scenario);
     let mut cell = Cell {
         times: vec![],
         rows: 0,
         peak_mb: 0.0,
     };
     for _ in 0..a.rounds {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = SessionContext::new();
-        {
-            let store = open(dir.path());
-            for (key, file) in roots.iter().zip(roots_in) {
-                let df = ctx
-                    .read_parquet(file.to_str().unwrap(), ParquetReadOptions::default())
-                    .await
-                    .unwrap();
-                store.write(&graph, key, df).await.unwrap();
-            }
-            if phase == "stale" {
-                let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
-                    .await
-                    .unwrap();
-                store.write(&graph, &leaf, inc.new).await.unwrap();
-                let df = ctx
-                    .read_parquet(mutated.to_str().unwrap(), ParquetReadOptions::default())
-                    .await
-                    .unwrap();
-                store.write(&graph, &roots[0], df).await.unwrap();
-            }
-        }
+        let dir = seed(a, phase, roots_in, mutated).await;
         let ctx = SessionContext::new();
         let store = open(dir.path());
         if std::env::var_os("METAXY_BENCH_KEEP").is_some() {
@@ -426,6 +432,74 @@ async fn floor(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> C
         None
     };
     let sql = floor_sql(&a.scenario, leaf);
+    timed(a, &ctx, &sql).await
+}
+
+/// The store floor: the same hand-written query as [`floor`], over the parquet files of the
+/// Delta store our engine reads (seeded the same way), with metaxy's merge-on-read written in
+/// SQL as a hand-written query must do over these files (the fastest SQL formulation of the
+/// latest row per sample measured by `--experiment`: the max-join).
+async fn store_floor(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Cell {
+    let (graph, roots, leaf) = graph(&a.scenario);
+    let dir = seed(a, phase, roots_in, mutated).await;
+    let mut ctx = SessionContext::new();
+    datafusion_metaxy::udfs::register_all(&mut ctx).unwrap();
+    // The current rows of a feature: its current feature version, the rows with each sample's
+    // greatest coalesce(deleted_at, updated_at), soft-deleted samples dropped.
+    let latest = |files: &str, key: &FeatureKey, column: &str, alias: &str| {
+        let fv = &graph.feature(key).unwrap().versions.feature_version;
+        let ts = |t: &str| format!("coalesce({t}.metaxy_deleted_at, {t}.metaxy_updated_at)");
+        format!(
+            "SELECT x.sample_uid, x.{column} AS {alias} FROM {files} x JOIN \
+             (SELECT f.sample_uid, max({tf}) AS m FROM {files} f \
+              WHERE f.metaxy_feature_version = '{fv}' GROUP BY f.sample_uid) l \
+             ON x.sample_uid = l.sample_uid AND {tx} = l.m \
+             WHERE x.metaxy_feature_version = '{fv}' AND x.metaxy_deleted_at IS NULL",
+            tf = ts("f"),
+            tx = ts("x"),
+        )
+    };
+    let mut tables = vec![];
+    for (i, key) in roots.iter().enumerate() {
+        tables.push((
+            key,
+            format!("root_{i}"),
+            "metaxy_data_version_by_field",
+            "metaxy_provenance_by_field",
+        ));
+    }
+    if phase == "stale" {
+        tables.push((&leaf, "leaf".to_string(), "metaxy_provenance", "p"));
+    }
+    for (key, name, column, alias) in tables {
+        let files = format!("{name}_files");
+        // The data files of the Delta table (its log and checkpoints are not `.snappy.parquet`).
+        let path = dir.path().join(format!("{key}.delta/"));
+        ctx.register_parquet(
+            &files,
+            path.to_str().unwrap(),
+            ParquetReadOptions::default().file_extension(".snappy.parquet"),
+        )
+        .await
+        .unwrap();
+        let view = latest(&files, key, column, alias);
+        ctx.sql(&format!("CREATE VIEW {name} AS {view}"))
+            .await
+            .unwrap();
+    }
+    let sql = floor_sql(&a.scenario, (phase == "stale").then_some("leaf"));
+    timed(a, &ctx, &sql).await
+}
+
+/// Runs `sql` `a.rounds` times (`--explain`: prints its plan with metrics first).
+async fn timed(a: &Args, ctx: &SessionContext, sql: &str) -> Cell {
+    if a.explain {
+        let plan = ctx.sql(sql).await.unwrap().explain(false, true).unwrap();
+        let text =
+            datafusion::arrow::util::pretty::pretty_format_batches(&plan.collect().await.unwrap())
+                .unwrap();
+        eprintln!("{text}");
+    }
     let mut cell = Cell {
         times: vec![],
         rows: 0,
@@ -434,7 +508,7 @@ async fn floor(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> C
     for _ in 0..a.rounds {
         reset_peak_rss();
         let t0 = Instant::now();
-        cell.rows = count(ctx.sql(&sql).await.unwrap()).await;
+        cell.rows = count(ctx.sql(sql).await.unwrap()).await;
         cell.times.push(t0.elapsed().as_secs_f64());
         cell.peak_mb = cell.peak_mb.max(peak_rss_mb());
     }
@@ -458,6 +532,9 @@ async fn main() {
             floor(&a, phase, &roots_in, &mutated)
                 .await
                 .report("floor", &a, phase);
+            store_floor(&a, phase, &roots_in, &mutated)
+                .await
+                .report("store_floor", &a, phase);
         }
     }
 }
