@@ -48,8 +48,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::{
     DataType, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType, UInt64Type,
 };
@@ -57,11 +59,15 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::hash_utils::{create_hashes, RandomState};
+use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{plan_err, DFSchema, DataFusionError, Result, Statistics};
-use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::common::{
+    internal_datafusion_err, plan_err, DFSchema, DataFusionError, HashMap, Result, Statistics,
+};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{Distribution, PhysicalExpr};
@@ -150,16 +156,46 @@ impl TableProvider for LatestRowsTable {
             .supports_filters_pushdown(&before)?
             .iter()
             .all(|p| *p == TableProviderFilterPushDown::Exact);
-        let mut input = self
-            .inner
-            .scan(state, Some(&columns), &self.before, None)
-            .await?;
-        if let Some(predicate) = conjunction(self.before.iter().cloned()).filter(|_| !exact) {
-            let df_schema = DFSchema::try_from(input.schema().as_ref().clone())?;
-            let predicate = state.create_physical_expr(predicate, &df_schema)?;
-            input = Arc::new(FilterExec::try_new(predicate, input)?);
-        }
-        let latest: Arc<dyn ExecutionPlan> = Arc::new(LatestRowsExec::try_new(input, &self.keys)?);
+        // The stored rows that pass the `before` filters, with the given columns.
+        // `split`: into at least that many partitions where the scan can split its files.
+        let read = |columns: Vec<usize>, split: usize| async move {
+            let mut input = self
+                .inner
+                .scan(state, Some(&columns), &self.before, None)
+                .await?;
+            if input.output_partitioning().partition_count() < split {
+                if let Some(finer) = input.repartitioned(split, state.config_options())? {
+                    input = finer;
+                }
+            }
+            if let Some(predicate) = conjunction(self.before.iter().cloned()).filter(|_| !exact) {
+                let df_schema = DFSchema::try_from(input.schema().as_ref().clone())?;
+                let predicate = state.create_physical_expr(predicate, &df_schema)?;
+                input = Arc::new(FilterExec::try_new(predicate, input)?);
+            }
+            Ok::<_, DataFusionError>(input)
+        };
+        let latest: Arc<dyn ExecutionPlan> = match self.keys.as_slice() {
+            [id] if schema.field_with_name(id)?.data_type().is_integer() => {
+                let mut id_columns: Vec<usize> = vec![];
+                for name in &extra {
+                    let index = schema.index_of(name)?;
+                    if !id_columns.contains(&index) {
+                        id_columns.push(index);
+                    }
+                }
+                let ids = read(id_columns, 1).await?;
+                // Superseded rows cost little here (their columns are not decoded), so the
+                // partitions holding them finish early: twice as many partitions as cores
+                // keep the cores busy with the kept rows of newer files.
+                let rows = read(columns.clone(), 2 * state.config().target_partitions()).await?;
+                Arc::new(LatestRowsIndexExec::try_new(ids, rows, id)?)
+            }
+            keys => Arc::new(LatestRowsExec::try_new(
+                read(columns.clone(), 1).await?,
+                keys,
+            )?),
+        };
         if columns.len() == wanted {
             return Ok(latest);
         }
@@ -511,8 +547,12 @@ fn radix_sort(entries: &mut Vec<Entry>) {
 
 /// `coalesce(metaxy_deleted_at, metaxy_updated_at)` per row, in microseconds.
 fn timestamps(batch: &RecordBatch, updated_at: usize, deleted_at: usize) -> Result<Vec<Time>> {
-    let micros = |index: usize| -> Result<ArrayRef> {
-        let column = batch.column(index);
+    timestamps_of(batch.column(updated_at), batch.column(deleted_at))
+}
+
+/// `coalesce(deleted, updated)` per row, in microseconds, [`NO_TIME`] when both are NULL.
+fn timestamps_of(updated: &ArrayRef, deleted: &ArrayRef) -> Result<Vec<Time>> {
+    let micros = |column: &ArrayRef| -> Result<ArrayRef> {
         let tz = match column.data_type() {
             DataType::Timestamp(_, tz) => tz.clone(),
             _ => None,
@@ -522,11 +562,11 @@ fn timestamps(batch: &RecordBatch, updated_at: usize, deleted_at: usize) -> Resu
             &DataType::Timestamp(TimeUnit::Microsecond, tz),
         )?)
     };
-    let updated = micros(updated_at)?;
-    let deleted = micros(deleted_at)?;
+    let updated = micros(updated)?;
+    let deleted = micros(deleted)?;
     let updated = updated.as_primitive::<TimestampMicrosecondType>();
     let deleted = deleted.as_primitive::<TimestampMicrosecondType>();
-    Ok((0..batch.num_rows())
+    Ok((0..updated.len())
         .map(|i| {
             if deleted.is_valid(i) {
                 deleted.value(i)
@@ -537,4 +577,445 @@ fn timestamps(batch: &RecordBatch, updated_at: usize, deleted_at: usize) -> Resu
             }
         })
         .collect())
+}
+
+// One integer id column: an index of each sample's latest timestamp, then a filtered scan.
+
+/// Each sample's greatest `coalesce(metaxy_deleted_at, metaxy_updated_at)`, for one integer id
+/// column: built once per plan by [`LatestRowsIndexExec`] from its `ids` input, read by the
+/// [`IsLatestExpr`] filtering its `rows` input.
+#[derive(Debug, Default)]
+pub struct LatestTimes {
+    index: tokio::sync::OnceCell<TimesIndex>,
+}
+
+#[derive(Debug)]
+struct TimesIndex {
+    ids: TimesById,
+    /// The greatest timestamp of the rows whose id is NULL (one sample), if there are any.
+    null_id: Option<Time>,
+    _reservation: MemoryReservation,
+}
+
+#[derive(Debug)]
+enum TimesById {
+    /// Ids spanning a range at most a few times their number: `latest[id - min]`.
+    Dense {
+        min: i64,
+        latest: Vec<Time>,
+    },
+    Sparse(HashMap<i64, Time>),
+}
+
+impl TimesIndex {
+    /// The greatest timestamp of the sample `id` (`None`: NULL id); [`NO_TIME`] for an id the
+    /// index does not hold (no row of the `ids` input has it).
+    fn latest(&self, id: Option<i64>) -> Option<Time> {
+        match (id, &self.ids) {
+            (None, _) => self.null_id,
+            (Some(id), TimesById::Dense { min, latest }) => {
+                let at = id as i128 - *min as i128;
+                Some(if (0..latest.len() as i128).contains(&at) {
+                    latest[at as usize]
+                } else {
+                    NO_TIME
+                })
+            }
+            (Some(id), TimesById::Sparse(map)) => Some(map.get(&id).copied().unwrap_or(NO_TIME)),
+        }
+    }
+}
+
+/// What one partition of the `ids` input holds: (id, timestamp) pairs.
+#[derive(Default)]
+struct IdTimes {
+    pairs: Vec<(i64, Time)>,
+    null_id: Option<Time>,
+}
+
+impl IdTimes {
+    fn add(
+        &mut self,
+        batch: &RecordBatch,
+        id: usize,
+        updated_at: usize,
+        deleted_at: usize,
+    ) -> Result<()> {
+        let ts = timestamps(batch, updated_at, deleted_at)?;
+        let (bits, nulls) = integer_bits(batch.column(id))?;
+        match nulls {
+            None => self.pairs.extend(bits.iter().map(|&b| b as i64).zip(ts)),
+            Some(nulls) => {
+                for (i, (&b, t)) in bits.iter().zip(ts).enumerate() {
+                    if nulls.is_valid(i) {
+                        self.pairs.push((b as i64, t));
+                    } else {
+                        self.null_id = Some(self.null_id.map_or(t, |m| m.max(t)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the index from every partition of `ids` (each read by its own task).
+async fn build_index(
+    ids: Arc<dyn ExecutionPlan>,
+    (id, updated_at, deleted_at): (usize, usize, usize),
+    context: Arc<TaskContext>,
+) -> Result<TimesIndex> {
+    let partitions = ids.output_partitioning().partition_count();
+    let mut tasks = Vec::with_capacity(partitions);
+    for partition in 0..partitions {
+        let stream = ids.execute(partition, Arc::clone(&context));
+        let reservation = MemoryConsumer::new(format!("LatestRowsIndexExec[ids {partition}]"))
+            .register(context.memory_pool());
+        tasks.push(SpawnedTask::spawn(async move {
+            let mut stream = stream?;
+            let mut part = IdTimes::default();
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                reservation.try_grow(batch.num_rows() * std::mem::size_of::<(i64, Time)>())?;
+                part.add(&batch, id, updated_at, deleted_at)?;
+            }
+            Ok::<_, DataFusionError>((part, reservation))
+        }));
+    }
+    let mut parts = Vec::with_capacity(partitions);
+    for task in tasks {
+        parts.push(
+            task.join_unwind()
+                .await
+                .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??,
+        );
+    }
+    let rows: usize = parts.iter().map(|(p, _)| p.pairs.len()).sum();
+    let null_id = parts.iter().filter_map(|(p, _)| p.null_id).max();
+    let (min, max) = parts
+        .iter()
+        .flat_map(|(p, _)| p.pairs.iter().map(|&(id, _)| id))
+        .fold((i64::MAX, i64::MIN), |(lo, hi), id| {
+            (lo.min(id), hi.max(id))
+        });
+    let span = max as i128 - min as i128 + 1;
+    let reservation =
+        MemoryConsumer::new("LatestRowsIndexExec[index]").register(context.memory_pool());
+    let ids = if rows == 0 {
+        TimesById::Dense {
+            min: 0,
+            latest: vec![],
+        }
+    } else if span <= 4 * rows as i128 + 1024 {
+        reservation.try_grow(span as usize * std::mem::size_of::<Time>())?;
+        let mut latest = vec![NO_TIME; span as usize];
+        for (part, _) in &parts {
+            for &(id, ts) in &part.pairs {
+                let slot = &mut latest[(id as i128 - min as i128) as usize];
+                *slot = (*slot).max(ts);
+            }
+        }
+        TimesById::Dense { min, latest }
+    } else {
+        reservation.try_grow(rows * 2 * std::mem::size_of::<(i64, Time)>())?;
+        let mut map: HashMap<i64, Time> = HashMap::with_capacity(rows);
+        for (part, _) in &parts {
+            for &(id, ts) in &part.pairs {
+                map.entry(id)
+                    .and_modify(|m| *m = (*m).max(ts))
+                    .or_insert(ts);
+            }
+        }
+        TimesById::Sparse(map)
+    };
+    Ok(TimesIndex {
+        ids,
+        null_id,
+        _reservation: reservation,
+    })
+}
+
+/// `true` for the rows carrying their sample's greatest timestamp, from the [`LatestTimes`]
+/// index (built before the rows are read). Over the id and timestamp columns only, so a
+/// parquet scan evaluates it as a row filter and decodes the other columns of the kept rows
+/// only.
+#[derive(Debug)]
+pub struct IsLatestExpr {
+    times: Arc<LatestTimes>,
+    id: Arc<dyn PhysicalExpr>,
+    updated_at: Arc<dyn PhysicalExpr>,
+    deleted_at: Arc<dyn PhysicalExpr>,
+}
+
+impl PartialEq for IsLatestExpr {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.times, &other.times)
+            && self.id.as_ref().eq(other.id.as_ref())
+            && self.updated_at.as_ref().eq(other.updated_at.as_ref())
+            && self.deleted_at.as_ref().eq(other.deleted_at.as_ref())
+    }
+}
+
+impl Eq for IsLatestExpr {}
+
+impl std::hash::Hash for IsLatestExpr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.times).hash(state);
+        self.id.hash(state);
+        self.updated_at.hash(state);
+        self.deleted_at.hash(state);
+    }
+}
+
+impl fmt::Display for IsLatestExpr {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "is_latest({}, coalesce({}, {}))",
+            self.id, self.deleted_at, self.updated_at
+        )
+    }
+}
+
+impl PhysicalExpr for IsLatestExpr {
+    fn data_type(&self, _schema: &Schema) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn nullable(&self, _schema: &Schema) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        let index = self.times.index.get().ok_or_else(|| {
+            internal_datafusion_err!("{self} evaluated before LatestRowsIndexExec built its index")
+        })?;
+        let n = batch.num_rows();
+        let column = |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch)?.into_array(n);
+        let ts = timestamps_of(&column(&self.updated_at)?, &column(&self.deleted_at)?)?;
+        let (bits, nulls) = integer_bits(&column(&self.id)?)?;
+        let keep = BooleanBuffer::collect_bool(n, |i| {
+            let id = match &nulls {
+                Some(nulls) if nulls.is_null(i) => None,
+                _ => Some(bits[i] as i64),
+            };
+            index.latest(id) == Some(ts[i])
+        });
+        Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(
+            keep, None,
+        ))))
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.id, &self.updated_at, &self.deleted_at]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let [id, updated_at, deleted_at]: [Arc<dyn PhysicalExpr>; 3] = children
+            .try_into()
+            .map_err(|_| internal_datafusion_err!("is_latest takes three arguments"))?;
+        Ok(Arc::new(Self {
+            times: Arc::clone(&self.times),
+            id,
+            updated_at,
+            deleted_at,
+        }))
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The latest rows per sample for one integer id column, in two passes over the stored rows:
+/// `ids` (the id and timestamp columns) builds the [`LatestTimes`] index once, then every
+/// partition of `rows` streams through an [`IsLatestExpr`] filter over it. Nothing is
+/// repartitioned or sorted, and a parquet scan pushes the filter down as a row filter, so the
+/// columns of superseded rows are never decoded.
+#[derive(Debug, Clone)]
+pub struct LatestRowsIndexExec {
+    ids: Arc<dyn ExecutionPlan>,
+    rows: Arc<dyn ExecutionPlan>,
+    columns: (usize, usize, usize),
+    times: Arc<LatestTimes>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl LatestRowsIndexExec {
+    /// `ids` and `rows` read the same stored rows (the same filters applied); both have the
+    /// `id` column and the two timestamp columns.
+    pub fn try_new(
+        ids: Arc<dyn ExecutionPlan>,
+        rows: Arc<dyn ExecutionPlan>,
+        id: &str,
+    ) -> Result<Self> {
+        let timestamp = |schema: &SchemaRef, name: &str| -> Result<usize> {
+            let index = schema.index_of(name)?;
+            match schema.field(index).data_type() {
+                DataType::Timestamp(_, _) | DataType::Null => Ok(index),
+                other => plan_err!("stored column {name} must be a timestamp, found {other}"),
+            }
+        };
+        let of_ids = ids.schema();
+        let columns = (
+            of_ids.index_of(id)?,
+            timestamp(&of_ids, UPDATED_AT)?,
+            timestamp(&of_ids, DELETED_AT)?,
+        );
+        let of_rows = rows.schema();
+        let column = |name: &str| -> Result<Arc<dyn PhysicalExpr>> {
+            Ok(Arc::new(Column::new_with_schema(name, &of_rows)?))
+        };
+        let times = Arc::new(LatestTimes::default());
+        let is_latest = Arc::new(IsLatestExpr {
+            times: Arc::clone(&times),
+            id: column(id)?,
+            updated_at: column(UPDATED_AT)?,
+            deleted_at: column(DELETED_AT)?,
+        });
+        let rows: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(is_latest, rows)?);
+        Ok(Self {
+            properties: Arc::new(Self::properties_of(&rows)),
+            ids,
+            rows,
+            columns,
+            times,
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+
+    fn properties_of(rows: &Arc<dyn ExecutionPlan>) -> PlanProperties {
+        PlanProperties::new(
+            rows.equivalence_properties().clone(),
+            rows.output_partitioning().clone(),
+            datafusion::physical_plan::execution_plan::EmissionType::Incremental,
+            rows.boundedness(),
+        )
+    }
+}
+
+impl DisplayAs for LatestRowsIndexExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let id = self.ids.schema().field(self.columns.0).name().clone();
+        write!(
+            f,
+            "LatestRowsIndexExec: id={id}, by=coalesce({DELETED_AT}, {UPDATED_AT})"
+        )
+    }
+}
+
+impl ExecutionPlan for LatestRowsIndexExec {
+    fn name(&self) -> &str {
+        "LatestRowsIndexExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::UnspecifiedDistribution; 2]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false, false]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false, true]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.ids, &self.rows]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [ids, rows]: [Arc<dyn ExecutionPlan>; 2] =
+            children.try_into().map_err(|c: Vec<_>| {
+                internal_datafusion_err!("LatestRowsIndexExec has two inputs, got {}", c.len())
+            })?;
+        let properties = match options.children_properties {
+            ChildrenPropertiesMode::Keep => Arc::clone(&self.properties),
+            ChildrenPropertiesMode::Recompute => Arc::new(Self::properties_of(&rows)),
+        };
+        Ok(Arc::new(Self {
+            ids,
+            rows,
+            properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+            ..Self::clone(&self)
+        }))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let (times, ids, rows) = (
+            Arc::clone(&self.times),
+            Arc::clone(&self.ids),
+            Arc::clone(&self.rows),
+        );
+        let columns = self.columns;
+        let metrics = BaselineMetrics::new(&self.metrics, partition);
+        let output = async move {
+            // The first partition to get here builds the index; the others wait for it.
+            let timer = metrics.elapsed_compute().timer();
+            times
+                .index
+                .get_or_try_init(|| build_index(ids, columns, Arc::clone(&context)))
+                .await?;
+            timer.done();
+            let stream = rows.execute(partition, context)?;
+            Ok::<_, DataFusionError>(stream.inspect_ok(move |batch| {
+                metrics.record_output(batch.num_rows());
+            }))
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            futures::stream::once(output).try_flatten(),
+        )))
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        // At most the rows of `rows`, column bounds unchanged.
+        Ok(Arc::new(match input_stats.get(1) {
+            Some(stats) => stats.as_ref().clone().to_inexact(),
+            None => Statistics::new_unknown(&self.schema()),
+        }))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
 }

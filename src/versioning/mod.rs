@@ -125,6 +125,25 @@ pub async fn resolve_update(
     key: &FeatureKey,
     options: ResolveOptions,
 ) -> Result<Increment> {
+    let parts = compared(ctx, graph, store, key, options).await?;
+    let with_data_versions = |df| provenance::with_data_versions(df, CHANGE);
+    Ok(Increment {
+        new: with_data_versions(parts.new)?,
+        stale: with_data_versions(parts.stale)?,
+        orphaned: with_data_versions(parts.orphaned)?,
+        changes: with_data_versions(parts.changes)?,
+    })
+}
+
+/// The parts of the update, the expected rows without their data versions when they default
+/// to the provenance.
+async fn compared(
+    ctx: &SessionContext,
+    graph: &FeatureGraph,
+    store: &MetadataStore,
+    key: &FeatureKey,
+    options: ResolveOptions,
+) -> Result<Increment> {
     let feature = graph.feature(key)?;
     let spec = feature.spec();
     let truncate = graph.hash_truncation_length();

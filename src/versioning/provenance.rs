@@ -1,6 +1,7 @@
 //! Sample provenance: the hashed field strings of a feature's expected rows, and the
 //! sample-level values derived from them.
 
+use datafusion::common::Column;
 use datafusion::functions::core::expr_fn::{coalesce, get_field, named_struct};
 use datafusion::logical_expr::{col, lit, Expr};
 use datafusion::prelude::DataFrame;
@@ -82,8 +83,8 @@ pub(super) fn field_provenance(
     with_defaults(df, &struct_keys, store, truncate)
 }
 
-/// Adds `metaxy_provenance` (hash of the field provenances in struct-key order) and the data
-/// versions (defaulting to the provenance) when missing.
+/// Adds `metaxy_provenance` (hash of the field provenances in struct-key order) when missing
+/// (the data versions follow after the comparison: [`with_data_versions`]).
 pub(super) fn with_defaults(
     samples: DataFrame,
     struct_keys: &[String],
@@ -106,11 +107,32 @@ pub(super) fn with_defaults(
             crate::store::struct_hash(col(PROVENANCE_BY_FIELD), struct_keys, store, truncate),
         )?;
     }
+    Ok(df)
+}
+
+/// Adds the data versions, defaulting to the provenance, when missing (before `change`, the
+/// change column, when there is one). Added after the comparison, which needs only the
+/// provenance, so the join and the filter of the comparison do not carry copies of it.
+pub(super) fn with_data_versions(df: DataFrame, change: &str) -> Result<DataFrame> {
+    let names: Vec<String> = column_names(&df);
+    let has = |n: &str| names.iter().any(|x| x == n);
+    if has(DATA_VERSION_BY_FIELD) && has(DATA_VERSION) {
+        return Ok(df);
+    }
+    let column = |n: &str| Expr::Column(Column::from_name(n));
+    let mut exprs: Vec<Expr> = names
+        .iter()
+        .filter(|n| *n != change)
+        .map(|n| column(n))
+        .collect();
     if !has(DATA_VERSION_BY_FIELD) {
-        df = df.with_column(DATA_VERSION_BY_FIELD, col(PROVENANCE_BY_FIELD))?;
+        exprs.push(column(PROVENANCE_BY_FIELD).alias(DATA_VERSION_BY_FIELD));
     }
     if !has(DATA_VERSION) {
-        df = df.with_column(DATA_VERSION, col(PROVENANCE))?;
+        exprs.push(column(PROVENANCE).alias(DATA_VERSION));
     }
-    Ok(df)
+    if has(change) {
+        exprs.push(column(change));
+    }
+    Ok(df.select(exprs)?)
 }
