@@ -667,6 +667,7 @@ async fn delta_reads_skip_deduplication_only_when_the_log_proves_it_a_no_op() {
 async fn latest_rows_match_their_definition() {
     use datafusion::arrow::array::{
         Int32Array, Int64Array, StringArray, TimestampMicrosecondArray, TimestampNanosecondArray,
+        UInt64Array,
     };
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::datasource::MemTable;
@@ -692,6 +693,8 @@ async fn latest_rows_match_their_definition() {
         ),
         Field::new("row", DataType::Int64, false),
         Field::new("c", DataType::Int32, true),
+        Field::new("d", DataType::Int64, false),
+        Field::new("e", DataType::UInt64, false),
     ]));
     type Row = (
         Option<String>,
@@ -701,6 +704,8 @@ async fn latest_rows_match_their_definition() {
         Option<i64>,
         i64,
         Option<i32>,
+        i64,
+        u64,
     );
     let mut all: Vec<Row> = Vec::new();
     let mut partitions = Vec::new();
@@ -715,6 +720,9 @@ async fn latest_rows_match_their_definition() {
                     let deleted = (rng.random::<f64>() < 0.1).then(|| rng.random_range(0..10i64));
                     let row = all.len() as i64;
                     let c = (rng.random::<f64>() > 0.1).then(|| rng.random_range(-20..20));
+                    // Sparse ids (an index by hash) and unsigned ids above i64::MAX.
+                    let d = rng.random_range(-10..10i64) * 1_000_000_007;
+                    let e = u64::MAX - rng.random_range(0..30u64);
                     let r = (
                         a,
                         rng.random_range(0..3),
@@ -723,6 +731,8 @@ async fn latest_rows_match_their_definition() {
                         deleted,
                         row,
                         c,
+                        d,
+                        e,
                     );
                     all.push(r.clone());
                     r
@@ -748,6 +758,8 @@ async fn latest_rows_match_their_definition() {
                     ),
                     Arc::new(rows.iter().map(|r| r.5).collect::<Int64Array>()),
                     Arc::new(rows.iter().map(|r| r.6).collect::<Int32Array>()),
+                    Arc::new(rows.iter().map(|r| r.7).collect::<Int64Array>()),
+                    Arc::new(rows.iter().map(|r| r.8).collect::<UInt64Array>()),
                 ],
             )
             .unwrap();
@@ -757,12 +769,15 @@ async fn latest_rows_match_their_definition() {
     }
     // The definition, computed plainly: among rows with kind = 1, per sample, the greatest
     // coalesce(deleted, updated) (None below every value), and the rows carrying it.
-    // Two id columns (one with NULLs; row-encoded ids), then one integer column with NULLs.
+    // Two id columns (one with NULLs; sorted on hashes of the row-encoded ids), then one
+    // integer column: with NULLs and dense values, sparse, unsigned (an index of times).
     let ts = |r: &Row| r.4.or(r.3);
     type SampleOf = fn(&Row) -> String;
-    let id_sets: [(&[&str], SampleOf); 2] = [
+    let id_sets: [(&[&str], SampleOf); 4] = [
         (&["a", "b"], |r| format!("{:?}/{}", r.0, r.1)),
         (&["c"], |r| format!("{:?}", r.6)),
+        (&["d"], |r| format!("{}", r.7)),
+        (&["e"], |r| format!("{}", r.8)),
     ];
     let latest_of = |id: SampleOf| {
         let mut latest: BTreeMap<String, Option<i64>> = BTreeMap::new();
@@ -780,7 +795,10 @@ async fn latest_rows_match_their_definition() {
             .map(|r| r.5)
             .collect();
         expected.sort();
-        assert!(expected.len() > 20 && expected.len() < all.len() / 2);
+        assert!(
+            expected.len() > 20 && expected.len() < all.len() / 2,
+            "{ids:?}"
+        );
         let table = LatestRowsTable::new(
             Arc::new(MemTable::try_new(schema.clone(), partitions.clone()).unwrap()),
             ids.iter().map(|s| s.to_string()).collect(),
@@ -931,4 +949,66 @@ async fn delta_files_hold_the_declared_types() {
         .await
         .unwrap();
     assert_eq!(df.count().await.unwrap(), 3);
+}
+
+/// Over a Delta table, merge-on-read with one integer id reads the ids and timestamps first,
+/// then decodes only the rows it keeps: the superseded rows are dropped inside the parquet scan
+/// (its `pushdown_rows_pruned`), and the current view is each sample's latest write.
+#[tokio::test]
+async fn delta_merge_on_read_decodes_only_the_latest_rows() {
+    use datafusion::physical_plan::{collect, ExecutionPlan};
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = SessionContext::new();
+    let (graph, key, _, store) = one_field_delta_store(dir.path());
+    for (x, from) in [("a", 0), ("b", 500), ("c", 1000)] {
+        let df = ctx
+            .sql(&format!(
+                "SELECT value AS id, named_struct('x', '{x}') AS metaxy_provenance_by_field \
+                 FROM generate_series({from}, {} - 1)",
+                from + 1000
+            ))
+            .await
+            .unwrap();
+        store.write(&graph, &key, df).await.unwrap();
+    }
+    let df = store
+        .read(&ctx, &graph, &key, &ReadOptions::default())
+        .await
+        .unwrap()
+        .aggregate(
+            vec![datafusion::prelude::get_field(
+                datafusion::prelude::col("metaxy_provenance_by_field"),
+                "x",
+            )
+            .alias("x")],
+            vec![
+                datafusion::functions_aggregate::expr_fn::count(datafusion::prelude::col("id"))
+                    .alias("n"),
+                datafusion::functions_aggregate::expr_fn::min(datafusion::prelude::col("id"))
+                    .alias("lo"),
+                datafusion::functions_aggregate::expr_fn::max(datafusion::prelude::col("id"))
+                    .alias("hi"),
+            ],
+        )
+        .unwrap()
+        .sort_by(vec![datafusion::prelude::col("x")])
+        .unwrap();
+    let plan = df.create_physical_plan().await.unwrap();
+    let batches = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
+    assert_eq!(
+        crate::common::batches_to_rows(&batches),
+        [
+            ["a", "500", "0", "499"],
+            ["b", "500", "500", "999"],
+            ["c", "1000", "1000", "1999"]
+        ]
+    );
+    fn pruned(plan: &Arc<dyn ExecutionPlan>) -> usize {
+        let own = plan
+            .metrics()
+            .and_then(|m| m.sum_by_name("pushdown_rows_pruned"))
+            .map_or(0, |v| v.as_usize());
+        own + plan.children().into_iter().map(pruned).sum::<usize>()
+    }
+    assert_eq!(pruned(&plan), 1000);
 }

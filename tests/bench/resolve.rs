@@ -357,10 +357,13 @@ fn floor_sql(scenario: &str, leaf_table: Option<&str>) -> String {
             p = h("f".to_string())
         )
     } else {
+        // Parent fields in fq-key order, as the provenance string lists them.
+        let mut parents = WIDE_FIELDS;
+        parents.sort();
         let parts = |field: &str| {
             let mut s = format!("'{field}', '1'");
             for (i, t) in ["r0", "r1"].iter().enumerate() {
-                for f in WIDE_FIELDS {
+                for f in parents {
                     s.push_str(&format!(
                         ", 'bench/wide_root_{i}.{f}', {t}.metaxy_provenance_by_field['{f}']"
                     ));
