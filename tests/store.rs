@@ -862,7 +862,8 @@ async fn latest_rows_match_their_definition() {
 }
 
 /// The parquet files of a Delta append: row groups of at most 128K rows (so one large append is
-/// scanned in parallel), snappy, and no dictionary for the hash columns.
+/// scanned in parallel), snappy, no dictionary for the hash columns, integer columns
+/// delta-encoded.
 #[tokio::test]
 async fn delta_files_are_laid_out_for_parallel_scans() {
     use datafusion::parquet::basic::{Compression, Encoding};
@@ -889,8 +890,13 @@ async fn delta_files_are_laid_out_for_parallel_scans() {
         let path = column.column_path().string();
         assert_eq!(column.compression(), Compression::SNAPPY, "{path}");
         let dictionary = column.encodings().any(|e| e == Encoding::RLE_DICTIONARY);
+        let delta = column
+            .encodings()
+            .any(|e| e == Encoding::DELTA_BINARY_PACKED);
         let hash = path.starts_with("metaxy_provenance") || path.starts_with("metaxy_data_version");
-        assert_eq!(dictionary, !hash, "{path}");
+        let integer = path == "id";
+        assert_eq!(dictionary, !hash && !integer, "{path}");
+        assert_eq!(delta, integer, "{path}");
     }
 }
 

@@ -14,7 +14,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::FormatOptions;
 use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::Expr;
-use datafusion::parquet::basic::Compression;
+use datafusion::parquet::basic::{Compression, Encoding};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::prelude::SessionContext;
@@ -329,11 +329,6 @@ impl StoreBackend for DeltaBackend {
     }
 }
 
-/// Parquet settings of the files we append: snappy (as the Python deltalake writer), row
-/// groups of at most [`ROW_GROUP_ROWS`] rows, so that a scan of one large append is split
-/// across partitions (DataFusion parallelises a file by row group), and no dictionary for the
-/// hash columns (provenance and data versions, whose values are nearly all distinct: a
-/// dictionary only costs time when writing and reading them).
 /// Casts that fail on a value the target type cannot hold, instead of writing NULL.
 const STRICT: CastOptions<'static> = CastOptions {
     safe: false,
@@ -352,12 +347,25 @@ fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
     Ok(Arc::new(arrow))
 }
 
+/// Parquet settings of the files we append: snappy (as the Python deltalake writer), row
+/// groups of at most [`ROW_GROUP_ROWS`] rows, so that a scan of one large append is split
+/// across partitions (DataFusion parallelises a file by row group), and no dictionary for the
+/// hash columns (provenance and data versions, whose values are nearly all distinct: a
+/// dictionary only costs time when writing and reading them); integer columns delta-encoded
+/// (`DELTA_BINARY_PACKED`, a standard parquet encoding; metaxy reads it: tested).
 fn writer_properties(schema: &Schema) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     for field in schema.fields() {
         let name = field.name().as_str();
+        // Integer columns (ids above all: sequential or clustered) delta-encoded: a fraction of
+        // the bytes of plain values, and decoded several times faster.
+        if field.data_type().is_integer() {
+            builder = builder
+                .set_column_dictionary_enabled(ColumnPath::from(name), false)
+                .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
+        }
         if name == PROVENANCE || name == DATA_VERSION {
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
         }

@@ -239,6 +239,10 @@ fn interleave_files(
         let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else {
             return Ok(Transformed::no(node));
         };
+        if !config.output_ordering.is_empty() {
+            // Sorted files stay as they are: a group of parts of several files is not sorted.
+            return Ok(Transformed::no(node));
+        }
         // Every file once, whole, in scan order.
         let mut files: Vec<PartitionedFile> = vec![];
         for file in config.file_groups.iter().flat_map(|g| g.iter()) {
