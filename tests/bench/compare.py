@@ -3,8 +3,9 @@
 
 For each scenario and N, runs the reference (`metaxy_peer_bench.py --store delta --export`),
 which also writes its inputs as parquet; then `cargo bench --bench resolve` on those files
-(our engine on a Delta store, and the hand-written DataFusion SQL floor); then prints one
-table with the ratios.
+(our engine on a Delta store; the hand-written DataFusion SQL floor over the input files; the
+same query with merge-on-read written in SQL over the store's own files, the "store floor");
+then prints one table with the ratios.
 
 Usage (from the repository root, with the test venv, which has the reference stack):
   .venv/bin/python tests/bench/compare.py [--cells simple:100000,simple:1000000,...]
@@ -71,8 +72,8 @@ def main() -> None:
     print(f"Machine: {os.cpu_count()} cores, {cpu}; {platform.system()} {platform.release()}; {date.today()}")
     print(f"Command: {' '.join([Path(sys.executable).name, 'tests/bench/compare.py'] + sys.argv[1:])}")
     print()
-    print("| scenario | N | phase | metaxy 0.1.11 Delta (median) | ours (median / min) | speed-up | SQL floor (median) | ours / floor | ours peak RSS | rows |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| scenario | N | phase | metaxy 0.1.11 Delta (median) | ours (median / min) | speed-up | SQL floor (median) | ours / floor | store floor (median) | ours / store floor | ours peak RSS | rows |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     keys = sorted({(s, n, p) for (_, s, n, p) in results}, key=lambda k: (k[0], k[1], k[2]))
     for s, n, p in keys:
         ref = results.get(("delta", s, n, p))
@@ -82,11 +83,18 @@ def main() -> None:
             continue
         ref_s = f"{ref['median']:.3f} s" if ref and not a.skip_python else "—"
         speed = f"{ref['median'] / ours['median']:.1f}×" if ref and not a.skip_python else "—"
+        store = results.get(("store_floor", s, n, p))
         fl = f"{floor['median']:.3f} s" if floor else "—"
         vs_floor = f"{ours['median'] / floor['median']:.2f}" if floor else "—"
-        rows_ok = "" if not ref or ref["rows"] == ours["rows"] else f" (metaxy: {ref['rows']})"
+        sfl = f"{store['median']:.3f} s" if store else "—"
+        vs_store = f"{ours['median'] / store['median']:.2f}" if store else "—"
+        # Every engine and floor must return the same rows (a floor computing other values
+        # would not be a floor).
+        others = [(w, r) for w, r in (("metaxy", ref), ("floor", floor), ("store floor", store))
+                  if r and r["rows"] != ours["rows"]]
+        rows_ok = "".join(f" ({w}: {r['rows']:,})" for w, r in others)
         print(f"| {s} | {n:,} | {p} | {ref_s} | {ours['median']:.3f} / {ours['min']:.3f} s | {speed} | {fl} | "
-              f"{vs_floor} | {ours['rss']:.0f} MB | {ours['rows']:,}{rows_ok} |")
+              f"{vs_floor} | {sfl} | {vs_store} | {ours['rss']:.0f} MB | {ours['rows']:,}{rows_ok} |")
 
 
 if __name__ == "__main__":
