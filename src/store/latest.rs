@@ -57,7 +57,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::buffer::BooleanBuffer;
-use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::{
@@ -688,16 +688,20 @@ impl TimesIndex {
     fn latest(&self, id: Option<i64>) -> Option<Time> {
         match (id, &self.ids) {
             (None, _) => self.null_id,
-            (Some(id), TimesById::Dense { min, latest }) => {
-                let at = id as i128 - *min as i128;
-                Some(if (0..latest.len() as i128).contains(&at) {
-                    latest[at as usize]
-                } else {
-                    NO_TIME
-                })
-            }
+            (Some(id), TimesById::Dense { min, latest }) => Some(dense_latest(*min, latest, id)),
             (Some(id), TimesById::Sparse(map)) => Some(map.get(&id).copied().unwrap_or(NO_TIME)),
         }
+    }
+}
+
+/// `latest[id - min]`, [`NO_TIME`] outside the array.
+#[inline]
+fn dense_latest(min: i64, latest: &[Time], id: i64) -> Time {
+    let at = id as i128 - min as i128;
+    if (0..latest.len() as i128).contains(&at) {
+        latest[at as usize]
+    } else {
+        NO_TIME
     }
 }
 
@@ -716,14 +720,16 @@ impl IdTimes {
         updated_at: usize,
         deleted_at: usize,
     ) -> Result<()> {
-        let ts = timestamps(batch, updated_at, deleted_at)?;
-        let (bits, nulls) = integer_bits(batch.column(id))?;
+        let ts = time_values(batch.column(updated_at), batch.column(deleted_at))?;
+        let (ids, nulls) = id_values(batch.column(id))?;
         match nulls {
-            None => self.pairs.extend(bits.iter().map(|&b| b as i64).zip(ts)),
+            None => self
+                .pairs
+                .extend(ids.iter().copied().zip(ts.iter().copied())),
             Some(nulls) => {
-                for (i, (&b, t)) in bits.iter().zip(ts).enumerate() {
+                for (i, (&id, &t)) in ids.iter().zip(ts.iter()).enumerate() {
                     if nulls.is_valid(i) {
-                        self.pairs.push((b as i64, t));
+                        self.pairs.push((id, t));
                     } else {
                         self.null_id = Some(self.null_id.map_or(t, |m| m.max(t)));
                     }
@@ -732,6 +738,38 @@ impl IdTimes {
         }
         Ok(())
     }
+}
+
+/// An integer id column as i64 values (unsigned ones bit for bit), with its NULLs; 64-bit
+/// columns without a copy.
+fn id_values(ids: &ArrayRef) -> Result<(ScalarBuffer<i64>, Option<NullBuffer>)> {
+    let nulls = ids.logical_nulls();
+    let values = match ids.data_type() {
+        DataType::Int64 => ids.as_primitive::<Int64Type>().values().clone(),
+        DataType::UInt64 => {
+            let a = ids.as_primitive::<UInt64Type>();
+            ScalarBuffer::new(a.values().inner().clone(), 0, a.len())
+        }
+        _ => cast(ids, &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .values()
+            .clone(),
+    };
+    Ok((values, nulls))
+}
+
+/// [`timestamps_of`] without a copy in the usual case: no tombstones and every row updated,
+/// in microseconds.
+fn time_values(updated: &ArrayRef, deleted: &ArrayRef) -> Result<ScalarBuffer<i64>> {
+    if deleted.logical_null_count() == deleted.len() && updated.logical_null_count() == 0 {
+        if let DataType::Timestamp(TimeUnit::Microsecond, _) = updated.data_type() {
+            return Ok(updated
+                .as_primitive::<TimestampMicrosecondType>()
+                .values()
+                .clone());
+        }
+    }
+    Ok(ScalarBuffer::from(timestamps_of(updated, deleted)?))
 }
 
 /// Builds the index from every partition of `ids` (each read by its own task).
@@ -867,15 +905,19 @@ impl PhysicalExpr for IsLatestExpr {
         })?;
         let n = batch.num_rows();
         let column = |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch)?.into_array(n);
-        let ts = timestamps_of(&column(&self.updated_at)?, &column(&self.deleted_at)?)?;
-        let (bits, nulls) = integer_bits(&column(&self.id)?)?;
-        let keep = BooleanBuffer::collect_bool(n, |i| {
-            let id = match &nulls {
-                Some(nulls) if nulls.is_null(i) => None,
-                _ => Some(bits[i] as i64),
-            };
-            index.latest(id) == Some(ts[i])
-        });
+        let ts = time_values(&column(&self.updated_at)?, &column(&self.deleted_at)?)?;
+        let (ids, nulls) = id_values(&column(&self.id)?)?;
+        let null_id = |i: usize| nulls.as_ref().is_some_and(|n| n.is_null(i));
+        let keep = match &index.ids {
+            // The usual case, without a branch on the index kind per row.
+            TimesById::Dense { min, latest } if nulls.is_none() => {
+                BooleanBuffer::collect_bool(n, |i| dense_latest(*min, latest, ids[i]) == ts[i])
+            }
+            _ => BooleanBuffer::collect_bool(n, |i| {
+                let id = (!null_id(i)).then(|| ids[i]);
+                index.latest(id) == Some(ts[i])
+            }),
+        };
         Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(
             keep, None,
         ))))

@@ -569,9 +569,21 @@ async fn experiment(a: &Args, roots_in: &[PathBuf], mutated: &Path) {
         .await
         .unwrap();
     ctx.register_table("t", all.into_view()).unwrap();
+    // The same files as a listing table (no Delta provider).
+    ctx.register_parquet(
+        "files",
+        dir.path()
+            .join(format!("{}.delta/", roots[0]))
+            .to_str()
+            .unwrap(),
+        ParquetReadOptions::default().file_extension(".snappy.parquet"),
+    )
+    .await
+    .unwrap();
     let ts = "coalesce(metaxy_deleted_at, metaxy_updated_at)";
     let queries = [
         ("scan", "SELECT sample_uid, metaxy_data_version_by_field FROM t".to_string()),
+        ("scan_files", "SELECT sample_uid, metaxy_data_version_by_field FROM files".to_string()),
         ("row_number", format!("SELECT * FROM (SELECT sample_uid, metaxy_data_version_by_field, row_number() OVER (PARTITION BY sample_uid ORDER BY {ts} DESC) AS rn FROM t) WHERE rn = 1")),
         // ordered last_value on the struct, per column, is left out: 53 s at 1M samples.
         ("max_join", format!("SELECT t.sample_uid, t.metaxy_data_version_by_field FROM t JOIN (SELECT sample_uid, max({ts}) AS m FROM t GROUP BY sample_uid) l ON t.sample_uid = l.sample_uid AND {ts} = l.m")),
