@@ -903,6 +903,7 @@ async fn delta_files_are_laid_out_for_parallel_scans() {
 /// Every data file carries the types the Delta table declares: the first append creates the
 /// table from an arrow UInt64 id column (a Delta `long`), so its file holds Int64 like every
 /// later append's; an id that does not fit in a `long` is refused and nothing is written.
+/// Reads return the stored types.
 #[tokio::test]
 async fn delta_files_hold_the_declared_types() {
     use datafusion::arrow::datatypes::DataType;
@@ -949,11 +950,29 @@ async fn delta_files_hold_the_declared_types() {
         let id = reader.schema().field_with_name("id").unwrap().clone();
         assert_eq!(id.data_type(), &DataType::Int64, "{}", file.display());
     }
-    // All three samples read back, through the table's declared schema.
+    // All three samples read back, through the table's declared schema, strings as stored
+    // (not cast to views batch by batch, struct children included).
     let df = store
         .read(&ctx, &graph, &key, &ReadOptions::default())
         .await
         .unwrap();
+    let provenance = df
+        .schema()
+        .field_with_unqualified_name("metaxy_provenance_by_field")
+        .unwrap()
+        .data_type()
+        .clone();
+    assert_eq!(
+        provenance,
+        DataType::Struct(
+            vec![datafusion::arrow::datatypes::Field::new(
+                "x",
+                DataType::Utf8,
+                true
+            )]
+            .into()
+        )
+    );
     assert_eq!(df.count().await.unwrap(), 3);
 }
 

@@ -13,11 +13,12 @@ use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::FormatOptions;
 use datafusion::catalog::TableProvider;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::basic::{Compression, Encoding};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_metaxy_udfs::HashAlgorithm;
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::StructType;
@@ -146,6 +147,7 @@ impl StoreBackend for DeltaBackend {
         };
         let provider = table
             .table_provider()
+            .with_session(scan_defaults())
             .await
             .map_err(|e| delta_error(&format!("scanning {key}"), e))?;
         Ok(Some(provider))
@@ -327,6 +329,22 @@ impl StoreBackend for DeltaBackend {
         out.sort();
         Ok(out)
     }
+}
+
+/// The scan settings of our Delta tables, as a session delta-rs takes its defaults from:
+/// strings read as they are stored (delta-rs would declare string views all the way down, the
+/// parquet reader reads views only for top-level columns, and every batch's struct children
+/// were then cast: a third of the scan's time), and filters pushed into the parquet reader
+/// (so merge-on-read's `is_latest` filter skips decoding superseded rows).
+fn scan_defaults() -> Arc<SessionState> {
+    static STATE: std::sync::LazyLock<Arc<SessionState>> = std::sync::LazyLock::new(|| {
+        let mut config = SessionConfig::new();
+        let parquet = &mut config.options_mut().execution.parquet;
+        parquet.schema_force_view_types = false;
+        parquet.pushdown_filters = true;
+        Arc::new(SessionStateBuilder::new().with_config(config).build())
+    });
+    Arc::clone(&STATE)
 }
 
 /// Casts that fail on a value the target type cannot hold, instead of writing NULL.

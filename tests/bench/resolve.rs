@@ -590,6 +590,14 @@ async fn experiment(a: &Args, roots_in: &[PathBuf], mutated: &Path) {
         ("lag", format!("SELECT * FROM (SELECT sample_uid, metaxy_data_version_by_field, lag(sample_uid) OVER (ORDER BY sample_uid, {ts} DESC) AS prev FROM t) WHERE prev IS DISTINCT FROM sample_uid")),
     ];
     for (name, sql) in queries {
+        if a.explain {
+            let plan = ctx.sql(&sql).await.unwrap().explain(false, true).unwrap();
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(
+                &plan.collect().await.unwrap(),
+            )
+            .unwrap();
+            eprintln!("{name}:\n{text}");
+        }
         for _ in 0..2 {
             let t0 = Instant::now();
             let n = count(ctx.sql(&sql).await.unwrap()).await;
