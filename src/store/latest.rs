@@ -303,14 +303,10 @@ impl LatestRowsExec {
             .iter()
             .map(|k| Ok(Arc::new(Column::new_with_schema(k, &schema)?) as Arc<dyn PhysicalExpr>))
             .collect::<Result<Vec<_>>>()?;
-        let timestamp = |name: &str| -> Result<usize> {
-            let index = schema.index_of(name)?;
-            match schema.field(index).data_type() {
-                DataType::Timestamp(_, _) | DataType::Null => Ok(index),
-                other => plan_err!("stored column {name} must be a timestamp, found {other}"),
-            }
-        };
-        let (updated_at, deleted_at) = (timestamp(UPDATED_AT)?, timestamp(DELETED_AT)?);
+        let (updated_at, deleted_at) = (
+            timestamp_column(&schema, UPDATED_AT)?,
+            timestamp_column(&schema, DELETED_AT)?,
+        );
         Ok(Self {
             properties: Arc::new(Self::properties_of(&input)),
             input,
@@ -617,6 +613,15 @@ fn radix_sort(entries: &mut Vec<Entry>) {
             offsets[digit] += 1;
         }
         std::mem::swap(entries, &mut other);
+    }
+}
+
+/// The index of the timestamp column `name` (a NULL column passes: no row has a time).
+fn timestamp_column(schema: &SchemaRef, name: &str) -> Result<usize> {
+    let index = schema.index_of(name)?;
+    match schema.field(index).data_type() {
+        DataType::Timestamp(_, _) | DataType::Null => Ok(index),
+        other => plan_err!("stored column {name} must be a timestamp, found {other}"),
     }
 }
 
@@ -970,18 +975,11 @@ impl LatestRowsIndexExec {
         rows: Arc<dyn ExecutionPlan>,
         id: &str,
     ) -> Result<Self> {
-        let timestamp = |schema: &SchemaRef, name: &str| -> Result<usize> {
-            let index = schema.index_of(name)?;
-            match schema.field(index).data_type() {
-                DataType::Timestamp(_, _) | DataType::Null => Ok(index),
-                other => plan_err!("stored column {name} must be a timestamp, found {other}"),
-            }
-        };
         let of_ids = ids.schema();
         let columns = (
             of_ids.index_of(id)?,
-            timestamp(&of_ids, UPDATED_AT)?,
-            timestamp(&of_ids, DELETED_AT)?,
+            timestamp_column(&of_ids, UPDATED_AT)?,
+            timestamp_column(&of_ids, DELETED_AT)?,
         );
         let of_rows = rows.schema();
         let column = |name: &str| -> Result<Arc<dyn PhysicalExpr>> {
