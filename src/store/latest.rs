@@ -245,11 +245,9 @@ fn interleave_files(
         }
         // Every file once, whole, in scan order.
         let mut files: Vec<PartitionedFile> = vec![];
+        let mut seen = std::collections::HashSet::new();
         for file in config.file_groups.iter().flat_map(|g| g.iter()) {
-            if !files
-                .iter()
-                .any(|f| f.object_meta.location == file.object_meta.location)
-            {
+            if seen.insert(file.object_meta.location.clone()) {
                 let mut whole = file.clone();
                 whole.range = None;
                 files.push(whole);
