@@ -622,6 +622,15 @@ fn one_field_delta_store(
     (graph, key, backend, store)
 }
 
+/// The parquet data files of the feature table `t/root` of [`one_field_delta_store`].
+fn data_files(root: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(root.join("t/root.delta"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}
+
 /// The latest-row step of a read is skipped exactly when the Delta log's statistics show one
 /// timestamp and no tombstones; the current view is the same either way.
 #[tokio::test]
@@ -876,11 +885,7 @@ async fn delta_files_are_laid_out_for_parallel_scans() {
         .await
         .unwrap();
     store.write(&graph, &key, df).await.unwrap();
-    let files: Vec<_> = std::fs::read_dir(dir.path().join("t/root.delta"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
+    let files = data_files(dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
     let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
     let meta = reader.metadata();
@@ -938,11 +943,7 @@ async fn delta_files_hold_the_declared_types() {
         err.contains("converting column(s) 'id' (UInt64 → Int64) to the stored"),
         "{err}"
     );
-    let files: Vec<_> = std::fs::read_dir(dir.path().join("t/root.delta"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
+    let files = data_files(dir.path());
     assert_eq!(files.len(), 2, "{files:?}");
     for file in &files {
         let reader =

@@ -442,11 +442,7 @@ impl ExecutionPlan for LatestRowsExec {
         input_stats: &[Arc<Statistics>],
         _args: &StatisticsArgs,
     ) -> Result<Arc<Statistics>> {
-        // At most the input's rows, column bounds unchanged.
-        Ok(Arc::new(match input_stats.first() {
-            Some(stats) => stats.as_ref().clone().to_inexact(),
-            None => Statistics::new_unknown(&self.schema()),
-        }))
+        Ok(some_rows_of(input_stats.first(), &self.schema()))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -502,9 +498,13 @@ fn latest_rows(
         let at = |i: usize| ((b as u64) << 32) | i as u64;
         match &converter {
             None => {
-                let (bits, nulls) = integer_bits(&ids[0])?;
-                for (i, (&key, &ts)) in bits.iter().zip(&ts).enumerate() {
-                    let entry = Entry { key, ts, at: at(i) };
+                let (values, nulls) = id_values(&ids[0])?;
+                for (i, (&id, &ts)) in values.iter().zip(&ts).enumerate() {
+                    let entry = Entry {
+                        key: id as u64,
+                        ts,
+                        at: at(i),
+                    };
                     if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
                         null_ids.push(entry);
                     } else {
@@ -569,21 +569,6 @@ struct Entry {
 type Time = i64;
 const NO_TIME: Time = i64::MIN;
 
-/// An integer id column as 64 bits (unsigned as they are, signed widened: equal values, equal
-/// bits within one column type), with its NULLs.
-fn integer_bits(ids: &ArrayRef) -> Result<(Vec<u64>, Option<NullBuffer>)> {
-    if ids.data_type() == &DataType::UInt64 {
-        let a = ids.as_primitive::<UInt64Type>();
-        return Ok((a.values().to_vec(), a.nulls().cloned()));
-    }
-    let a = cast(ids, &DataType::Int64)?;
-    let a = a.as_primitive::<Int64Type>();
-    Ok((
-        a.values().iter().map(|&v| v as u64).collect(),
-        a.nulls().cloned(),
-    ))
-}
-
 /// Least-significant-digit radix sort of the entries on their key, a byte per pass; passes
 /// whose byte is the same in every entry are skipped (small integer ids take two or three).
 fn radix_sort(entries: &mut Vec<Entry>) {
@@ -612,6 +597,15 @@ fn radix_sort(entries: &mut Vec<Entry>) {
         }
         std::mem::swap(entries, &mut other);
     }
+}
+
+/// The statistics of an operator keeping some rows of its input (`input`): at most its rows,
+/// column bounds unchanged.
+fn some_rows_of(input: Option<&Arc<Statistics>>, schema: &SchemaRef) -> Arc<Statistics> {
+    Arc::new(match input {
+        Some(stats) => stats.as_ref().clone().to_inexact(),
+        None => Statistics::new_unknown(schema),
+    })
 }
 
 /// The index of the timestamp column `name` (a NULL column passes: no row has a time).
@@ -1098,13 +1092,16 @@ impl ExecutionPlan for LatestRowsIndexExec {
         let columns = self.columns;
         let metrics = BaselineMetrics::new(&self.metrics, partition);
         let output = async move {
-            // The first partition to get here builds the index; the others wait for it.
-            let timer = metrics.elapsed_compute().timer();
+            // The first partition to get here builds the index (its elapsed time is this
+            // operator's `elapsed_compute`); the others wait for it.
+            let elapsed = metrics.elapsed_compute().clone();
             times
                 .index
-                .get_or_try_init(|| build_index(ids, columns, Arc::clone(&context)))
+                .get_or_try_init(|| async {
+                    let _timer = elapsed.timer();
+                    build_index(ids, columns, Arc::clone(&context)).await
+                })
                 .await?;
-            timer.done();
             let stream = rows.execute(partition, context)?;
             Ok::<_, DataFusionError>(stream.inspect_ok(move |batch| {
                 metrics.record_output(batch.num_rows());
@@ -1121,11 +1118,7 @@ impl ExecutionPlan for LatestRowsIndexExec {
         input_stats: &[Arc<Statistics>],
         _args: &StatisticsArgs,
     ) -> Result<Arc<Statistics>> {
-        // At most the rows of `rows`, column bounds unchanged.
-        Ok(Arc::new(match input_stats.get(1) {
-            Some(stats) => stats.as_ref().clone().to_inexact(),
-            None => Statistics::new_unknown(&self.schema()),
-        }))
+        Ok(some_rows_of(input_stats.get(1), &self.schema()))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

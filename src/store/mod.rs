@@ -423,3 +423,37 @@ impl MetadataStore {
         Ok(Some(graph))
     }
 }
+
+/// `batches` with `schema`'s types, column by column (by position), failing on a value the
+/// target type cannot hold rather than writing NULL; the error names the feature and column.
+pub(crate) fn cast_batches(
+    feature: &FeatureKey,
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>> {
+    use datafusion::arrow::compute::{cast_with_options, CastOptions};
+    use datafusion::arrow::util::display::FormatOptions;
+    const STRICT: CastOptions<'static> = CastOptions {
+        safe: false,
+        format_options: FormatOptions::new(),
+    };
+    batches
+        .into_iter()
+        .map(|batch| {
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| {
+                    cast_with_options(c, f.data_type(), &STRICT).map_err(|e| {
+                        MetaxyError::InvalidData {
+                            feature: feature.to_string(),
+                            message: format!("column '{}' as {}: {e}", f.name(), f.data_type()),
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        })
+        .collect()
+}

@@ -318,18 +318,7 @@ pub(crate) async fn write(
     if rows == 0 {
         return Ok(0);
     }
-    let batches = batches
-        .into_iter()
-        .map(|b| {
-            let columns = b
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            RecordBatch::try_new(schema.clone(), columns)
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let batches = super::cast_batches(key, batches, &schema)?;
     store.backend.append(key, schema, batches).await?;
     Ok(rows as u64)
 }
