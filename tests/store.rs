@@ -631,40 +631,91 @@ fn data_files(root: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-/// The latest-row step of a read is skipped exactly when the Delta log's statistics show one
-/// timestamp and no tombstones; the current view is the same either way.
+/// The steps of a read that the Delta log's statistics prove to be no-ops are skipped exactly
+/// then: the latest-row step when every row has one timestamp and no tombstone, the feature
+/// version filter when every row is of the current version. The current view is the same
+/// either way, also once the table holds a second feature version.
 #[tokio::test]
-async fn delta_reads_skip_deduplication_only_when_the_log_proves_it_a_no_op() {
-    use datafusion_metaxy::store::StoreBackend;
+async fn delta_reads_skip_only_the_steps_the_log_proves_no_ops() {
+    use datafusion_metaxy::store::{StoreBackend, StoredFacts};
     let dir = tempfile::tempdir().unwrap();
     let ctx = SessionContext::new();
     let (graph, key, backend, store) = one_field_delta_store(dir.path());
-    let write = |sql: &'static str| {
-        let (ctx, graph, store, key) = (&ctx, &graph, &store, &key);
+    // The same feature with another code version: another feature version.
+    let graph_v2 = datafusion_metaxy::graph::GraphBuilder::new("t")
+        .feature(datafusion_metaxy::graph::FeatureBuilder::new("t/root", ["id"]).field("x", "2"))
+        .build()
+        .unwrap();
+    let version = |g: &FeatureGraph| g.feature(&key).unwrap().versions.feature_version.clone();
+    assert_ne!(version(&graph), version(&graph_v2));
+    let write = |g: &'static str, sql: &'static str| {
+        let (ctx, store, key) = (&ctx, &store, &key);
+        let g = if g == "v1" { &graph } else { &graph_v2 };
         async move {
             let df = ctx.sql(sql).await.unwrap();
-            store.write(graph, key, df).await.unwrap();
+            store.write(g, key, df).await.unwrap();
         }
     };
-    let current = || async {
-        let df = store
-            .read(&ctx, &graph, &key, &ReadOptions::default())
-            .await
-            .unwrap();
-        let df = df
-            .select_exprs(&["id", "get_field(metaxy_provenance_by_field, 'x') AS x"])
-            .unwrap()
-            .sort_by(vec![datafusion::prelude::col("id")])
-            .unwrap();
-        crate::common::batches_to_rows(&df.collect().await.unwrap())
+    let current = |g: &'static str| {
+        let g = if g == "v1" { &graph } else { &graph_v2 };
+        let (ctx, store, key) = (&ctx, &store, &key);
+        async move {
+            let df = store
+                .read(ctx, g, key, &ReadOptions::default())
+                .await
+                .unwrap();
+            let df = df
+                .select_exprs(&["id", "get_field(metaxy_provenance_by_field, 'x') AS x"])
+                .unwrap()
+                .sort_by(vec![datafusion::prelude::col("id")])
+                .unwrap();
+            crate::common::batches_to_rows(&df.collect().await.unwrap())
+        }
     };
-    assert!(!backend.single_timestamp(&key).await.unwrap());
-    write("SELECT 1 AS id, named_struct('x', 'a') AS metaxy_provenance_by_field UNION ALL SELECT 2, named_struct('x', 'b')").await;
-    assert!(backend.single_timestamp(&key).await.unwrap());
-    assert_eq!(current().await, [["1", "a"], ["2", "b"]]);
-    write("SELECT 1 AS id, named_struct('x', 'a2') AS metaxy_provenance_by_field").await;
-    assert!(!backend.single_timestamp(&key).await.unwrap());
-    assert_eq!(current().await, [["1", "a2"], ["2", "b"]]);
+    let facts = || async { backend.scan(&key).await.unwrap().unwrap().facts };
+    assert!(backend.scan(&key).await.unwrap().is_none());
+    write("v1", "SELECT 1 AS id, named_struct('x', 'a') AS metaxy_provenance_by_field UNION ALL SELECT 2, named_struct('x', 'b')").await;
+    assert_eq!(
+        facts().await,
+        StoredFacts {
+            single_timestamp: true,
+            feature_version: Some(version(&graph)),
+        }
+    );
+    assert_eq!(current("v1").await, [["1", "a"], ["2", "b"]]);
+    write(
+        "v1",
+        "SELECT 1 AS id, named_struct('x', 'a2') AS metaxy_provenance_by_field",
+    )
+    .await;
+    assert_eq!(
+        facts().await,
+        StoredFacts {
+            single_timestamp: false,
+            feature_version: Some(version(&graph)),
+        }
+    );
+    assert_eq!(current("v1").await, [["1", "a2"], ["2", "b"]]);
+    write(
+        "v2",
+        "SELECT 3 AS id, named_struct('x', 'c') AS metaxy_provenance_by_field",
+    )
+    .await;
+    assert_eq!(facts().await.feature_version, None);
+    assert_eq!(current("v1").await, [["1", "a2"], ["2", "b"]]);
+    assert_eq!(current("v2").await, [["3", "c"]]);
+    // A soft delete leaves a tombstone: the latest-row step is needed again.
+    store
+        .soft_delete(
+            &ctx,
+            &graph_v2,
+            &key,
+            datafusion::prelude::col("id").eq(datafusion::prelude::lit(3)),
+        )
+        .await
+        .unwrap();
+    assert!(!facts().await.single_timestamp);
+    assert!(current("v2").await.is_empty());
 }
 
 /// Merge-on-read against a plain computation of its definition: over rows in many batches and

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::TableProvider;
+use datafusion::common::ScalarValue;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::basic::{Compression, Encoding};
@@ -27,9 +27,10 @@ use object_store::ObjectStoreExt;
 use url::Url;
 
 use super::columns::{
-    DATA_VERSION, DATA_VERSION_BY_FIELD, DELETED_AT, PROVENANCE, PROVENANCE_BY_FIELD, UPDATED_AT,
+    DATA_VERSION, DATA_VERSION_BY_FIELD, DELETED_AT, FEATURE_VERSION, PROVENANCE,
+    PROVENANCE_BY_FIELD, UPDATED_AT,
 };
-use super::{feature_path, StoreBackend};
+use super::{feature_path, FeatureScan, StoreBackend, StoredFacts};
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureKey;
 
@@ -139,32 +140,25 @@ impl StoreBackend for DeltaBackend {
         Ok(self.open(key).await?.is_some())
     }
 
-    async fn scan(&self, key: &FeatureKey) -> Result<Option<Arc<dyn TableProvider>>> {
+    async fn scan(&self, key: &FeatureKey) -> Result<Option<FeatureScan>> {
         let Some(table) = self.open(key).await? else {
             return Ok(None);
+        };
+        // From the per-file statistics of the log (none known when they are missing).
+        let facts = match table.snapshot().and_then(|s| s.add_actions_table(true)) {
+            Ok(files) => facts_from_stats(&files),
+            Err(_) => StoredFacts::default(),
         };
         let provider = table
             .table_provider()
             .with_session(scan_defaults())
             .await
             .map_err(|e| delta_error(&format!("scanning {key}"), e))?;
-        Ok(Some(provider))
-    }
-
-    async fn single_timestamp(&self, key: &FeatureKey) -> Result<bool> {
-        let Some(table) = self.open(key).await? else {
-            return Ok(false);
-        };
-        // From the per-file statistics of the log: every file's min and max updated_at equal
-        // and the same across files, and deleted_at NULL in every row.
-        let Ok(files) = table.snapshot().and_then(|s| s.add_actions_table(true)) else {
-            return Ok(false);
-        };
-        Ok(single_timestamp_from_stats(&files).unwrap_or(false))
+        Ok(Some(FeatureScan { provider, facts }))
     }
 
     async fn schema(&self, key: &FeatureKey) -> Result<Option<SchemaRef>> {
-        Ok(self.scan(key).await?.map(|provider| provider.schema()))
+        Ok(self.scan(key).await?.map(|scan| scan.provider.schema()))
     }
 
     async fn append(
@@ -375,22 +369,50 @@ fn writer_properties(schema: &Schema) -> WriterProperties {
 /// Rows per parquet row group in the files we write.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// See [`StoreBackend::single_timestamp`]; `None` when a statistic is missing.
-fn single_timestamp_from_stats(files: &RecordBatch) -> Option<bool> {
+/// What the statistics prove ([`StoredFacts`]): from the add actions' statistics (one row per file),
+/// a timestamp is single when every file's `metaxy_updated_at` has one value, the same in all
+/// files, and `metaxy_deleted_at` is NULL in every row; likewise for the feature version.
+fn facts_from_stats(files: &RecordBatch) -> StoredFacts {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::Int64Type;
-    use datafusion::common::ScalarValue;
-    let column = |name: &str| files.column_by_name(name);
-    let min = column(&format!("min.{UPDATED_AT}"))?;
-    let max = column(&format!("max.{UPDATED_AT}"))?;
-    let nulls = column(&format!("null_count.{DELETED_AT}"))?;
-    let records = column("num_records")?;
+    let all_null = |name: &str| -> Option<bool> {
+        let nulls = files.column_by_name(&format!("null_count.{name}"))?;
+        let records = files.column_by_name("num_records")?;
+        let nulls = nulls.as_primitive_opt::<Int64Type>()?;
+        let records = records.as_primitive_opt::<Int64Type>()?;
+        Some((0..files.num_rows()).all(|i| {
+            nulls.is_valid(i) && records.is_valid(i) && nulls.value(i) == records.value(i)
+        }))
+    };
+    let single_timestamp =
+        all_null(DELETED_AT) == Some(true) && single_value(files, UPDATED_AT).is_some();
+    let feature_version = match single_value(files, FEATURE_VERSION) {
+        Some(ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v))) => Some(v),
+        Some(ScalarValue::Utf8View(Some(v))) => Some(v),
+        _ => None,
+    };
+    StoredFacts {
+        single_timestamp,
+        feature_version,
+    }
+}
+
+/// The one value `column` holds in every row of every file, when the statistics prove it: in
+/// each file with rows, no NULL and min = max, the same in all files. Truncated string
+/// statistics never prove it (delta-rs cuts min and max of long strings differently).
+fn single_value(files: &RecordBatch, column: &str) -> Option<ScalarValue> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    let min = files.column_by_name(&format!("min.{column}"))?;
+    let max = files.column_by_name(&format!("max.{column}"))?;
+    let nulls = files.column_by_name(&format!("null_count.{column}"))?;
     let nulls = nulls.as_primitive_opt::<Int64Type>()?;
+    let records = files.column_by_name("num_records")?;
     let records = records.as_primitive_opt::<Int64Type>()?;
     let mut seen: Option<ScalarValue> = None;
     for i in 0..files.num_rows() {
-        if nulls.is_null(i) || records.is_null(i) || nulls.value(i) != records.value(i) {
-            return Some(false);
+        if records.is_null(i) || nulls.is_null(i) || nulls.value(i) != 0 {
+            return None;
         }
         if records.value(i) == 0 {
             continue;
@@ -398,11 +420,11 @@ fn single_timestamp_from_stats(files: &RecordBatch) -> Option<bool> {
         let lo = ScalarValue::try_from_array(min, i).ok()?;
         let hi = ScalarValue::try_from_array(max, i).ok()?;
         if lo.is_null() || lo != hi || seen.as_ref().is_some_and(|s| *s != lo) {
-            return Some(false);
+            return None;
         }
         seen = Some(lo);
     }
-    Some(true)
+    seen
 }
 
 #[cfg(test)]

@@ -8,14 +8,13 @@ use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, not};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::TableProvider;
 use datafusion::common::DFSchema;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 use datafusion_metaxy_udfs::HashAlgorithm;
 
-use super::StoreBackend;
+use super::{FeatureScan, StoreBackend, StoredFacts};
 use crate::error::Result;
 use crate::graph::FeatureKey;
 
@@ -45,9 +44,12 @@ impl StoreBackend for MemoryBackend {
         Ok(self.tables.read().expect("lock").contains_key(key))
     }
 
-    async fn scan(&self, key: &FeatureKey) -> Result<Option<Arc<dyn TableProvider>>> {
+    async fn scan(&self, key: &FeatureKey) -> Result<Option<FeatureScan>> {
         Ok(match self.get(key) {
-            Some((schema, batches)) => Some(Arc::new(MemTable::try_new(schema, vec![batches])?)),
+            Some((schema, batches)) => Some(FeatureScan {
+                provider: Arc::new(MemTable::try_new(schema, vec![batches])?),
+                facts: StoredFacts::default(),
+            }),
             None => None,
         })
     }

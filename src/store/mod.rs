@@ -86,8 +86,9 @@ pub trait StoreBackend: Debug + Send + Sync {
     fn default_hash_algorithm(&self) -> HashAlgorithm;
     /// Whether the feature's table exists.
     async fn exists(&self, key: &FeatureKey) -> Result<bool>;
-    /// Every stored row of the feature (`None` when the table does not exist).
-    async fn scan(&self, key: &FeatureKey) -> Result<Option<Arc<dyn TableProvider>>>;
+    /// Every stored row of the feature, and what the table's metadata proves of them, from one
+    /// look at the table (`None` when it does not exist).
+    async fn scan(&self, key: &FeatureKey) -> Result<Option<FeatureScan>>;
     /// The stored schema (`None` when the table does not exist).
     async fn schema(&self, key: &FeatureKey) -> Result<Option<SchemaRef>>;
     /// Appends rows atomically: all of them or none.
@@ -103,13 +104,28 @@ pub trait StoreBackend: Debug + Send + Sync {
     async fn drop_table(&self, key: &FeatureKey) -> Result<()>;
     /// Features with a table.
     async fn list(&self) -> Result<Vec<FeatureKey>>;
-    /// Whether every stored row of the feature is known, from metadata alone, to carry the
-    /// same `metaxy_updated_at` and no `metaxy_deleted_at` (e.g. one write, no deletes): the
-    /// latest-row-per-sample step of a read is then a no-op and is skipped. `false` when
-    /// unknown.
-    async fn single_timestamp(&self, _key: &FeatureKey) -> Result<bool> {
-        Ok(false)
-    }
+}
+
+/// A feature's stored rows ([`StoreBackend::scan`]).
+#[derive(Debug, Clone)]
+pub struct FeatureScan {
+    /// Every stored row.
+    pub provider: Arc<dyn TableProvider>,
+    /// What the table's metadata proves of them.
+    pub facts: StoredFacts,
+}
+
+/// Facts about a feature's stored rows a backend knows without reading them
+/// (e.g. from Delta's per-file statistics), so that a read skips the steps whose outcome they
+/// prove; each is `false` / `None` when unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredFacts {
+    /// Every row carries the same `metaxy_updated_at` and no `metaxy_deleted_at` (e.g. one
+    /// write, no deletes): the latest-row-per-sample step of a read is a no-op and is skipped.
+    pub single_timestamp: bool,
+    /// Every row carries this `metaxy_feature_version`: when it is the current one, a read of
+    /// the current version needs no filter on it.
+    pub feature_version: Option<String>,
 }
 
 /// A metaxy metadata store: a backend, its hash algorithm, and fallback stores to read features
@@ -352,10 +368,10 @@ impl MetadataStore {
         use crate::graph::system::{PushedFeature, FEATURE_VERSIONS_KEY};
         use datafusion::arrow::array::{Array, AsArray};
         let key = FeatureKey::parse(FEATURE_VERSIONS_KEY)?;
-        let Some(provider) = self.backend.scan(&key).await? else {
+        let Some(scan) = self.backend.scan(&key).await? else {
             return Ok(None);
         };
-        let mut df = ctx.read_table(provider)?;
+        let mut df = ctx.read_table(scan.provider)?;
         if let Some(project) = project {
             df = df.filter(
                 datafusion::prelude::col("project").eq(datafusion::prelude::lit(project)),

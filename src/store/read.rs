@@ -1,7 +1,8 @@
 //! Reading a feature: merge-on-read as metaxy does it, as one plan over the stored rows (no rows
 //! are collected): rows of the current feature version, the latest row per sample by
 //! `coalesce(metaxy_deleted_at, metaxy_updated_at)` ([`LatestRowsTable`], skipped when the
-//! backend knows every row has one timestamp), soft-deleted samples dropped.
+//! backend knows every row has one timestamp), soft-deleted samples dropped. Steps the
+//! backend's [`StoredFacts`](super::StoredFacts) prove to be no-ops are left out.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 
 use super::columns::{DELETED_AT, FEATURE_VERSION};
 use super::latest::LatestRowsTable;
-use super::MetadataStore;
+use super::{FeatureScan, MetadataStore};
 use crate::error::{MetaxyError, Result};
 use crate::graph::{FeatureGraph, FeatureKey};
 
@@ -35,9 +36,13 @@ pub(crate) async fn plan_if_present(
     key: &FeatureKey,
     options: &ReadOptions,
 ) -> Result<Option<LogicalPlan>> {
+    // This store first: one look at its table when it has the feature.
+    if let Some(plan) = own_plan(store, graph, key, options).await? {
+        return Ok(Some(plan));
+    }
     match store.resolve(key).await? {
-        Some(owner) => own_plan(owner, graph, key, options).await,
-        None => Ok(None),
+        Some(owner) if !std::ptr::eq(owner, store) => own_plan(owner, graph, key, options).await,
+        _ => Ok(None),
     }
 }
 
@@ -66,15 +71,18 @@ pub(crate) async fn own_plan(
     options: &ReadOptions,
 ) -> Result<Option<LogicalPlan>> {
     let feature = graph.feature(key)?;
-    let Some(provider) = store.backend.scan(key).await? else {
+    let Some(FeatureScan { provider, facts }) = store.backend.scan(key).await? else {
         return Ok(None);
     };
-    let before: Vec<Expr> = if options.all_feature_versions {
-        vec![]
-    } else {
-        vec![col(FEATURE_VERSION).eq(lit(feature.versions.feature_version.clone()))]
-    };
-    let builder = if !options.history && !store.backend.single_timestamp(key).await? {
+    let current = &feature.versions.feature_version;
+    // Not filtered when every stored row is known to be of the current version.
+    let before: Vec<Expr> =
+        if options.all_feature_versions || facts.feature_version.as_ref() == Some(current) {
+            vec![]
+        } else {
+            vec![col(FEATURE_VERSION).eq(lit(current.clone()))]
+        };
+    let builder = if !options.history && !facts.single_timestamp {
         let mut keys: Vec<String> = feature.spec().id_columns.clone();
         if options.all_feature_versions {
             keys.push(FEATURE_VERSION.to_string());

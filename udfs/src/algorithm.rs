@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use md5::Digest as _;
 
+use crate::common::extend_small;
 use crate::error::UdfError;
 
 /// A hash algorithm of metaxy's `HashAlgorithm` enum that the Polars engine offers.
@@ -156,6 +157,8 @@ impl FromStr for HashAlgorithm {
 type IntegerHash = fn(&[u8]) -> u64;
 
 /// Appends the (possibly truncated) rendering of a hash; see [`HashAlgorithm::renderer`].
+/// (The UDFs' row loops use [`HashAlgorithm::with_kernel`] instead, which compiles a loop per
+/// algorithm rather than calling through this struct's function pointers row by row.)
 #[derive(Debug, Clone, Copy)]
 pub struct Renderer {
     append: fn(&[u8], &mut Vec<u8>),
@@ -179,24 +182,123 @@ impl Renderer {
     }
 }
 
+/// The per-row work of a hash kernel: hash some bytes and append the (truncated) rendering.
+/// One implementation per algorithm, so that a kernel generic over it is compiled once per
+/// algorithm with the hash and the rendering inlined into its row loop.
+pub(crate) trait RenderHash: Copy {
+    fn render(&self, bytes: &[u8], out: &mut Vec<u8>);
+}
+
+/// A row loop generic over the per-row work; run by [`HashAlgorithm::with_kernel`].
+pub(crate) trait HashKernel {
+    type Output;
+    fn run<R: RenderHash>(self, render: R) -> Self::Output;
+}
+
+/// An integer hash rendered in decimal, its first `keep` digits.
+#[derive(Clone, Copy)]
+struct Decimal<H> {
+    hash: H,
+    keep: usize,
+}
+
+impl<H: Fn(&[u8]) -> u64 + Copy> RenderHash for Decimal<H> {
+    #[inline(always)]
+    fn render(&self, bytes: &[u8], out: &mut Vec<u8>) {
+        append_decimal_prefix((self.hash)(bytes), self.keep, out)
+    }
+}
+
+/// A digest in hex, cut to `keep` characters (the digest dominates; no need to inline it).
+#[derive(Clone, Copy)]
+struct Hex {
+    append: fn(&[u8], &mut Vec<u8>),
+    keep: usize,
+}
+
+impl RenderHash for Hex {
+    #[inline]
+    fn render(&self, bytes: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        (self.append)(bytes, out);
+        out.truncate(start.saturating_add(self.keep));
+    }
+}
+
+impl HashAlgorithm {
+    /// Runs `kernel` with this algorithm's per-row work, keeping at most `truncate_to`
+    /// characters of each rendering.
+    pub(crate) fn with_kernel<K: HashKernel>(
+        self,
+        truncate_to: Option<usize>,
+        kernel: K,
+    ) -> K::Output {
+        let keep = truncate_to.unwrap_or(usize::MAX);
+        match self {
+            HashAlgorithm::Xxhash64 => kernel.run(Decimal {
+                hash: |b: &[u8]| xxhash_rust::xxh64::xxh64(b, 0),
+                keep,
+            }),
+            HashAlgorithm::Xxhash32 => kernel.run(Decimal {
+                hash: |b: &[u8]| u64::from(xxhash_rust::xxh32::xxh32(b, 0)),
+                keep,
+            }),
+            HashAlgorithm::Xxh3_64 => kernel.run(Decimal {
+                hash: xxhash_rust::xxh3::xxh3_64,
+                keep,
+            }),
+            HashAlgorithm::Wyhash => kernel.run(Decimal {
+                hash: |b: &[u8]| ::wyhash::wyhash(b, 0),
+                keep,
+            }),
+            HashAlgorithm::Md5 => kernel.run(Hex {
+                append: append_md5,
+                keep,
+            }),
+            HashAlgorithm::Sha256 => kernel.run(Hex {
+                append: append_sha256,
+                keep,
+            }),
+        }
+    }
+}
+
 /// Appends an unsigned integer in decimal (how polars renders a UInt64/UInt32 cast to String).
 #[inline]
 pub(crate) fn append_decimal(value: impl itoa::Integer, out: &mut Vec<u8>) {
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    extend_small(out, itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// Appends the first `keep` decimal digits of `value` (all of them when it has fewer): the
 /// truncated rendering, without rendering the digits that are cut (4952883123889572249 to 8
-/// digits: one division by 10^11, then "49528831").
-#[inline]
+/// digits: one division by 10^11, then "49528831"). The divisions are by constants (a multiply
+/// each), not by a power looked up at run time (a hardware division per row).
+#[inline(always)]
 pub(crate) fn append_decimal_prefix(value: u64, keep: usize, out: &mut Vec<u8>) {
     let digits = value.checked_ilog10().map_or(1, |l| l as usize + 1);
-    let value = if digits > keep {
-        value / 10u64.pow((digits - keep) as u32)
-    } else {
-        value
+    let value = match digits.saturating_sub(keep) {
+        0 => value,
+        1 => value / 10,
+        2 => value / 100,
+        3 => value / 1_000,
+        4 => value / 10_000,
+        5 => value / 100_000,
+        6 => value / 1_000_000,
+        7 => value / 10_000_000,
+        8 => value / 100_000_000,
+        9 => value / 1_000_000_000,
+        10 => value / 10_000_000_000,
+        11 => value / 100_000_000_000,
+        12 => value / 1_000_000_000_000,
+        13 => value / 10_000_000_000_000,
+        14 => value / 100_000_000_000_000,
+        15 => value / 1_000_000_000_000_000,
+        16 => value / 10_000_000_000_000_000,
+        17 => value / 100_000_000_000_000_000,
+        18 => value / 1_000_000_000_000_000_000,
+        _ => value / 10_000_000_000_000_000_000,
     };
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    extend_small(out, itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// Appends a digest as lowercase hex.

@@ -10,8 +10,9 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::ColumnarValue;
 
+use crate::algorithm::{HashKernel, RenderHash};
 use crate::error::UdfError;
-use crate::{HashAlgorithm, Renderer};
+use crate::HashAlgorithm;
 
 /// The input types the hash functions take as they are; anything else is rejected.
 pub(crate) fn is_hashable(dt: &DataType) -> bool {
@@ -56,8 +57,13 @@ pub(crate) fn invoke_hash(
     let width = truncate_to.map_or(algorithm.max_len(), |t| t.min(algorithm.max_len()));
     let renderer = algorithm.renderer(truncate_to);
     match input {
-        ColumnarValue::Array(array) => Ok(ColumnarValue::Array(hash_array(
-            function, array, renderer, width,
+        ColumnarValue::Array(array) => Ok(ColumnarValue::Array(algorithm.with_kernel(
+            truncate_to,
+            ArrayKernel {
+                function,
+                array,
+                width,
+            },
         )?)),
         ColumnarValue::Scalar(scalar) => {
             let bytes: Option<&[u8]> = match scalar {
@@ -86,58 +92,137 @@ pub(crate) fn invoke_hash(
     }
 }
 
-fn hash_array(
+/// Hashes every value of one array (any string or binary type).
+struct ArrayKernel<'a> {
     function: &'static str,
-    array: &ArrayRef,
-    renderer: Renderer,
+    array: &'a ArrayRef,
     width: usize,
-) -> Result<ArrayRef> {
-    let len = array.len();
-    let nulls = array.logical_nulls();
-    let out = match array.data_type() {
-        DataType::Utf8 => {
-            let a = array.as_string::<i32>();
-            render_rows(function, len, nulls, width, |i, out| {
-                renderer.render(a.value(i).as_bytes(), out)
-            })
-        }
-        DataType::LargeUtf8 => {
-            let a = array.as_string::<i64>();
-            render_rows(function, len, nulls, width, |i, out| {
-                renderer.render(a.value(i).as_bytes(), out)
-            })
-        }
-        DataType::Utf8View => {
-            let a = array.as_string_view();
-            render_rows(function, len, nulls, width, |i, out| {
-                renderer.render(a.value(i).as_bytes(), out)
-            })
-        }
-        DataType::Binary => {
-            let a = array.as_binary::<i32>();
-            render_rows(function, len, nulls, width, |i, out| {
-                renderer.render(a.value(i), out)
-            })
-        }
-        DataType::LargeBinary => {
-            let a = array.as_binary::<i64>();
-            render_rows(function, len, nulls, width, |i, out| {
-                renderer.render(a.value(i), out)
-            })
-        }
-        DataType::BinaryView => {
-            let a = array.as_binary_view();
-            render_rows(function, len, nulls, width, |i, out| {
-                renderer.render(a.value(i), out)
-            })
-        }
-        DataType::Null => Ok(StringArray::new_null(len)),
-        other => Err(UdfError::InvalidArgument {
+}
+
+impl HashKernel for ArrayKernel<'_> {
+    type Output = Result<ArrayRef>;
+
+    fn run<R: RenderHash>(self, r: R) -> Result<ArrayRef> {
+        let ArrayKernel {
             function,
-            message: format!("cannot hash a column of type {other}"),
-        }),
-    }?;
-    Ok(Arc::new(out))
+            array,
+            width,
+        } = self;
+        let len = array.len();
+        let nulls = array.logical_nulls();
+        // SAFETY (every `value_unchecked` below): `i < len`, the array's length.
+        let out = match array.data_type() {
+            DataType::Utf8 => {
+                let a = array.as_string::<i32>();
+                render_rows(function, len, nulls, width, |i, out| {
+                    r.render(unsafe { a.value_unchecked(i) }.as_bytes(), out)
+                })
+            }
+            DataType::LargeUtf8 => {
+                let a = array.as_string::<i64>();
+                render_rows(function, len, nulls, width, |i, out| {
+                    r.render(unsafe { a.value_unchecked(i) }.as_bytes(), out)
+                })
+            }
+            DataType::Utf8View => {
+                let a = array.as_string_view();
+                render_rows(function, len, nulls, width, |i, out| {
+                    r.render(unsafe { a.value_unchecked(i) }.as_bytes(), out)
+                })
+            }
+            DataType::Binary => {
+                let a = array.as_binary::<i32>();
+                render_rows(function, len, nulls, width, |i, out| {
+                    r.render(unsafe { a.value_unchecked(i) }, out)
+                })
+            }
+            DataType::LargeBinary => {
+                let a = array.as_binary::<i64>();
+                render_rows(function, len, nulls, width, |i, out| {
+                    r.render(unsafe { a.value_unchecked(i) }, out)
+                })
+            }
+            DataType::BinaryView => {
+                let a = array.as_binary_view();
+                render_rows(function, len, nulls, width, |i, out| {
+                    r.render(unsafe { a.value_unchecked(i) }, out)
+                })
+            }
+            DataType::Null => Ok(StringArray::new_null(len)),
+            other => Err(UdfError::InvalidArgument {
+                function,
+                message: format!("cannot hash a column of type {other}"),
+            }),
+        }?;
+        Ok(Arc::new(out))
+    }
+}
+
+/// Appends `bytes` to `out`: a plain `extend_from_slice` calls `memcpy` for every value, which
+/// for the few bytes of a hash part or a rendering costs more than the copy; within the
+/// reserved capacity this copies short values with a few unaligned word moves instead.
+#[inline(always)]
+pub(crate) fn extend_small(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = out.len();
+    let n = bytes.len();
+    if n > 64 || out.capacity() - len < n {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    // SAFETY: `out` has room for `n` more bytes (checked above); `copy_short` reads only
+    // `bytes[..n]` and writes only the `n` bytes after `out`'s end, which are then initialised.
+    unsafe {
+        copy_short(bytes.as_ptr(), n, out.as_mut_ptr().add(len));
+        out.set_len(len + n);
+    }
+}
+
+/// Copies `n ≤ 64` bytes from `src` to `dst` with (overlapping) unaligned moves of 16, 8, 4
+/// bytes, or byte by byte under 4.
+///
+/// # Safety
+/// `src` must be valid for reads of `n` bytes, `dst` for writes of `n` bytes, and they must
+/// not overlap.
+#[inline(always)]
+unsafe fn copy_short(src: *const u8, n: usize, dst: *mut u8) {
+    use std::ptr::{read_unaligned, write_unaligned};
+    unsafe {
+        if n >= 16 {
+            let mut k = 0;
+            while k + 16 <= n {
+                write_unaligned(
+                    dst.add(k).cast::<u128>(),
+                    read_unaligned(src.add(k).cast::<u128>()),
+                );
+                k += 16;
+            }
+            if k < n {
+                let last = n - 16;
+                write_unaligned(
+                    dst.add(last).cast::<u128>(),
+                    read_unaligned(src.add(last).cast::<u128>()),
+                );
+            }
+        } else if n >= 8 {
+            write_unaligned(dst.cast::<u64>(), read_unaligned(src.cast::<u64>()));
+            let last = n - 8;
+            write_unaligned(
+                dst.add(last).cast::<u64>(),
+                read_unaligned(src.add(last).cast::<u64>()),
+            );
+        } else if n >= 4 {
+            write_unaligned(dst.cast::<u32>(), read_unaligned(src.cast::<u32>()));
+            let last = n - 4;
+            write_unaligned(
+                dst.add(last).cast::<u32>(),
+                read_unaligned(src.add(last).cast::<u32>()),
+            );
+        } else {
+            for k in 0..n {
+                *dst.add(k) = *src.add(k);
+            }
+        }
+    }
 }
 
 /// The kernel of every hash function: one pass over `len` rows, `render(i, out)` appending the
@@ -322,4 +407,29 @@ pub(crate) fn truncate_arg(
         ));
     }
     Ok(Some(n as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extend_small;
+
+    #[test]
+    fn extend_small_appends_every_length_exactly() {
+        let source: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        for capacity in [0, 7, 40, 200] {
+            for start in [0, 1, 3, 17] {
+                for n in 0..=100 {
+                    let bytes = &source[start..start + n];
+                    let mut out = Vec::with_capacity(capacity);
+                    out.extend_from_slice(b"prefix");
+                    extend_small(&mut out, bytes);
+                    extend_small(&mut out, b"|");
+                    let mut want = b"prefix".to_vec();
+                    want.extend_from_slice(bytes);
+                    want.push(b'|');
+                    assert_eq!(out, want, "capacity {capacity}, start {start}, length {n}");
+                }
+            }
+        }
+    }
 }

@@ -17,7 +17,8 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::common::{algorithm_arg, render_rows, truncate_arg};
+use crate::algorithm::{HashKernel, RenderHash};
+use crate::common::{algorithm_arg, extend_small, render_rows, truncate_arg};
 use crate::error::UdfError;
 use crate::HashAlgorithm;
 
@@ -42,12 +43,40 @@ fn invalid(message: impl Into<String>) -> UdfError {
     crate::common::invalid(NAME, message)
 }
 
-/// A piece of every row's joined string.
-enum Segment<'a> {
-    /// Constant parts and separators, joined.
-    Constant(Vec<u8>),
-    /// A column part's value.
-    Column(Part<'a>),
+/// Every row's joined string: `prefix`, then each column part's value followed by the run of
+/// constant parts and separators after it. Runs of constants are joined once, so a row copies
+/// one piece per column part and one per run.
+struct Layout<V> {
+    prefix: Vec<u8>,
+    columns: Vec<(V, Vec<u8>)>,
+}
+
+/// The values of a column part.
+trait Values {
+    /// The value of row `i` (of a NULL row: whatever the array holds there; not read).
+    ///
+    /// # Safety
+    /// `i` must be below the array's length (any `i` for a scalar).
+    unsafe fn value(&self, i: usize) -> &[u8];
+}
+
+/// A Utf8 column's buffers, the common case, read without dispatching on the type per row.
+struct Utf8Values<'a> {
+    offsets: &'a [i32],
+    data: &'a [u8],
+}
+
+impl Values for Utf8Values<'_> {
+    #[inline(always)]
+    unsafe fn value(&self, i: usize) -> &[u8] {
+        // SAFETY: `i + 1 < offsets.len()` (the caller's bound) and a valid array's offsets
+        // are non-decreasing and within its data.
+        unsafe {
+            let start = *self.offsets.get_unchecked(i) as usize;
+            let end = *self.offsets.get_unchecked(i + 1) as usize;
+            self.data.get_unchecked(start..end)
+        }
+    }
 }
 
 /// One part's values, read without copying.
@@ -58,15 +87,28 @@ enum Part<'a> {
     View(&'a StringViewArray),
 }
 
+impl Values for Part<'_> {
+    #[inline(always)]
+    unsafe fn value(&self, i: usize) -> &[u8] {
+        // SAFETY: `i` is below the array's length (the caller's bound).
+        unsafe {
+            match self {
+                Part::Scalar(s) => s.unwrap_or_default().as_bytes(),
+                Part::Utf8(a) => a.value_unchecked(i).as_bytes(),
+                Part::Large(a) => a.value_unchecked(i).as_bytes(),
+                Part::View(a) => a.value_unchecked(i).as_bytes(),
+            }
+        }
+    }
+}
+
 impl Part<'_> {
-    /// The value of row `i` (of a NULL row: whatever the array holds there; not read).
-    #[inline]
-    fn value(&self, i: usize) -> &str {
+    fn len(&self) -> Option<usize> {
         match self {
-            Part::Scalar(s) => s.unwrap_or_default(),
-            Part::Utf8(a) => a.value(i),
-            Part::Large(a) => a.value(i),
-            Part::View(a) => a.value(i),
+            Part::Scalar(_) => None,
+            Part::Utf8(a) => Some(a.len()),
+            Part::Large(a) => Some(a.len()),
+            Part::View(a) => Some(a.len()),
         }
     }
 
@@ -77,6 +119,34 @@ impl Part<'_> {
             Part::Large(a) => a.nulls(),
             Part::View(a) => a.nulls(),
         }
+    }
+}
+
+/// Joins each row's pieces into one buffer, then hashes it.
+struct ConcatKernel<'a, V> {
+    layout: &'a Layout<V>,
+    rows: usize,
+    nulls: Option<NullBuffer>,
+    width: usize,
+}
+
+impl<V: Values> HashKernel for ConcatKernel<'_, V> {
+    type Output = Result<StringArray, UdfError>;
+
+    fn run<R: RenderHash>(self, r: R) -> Result<StringArray, UdfError> {
+        let Layout { prefix, columns } = self.layout;
+        // Grows to the longest row within the first rows, then is reused.
+        let mut joined: Vec<u8> = Vec::with_capacity(512);
+        render_rows(NAME, self.rows, self.nulls, self.width, |i, out| {
+            joined.clear();
+            extend_small(&mut joined, prefix);
+            for (values, constant) in columns {
+                // SAFETY: `i < rows`, and every column part has `rows` values (checked).
+                extend_small(&mut joined, unsafe { values.value(i) });
+                extend_small(&mut joined, constant);
+            }
+            r.render(&joined, out);
+        })
     }
 }
 
@@ -163,12 +233,16 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let rows = if all_scalar { 1 } else { args.number_rows };
         let width = truncate_to.map_or(algorithm.max_len(), |t| t.min(algorithm.max_len()));
-        // Runs of constant parts (with their separators) become one segment, so a row copies
-        // one piece per column part and one per run between them.
-        let mut segments: Vec<Segment> = Vec::new();
-        let mut constant: Vec<u8> = Vec::new();
+        let mut layout: Layout<Part> = Layout {
+            prefix: Vec::new(),
+            columns: Vec::new(),
+        };
         let mut rows_to_hash = rows;
         for (k, value) in args.args[3..].iter().enumerate() {
+            let constant = match layout.columns.last_mut() {
+                Some((_, after)) => after,
+                None => &mut layout.prefix,
+            };
             if k > 0 {
                 constant.extend_from_slice(separator.as_bytes());
             }
@@ -179,37 +253,67 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
                     break;
                 }
                 column => {
-                    if !constant.is_empty() {
-                        segments.push(Segment::Constant(std::mem::take(&mut constant)));
+                    if column.len() != Some(rows) {
+                        return Err(invalid(format!(
+                            "part {} has {} rows, expected {rows}",
+                            k + 1,
+                            column.len().unwrap_or_default()
+                        ))
+                        .into());
                     }
-                    segments.push(Segment::Column(column));
+                    layout.columns.push((column, Vec::new()));
                 }
             }
-        }
-        if !constant.is_empty() {
-            segments.push(Segment::Constant(constant));
         }
         // NULL where any column part is NULL; everywhere when a constant part is.
         let nulls = if rows_to_hash == 0 {
             Some(NullBuffer::new_null(rows))
         } else {
-            segments.iter().fold(None, |acc, segment| match segment {
-                Segment::Column(p) => NullBuffer::union(acc.as_ref(), p.nulls()),
-                Segment::Constant(_) => acc,
+            layout.columns.iter().fold(None, |acc, (p, _)| {
+                NullBuffer::union(acc.as_ref(), p.nulls())
             })
         };
-        let renderer = algorithm.renderer(truncate_to);
-        let mut joined = Vec::with_capacity(256);
-        let array: ArrayRef = Arc::new(render_rows(NAME, rows, nulls, width, |i, out| {
-            joined.clear();
-            for segment in &segments {
-                match segment {
-                    Segment::Constant(c) => joined.extend_from_slice(c),
-                    Segment::Column(p) => joined.extend_from_slice(p.value(i).as_bytes()),
-                }
+        let utf8: Option<Vec<(Utf8Values, Vec<u8>)>> = layout
+            .columns
+            .iter()
+            .map(|(p, after)| match p {
+                Part::Utf8(a) => Some((
+                    Utf8Values {
+                        offsets: a.value_offsets(),
+                        data: a.value_data(),
+                    },
+                    after.clone(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let array: ArrayRef = Arc::new(match utf8 {
+            // Every column part Utf8: one loop without a type dispatch per part and row.
+            Some(columns) => {
+                let layout = Layout {
+                    prefix: layout.prefix.clone(),
+                    columns,
+                };
+                algorithm.with_kernel(
+                    truncate_to,
+                    ConcatKernel {
+                        layout: &layout,
+                        rows,
+                        nulls,
+                        width,
+                    },
+                )
             }
-            renderer.render(&joined, out);
-        })?);
+            None => algorithm.with_kernel(
+                truncate_to,
+                ConcatKernel {
+                    layout: &layout,
+                    rows,
+                    nulls,
+                    width,
+                },
+            ),
+        }?);
         Ok(if all_scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
         } else {
