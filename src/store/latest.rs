@@ -73,7 +73,7 @@ use datafusion::common::{
     internal_datafusion_err, plan_err, DFSchema, DataFusionError, HashMap, Result, Statistics,
 };
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -168,16 +168,18 @@ impl TableProvider for LatestRowsTable {
             .iter()
             .all(|p| *p == TableProviderFilterPushDown::Exact);
         // The stored rows that pass the `before` filters, with the given columns.
-        // `interleaved`: each file's parts spread over the scan's partitions.
-        let read = |columns: Vec<usize>, interleaved: bool| async move {
+        // `filtered_rows`: the rows scan of the index operator, whose `is_latest` filter the
+        // parquet reader evaluates as a row filter, each file's parts spread over the scan's
+        // partitions.
+        let read = |columns: Vec<usize>, filtered_rows: bool| async move {
             let mut input = self
                 .inner
                 .scan(state, Some(&columns), &self.before, None)
                 .await?;
-            if interleaved {
+            if filtered_rows {
                 let options = state.config_options();
                 input = interleave_files(
-                    input,
+                    with_row_filters(input)?,
                     options.execution.target_partitions,
                     options.optimizer.repartition_file_min_size,
                 )?;
@@ -220,6 +222,30 @@ impl TableProvider for LatestRowsTable {
         });
         Ok(Arc::new(ProjectionExec::try_new(exprs, latest)?))
     }
+}
+
+/// The parquet scans of `plan` set to evaluate the filters pushed into them as row filters
+/// (the other columns of a filtered-out row are then not decoded). A scan given a predicate
+/// by its provider already does; one without (e.g. no feature-version filter) would otherwise
+/// follow the session's `pushdown_filters`, off by default, and decode every row.
+fn with_row_filters(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_down(|node| {
+        let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let Some((config, parquet)) = exec.downcast_to_file_source::<ParquetSource>() else {
+            return Ok(Transformed::no(node));
+        };
+        if parquet.table_parquet_options().global.pushdown_filters {
+            return Ok(Transformed::no(node));
+        }
+        let mut config = config.clone();
+        config.file_source = Arc::new(parquet.clone().with_pushdown_filters(true));
+        Ok(Transformed::yes(
+            DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
+        ))
+    })
+    .map(|t| t.data)
 }
 
 /// The file scans of `plan` regrouped into `partitions` groups where group `k` reads the `k`-th
