@@ -150,6 +150,26 @@ impl<V: Values> HashKernel for ConcatKernel<'_, V> {
     }
 }
 
+/// The hashes of the `rows` joined strings of `layout`.
+fn hash_rows<V: Values>(
+    algorithm: HashAlgorithm,
+    truncate_to: Option<usize>,
+    layout: &Layout<V>,
+    rows: usize,
+    nulls: Option<NullBuffer>,
+    width: usize,
+) -> Result<StringArray, UdfError> {
+    algorithm.with_kernel(
+        truncate_to,
+        ConcatKernel {
+            layout,
+            rows,
+            nulls,
+            width,
+        },
+    )
+}
+
 fn part(value: &ColumnarValue) -> Result<Part<'_>> {
     Ok(match value {
         ColumnarValue::Scalar(s) => match s.try_as_str() {
@@ -290,29 +310,17 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
         let array: ArrayRef = Arc::new(match utf8 {
             // Every column part Utf8: one loop without a type dispatch per part and row.
             Some(columns) => {
-                let layout = Layout {
-                    prefix: layout.prefix.clone(),
-                    columns,
-                };
-                algorithm.with_kernel(
+                let prefix = layout.prefix.clone();
+                hash_rows(
+                    algorithm,
                     truncate_to,
-                    ConcatKernel {
-                        layout: &layout,
-                        rows,
-                        nulls,
-                        width,
-                    },
-                )
-            }
-            None => algorithm.with_kernel(
-                truncate_to,
-                ConcatKernel {
-                    layout: &layout,
+                    &Layout { prefix, columns },
                     rows,
                     nulls,
                     width,
-                },
-            ),
+                )
+            }
+            None => hash_rows(algorithm, truncate_to, &layout, rows, nulls, width),
         }?);
         Ok(if all_scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
