@@ -369,9 +369,9 @@ fn writer_properties(schema: &Schema) -> WriterProperties {
 /// Rows per parquet row group in the files we write.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// What the statistics prove ([`StoredFacts`]): from the add actions' statistics (one row per file),
-/// a timestamp is single when every file's `metaxy_updated_at` has one value, the same in all
-/// files, and `metaxy_deleted_at` is NULL in every row; likewise for the feature version.
+/// What the add actions' statistics (one row per file) prove ([`StoredFacts`]): a single
+/// timestamp when every file's `metaxy_updated_at` has one value, the same in all files, and
+/// `metaxy_deleted_at` is NULL in every row; likewise one feature version.
 fn facts_from_stats(files: &RecordBatch) -> StoredFacts {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::Int64Type;
@@ -398,8 +398,9 @@ fn facts_from_stats(files: &RecordBatch) -> StoredFacts {
 }
 
 /// The one value `column` holds in every row of every file, when the statistics prove it: in
-/// each file with rows, no NULL and min = max, the same in all files. Truncated string
-/// statistics never prove it (delta-rs cuts min and max of long strings differently).
+/// each file with rows, no NULL and min = max, the same in all files. (Statistics of long
+/// strings may be cut to a prefix; a read compares the value with the current feature version,
+/// which a cut prefix never equals, so a cut statistic only keeps the filter.)
 fn single_value(files: &RecordBatch, column: &str) -> Option<ScalarValue> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::Int64Type;

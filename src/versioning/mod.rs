@@ -1,9 +1,9 @@
 //! `resolve_update`: which samples of a feature are new, stale or orphaned, as one DataFusion
 //! plan per part over the store (nothing is collected in between).
 //!
-//! - [`upstream`]: each dependency's current view prepared like metaxy does (filters, rename,
+//! - `upstream.rs`: each dependency's current view prepared like metaxy does (filters, rename,
 //!   select, N:1 aggregation) and all of them joined (inner / left / full outer);
-//! - [`provenance`]: the field provenance strings hashed with the hash UDFs;
+//! - `provenance.rs`: the field provenance strings hashed with the hash UDFs;
 //! - this file: the options and the comparison with the feature's stored current view
 //!   (anti-join for new and orphaned, join for stale; 1:N expansion collapses the stored
 //!   children to their parent first).

@@ -157,8 +157,8 @@ impl FromStr for HashAlgorithm {
 type IntegerHash = fn(&[u8]) -> u64;
 
 /// Appends the (possibly truncated) rendering of a hash; see [`HashAlgorithm::renderer`].
-/// (The UDFs' row loops use [`HashAlgorithm::with_kernel`] instead, which compiles a loop per
-/// algorithm rather than calling through this struct's function pointers row by row.)
+/// (The UDFs' row loops use a loop compiled per algorithm instead, with the hash and the
+/// rendering inlined, rather than calling through this struct's function pointers per row.)
 #[derive(Debug, Clone, Copy)]
 pub struct Renderer {
     append: fn(&[u8], &mut Vec<u8>),
