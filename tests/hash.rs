@@ -96,13 +96,26 @@ async fn hash_concat_over_columns_equals_the_hash_of_the_joined_string() {
                 &ctx,
                 &format!(
                     "SELECT metaxy_hash_concat('{algorithm}', {truncate}, '|', 'field', '1', a,                             'up/x.audio', arrow_cast(b, 'Utf8View'), arrow_cast(a, 'LargeUtf8')),
-                            metaxy_hash('field|1|' || a || '|up/x.audio|' || b || '|' || a,                             '{algorithm}', {truncate})
+                            metaxy_hash('field|1|' || a || '|up/x.audio|' || b || '|' || a,                             '{algorithm}', {truncate}),
+                            metaxy_hash_concat('{algorithm}', {truncate}, '|', a, 'up/x.audio', b, a)
                      FROM parts"
                 ),
             )
             .await;
             for (i, row) in rows.iter().enumerate() {
                 assert_eq!(row[0], row[1], "{algorithm} {truncate} row {i}");
+                // Column parts all Utf8 (read from their buffers) and a leading column part.
+                let joined = match (&a[i], &b[i]) {
+                    (Some(x), Some(y)) => Some(format!("{x}|up/x.audio|{y}|{x}")),
+                    _ => None,
+                };
+                let want = joined.map_or("NULL".to_string(), |j| {
+                    algorithm
+                        .parse::<datafusion_metaxy::udfs::HashAlgorithm>()
+                        .unwrap()
+                        .hash_str(&j, truncate.parse().ok())
+                });
+                assert_eq!(row[2], want, "{algorithm} {truncate} row {i} (Utf8 parts)");
                 let null = a[i].is_none() || b[i].is_none();
                 assert_eq!(row[0] == "NULL", null, "{algorithm} {truncate} row {i}");
             }

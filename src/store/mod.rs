@@ -229,6 +229,15 @@ impl MetadataStore {
         if self.backend.exists(key).await? {
             return Ok(Some(self));
         }
+        self.resolve_fallback(key).await
+    }
+
+    /// The first fallback store (depth first) that has the feature, with a warning; this
+    /// store itself is not looked at.
+    pub(crate) async fn resolve_fallback(
+        &self,
+        key: &FeatureKey,
+    ) -> Result<Option<&MetadataStore>> {
         for fallback in &self.fallbacks {
             if let Some(store) = Box::pin(fallback.resolve(key)).await? {
                 log::warn!(

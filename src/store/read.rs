@@ -40,9 +40,9 @@ pub(crate) async fn plan_if_present(
     if let Some(plan) = own_plan(store, graph, key, options).await? {
         return Ok(Some(plan));
     }
-    match store.resolve(key).await? {
-        Some(owner) if !std::ptr::eq(owner, store) => own_plan(owner, graph, key, options).await,
-        _ => Ok(None),
+    match store.resolve_fallback(key).await? {
+        Some(owner) => own_plan(owner, graph, key, options).await,
+        None => Ok(None),
     }
 }
 

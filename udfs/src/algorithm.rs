@@ -99,10 +99,10 @@ impl HashAlgorithm {
     /// digests), so a truncated rendering can skip the digits it drops.
     pub fn integer_hasher(self) -> Option<IntegerHash> {
         match self {
-            HashAlgorithm::Xxhash64 => Some(|b| xxhash_rust::xxh64::xxh64(b, 0)),
-            HashAlgorithm::Xxhash32 => Some(|b| u64::from(xxhash_rust::xxh32::xxh32(b, 0))),
+            HashAlgorithm::Xxhash64 => Some(xxh64_seed0),
+            HashAlgorithm::Xxhash32 => Some(xxh32_seed0),
             HashAlgorithm::Xxh3_64 => Some(xxhash_rust::xxh3::xxh3_64),
-            HashAlgorithm::Wyhash => Some(|b| ::wyhash::wyhash(b, 0)),
+            HashAlgorithm::Wyhash => Some(wyhash_seed0),
             HashAlgorithm::Md5 | HashAlgorithm::Sha256 => None,
         }
     }
@@ -111,9 +111,8 @@ impl HashAlgorithm {
     /// algorithms only the kept digits are rendered.
     pub fn renderer(self, truncate_to: Option<usize>) -> Renderer {
         Renderer {
-            append: self.appender(),
-            decimal: self.integer_hasher().zip(truncate_to),
-            keep: truncate_to.unwrap_or(usize::MAX),
+            algorithm: self,
+            truncate_to,
         }
     }
 
@@ -156,29 +155,45 @@ impl FromStr for HashAlgorithm {
 /// An integer hash function (seed 0).
 type IntegerHash = fn(&[u8]) -> u64;
 
+/// XXH64, seed 0.
+fn xxh64_seed0(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh64::xxh64(bytes, 0)
+}
+
+/// XXH32, seed 0, widened.
+fn xxh32_seed0(bytes: &[u8]) -> u64 {
+    u64::from(xxhash_rust::xxh32::xxh32(bytes, 0))
+}
+
+/// wyhash v1, seed 0.
+fn wyhash_seed0(bytes: &[u8]) -> u64 {
+    ::wyhash::wyhash(bytes, 0)
+}
+
 /// Appends the (possibly truncated) rendering of a hash; see [`HashAlgorithm::renderer`].
-/// (The UDFs' row loops use a loop compiled per algorithm instead, with the hash and the
-/// rendering inlined, rather than calling through this struct's function pointers per row.)
+/// It dispatches on the algorithm per value; the UDFs' row loops dispatch once per batch.
 #[derive(Debug, Clone, Copy)]
 pub struct Renderer {
-    append: fn(&[u8], &mut Vec<u8>),
-    /// For the decimal algorithms under truncation: the integer hash and the kept digits.
-    decimal: Option<(IntegerHash, usize)>,
-    keep: usize,
+    algorithm: HashAlgorithm,
+    truncate_to: Option<usize>,
 }
 
 impl Renderer {
     /// Appends the rendering of the hash of `bytes` to `out`, cut to the kept length.
     #[inline]
     pub fn render(&self, bytes: &[u8], out: &mut Vec<u8>) {
-        match self.decimal {
-            Some((hash, keep)) => append_decimal_prefix(hash(bytes), keep, out),
-            None => {
-                let start = out.len();
-                (self.append)(bytes, out);
-                out.truncate(start.saturating_add(self.keep));
+        struct One<'a> {
+            bytes: &'a [u8],
+            out: &'a mut Vec<u8>,
+        }
+        impl HashKernel for One<'_> {
+            type Output = ();
+            fn run<R: RenderHash>(self, r: R) {
+                r.render(self.bytes, self.out)
             }
         }
+        self.algorithm
+            .with_kernel(self.truncate_to, One { bytes, out })
     }
 }
 
@@ -235,12 +250,13 @@ impl HashAlgorithm {
     ) -> K::Output {
         let keep = truncate_to.unwrap_or(usize::MAX);
         match self {
+            // Function items, not pointers: each instantiation inlines its hash.
             HashAlgorithm::Xxhash64 => kernel.run(Decimal {
-                hash: |b: &[u8]| xxhash_rust::xxh64::xxh64(b, 0),
+                hash: xxh64_seed0,
                 keep,
             }),
             HashAlgorithm::Xxhash32 => kernel.run(Decimal {
-                hash: |b: &[u8]| u64::from(xxhash_rust::xxh32::xxh32(b, 0)),
+                hash: xxh32_seed0,
                 keep,
             }),
             HashAlgorithm::Xxh3_64 => kernel.run(Decimal {
@@ -248,7 +264,7 @@ impl HashAlgorithm {
                 keep,
             }),
             HashAlgorithm::Wyhash => kernel.run(Decimal {
-                hash: |b: &[u8]| ::wyhash::wyhash(b, 0),
+                hash: wyhash_seed0,
                 keep,
             }),
             HashAlgorithm::Md5 => kernel.run(Hex {
