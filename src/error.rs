@@ -58,6 +58,10 @@ pub enum MetaxyError {
         /// What is wrong, naming the column.
         message: String,
     },
+    /// A statement, clause or option the engine cannot honour (named in the message); nothing
+    /// was changed.
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// Invalid configuration (metaxy.toml, options).
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -84,6 +84,7 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
                 all_feature_versions: true,
                 history: true,
                 include_deleted: true,
+                ..Default::default()
             },
         )),
     )?;

@@ -201,3 +201,107 @@ fn a_pushed_store_gives_the_graph_without_definition_files() {
         "feature_key,feature_version\nexample/crop,34d75856\nexample/face_detection,f1526ee0\nexample/stt,d953dea4\nexample/video,c2ac395f\n"
     );
 }
+
+/// Issue 15 through the binary on a Delta store: every feature is listed and readable before
+/// it has data, a query without rows prints its header, `COPY (… resolve_update …) TO` writes
+/// the increment, and a refused statement exits non-zero, names the clause and changes nothing.
+#[test]
+fn sql_on_feature_tables_is_honoured_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("metaxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "project = \"conformance\"\n[stores.dev]\ntype = \"metaxy.ext.polars.handlers.delta.DeltaMetadataStore\"\n[stores.dev.config]\nroot_path = \"{}\"\n",
+            dir.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let run = |sql: &str, format: &str| {
+        metaxy_sql(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--features",
+            "tests/data/video.toml",
+            "-c",
+            sql,
+            "--format",
+            format,
+        ])
+    };
+    let ok = |sql: &str, format: &str| {
+        let o = run(sql, format);
+        assert!(
+            o.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout(&o)
+    };
+    assert_eq!(
+        ok("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1", "csv"),
+        "table_name\nexample__crop\nexample__face_detection\nexample__stt\nexample__video\n"
+    );
+    let shown = ok("SHOW TABLES", "csv");
+    assert!(shown.contains("history,example__stt"), "{shown}");
+    // No rows: the header all the same.
+    assert_eq!(
+        ok("SELECT video_id FROM example__video", "csv"),
+        "video_id\n"
+    );
+    let table = ok("SELECT video_id FROM example__video", "table");
+    assert!(table.contains("| video_id |"), "{table}");
+    ok(
+        "INSERT INTO example__video SELECT column1 AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field FROM (VALUES (1), (2), (1))",
+        "csv",
+    );
+    let out = dir.path().join("crop-new.parquet");
+    let copied = ok(
+        &format!(
+            "COPY (SELECT video_id, metaxy_provenance FROM resolve_update('example/crop', 'new')) TO '{}'",
+            out.display()
+        ),
+        "csv",
+    );
+    assert_eq!(copied, "count\n2\n");
+    assert_eq!(
+        ok(
+            &format!("SELECT video_id FROM '{}' ORDER BY video_id", out.display()),
+            "csv"
+        ),
+        "video_id\n1\n2\n"
+    );
+    let explained = ok(
+        "EXPLAIN ANALYZE SELECT * FROM resolve_update('example/crop')",
+        "csv",
+    );
+    assert!(explained.contains("output_rows"), "{explained}");
+    for (sql, says) in [
+        (
+            "DELETE FROM example__video WHERE video_id > 0 LIMIT 1",
+            "LIMIT in DELETE",
+        ),
+        (
+            "INSERT INTO history.example__video SELECT 3 AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field",
+            "history.example__video is read-only",
+        ),
+        (
+            "INSERT OVERWRITE example__video SELECT 3 AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field",
+            "OVERWRITE in INSERT",
+        ),
+        (
+            "DELETE FROM elsewhere.example__video WHERE video_id = 1",
+            "unknown schema 'elsewhere'",
+        ),
+    ] {
+        let o = run(sql, "csv");
+        assert!(!o.status.success(), "{sql} should be refused");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{sql}: {err}");
+        assert!(!err.contains("backtrace"), "{err}");
+    }
+    assert_eq!(
+        ok("SELECT count(*) AS n FROM history.example__video", "csv"),
+        "n\n2\n"
+    );
+}

@@ -322,6 +322,10 @@ fn invalid_definitions_fail_with_clear_messages() {
             "the feature graph has a cycle: a -> a",
         ),
         (
+            "[features.\"a-b/x\"]\nid_columns = [\"id\"]\n[features.\"a_b/x\"]\nid_columns = [\"id\"]",
+            "features 'a-b/x' and 'a_b/x' both map to table name 'a_b__x'",
+        ),
+        (
             "[features.a]\nid_columns = [\"id\"]\nfields = [\"x\", \"x\"]",
             "Duplicate field key found: x. All fields must have unique keys.",
         ),

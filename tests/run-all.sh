@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# One target directory outside the clone, shared with development builds.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/metaxy-target}"
+# The same target directory as the README's run command (`./target`, or $CARGO_TARGET_DIR when
+# set), so a fresh machine compiles DataFusion once.
 
 if ! .venv/bin/python -c "import polars, polars_hash, metaxy" 2>/dev/null; then
   echo "creating .venv with the reference Python stack (tests/python/requirements.txt)"

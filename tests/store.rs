@@ -87,7 +87,10 @@ pub(crate) async fn replay_steps(case: &Path, store: MetadataStore, resolve: boo
                         .await
                         .unwrap();
                 } else {
-                    store.hard_delete(&ctx, &key, predicate).await.unwrap();
+                    store
+                        .hard_delete(&ctx, &graph, &key, predicate, false)
+                        .await
+                        .unwrap();
                 }
             }
             "read" => {
@@ -400,6 +403,7 @@ async fn rejected_writes_change_nothing() {
                 all_feature_versions: true,
                 history: true,
                 include_deleted: true,
+                ..Default::default()
             };
             let batches = store
                 .read(&ctx, &graph, &key, &options)
@@ -417,7 +421,7 @@ async fn rejected_writes_change_nothing() {
         ("SELECT 2 AS video_id, named_struct('audio', 'a') AS metaxy_provenance_by_field", "has fields [audio]"),
         ("SELECT 2 AS video_id, named_struct('audio', 'a', 'frames', 'f', 'x', 'y') AS metaxy_provenance_by_field", "has fields [audio, frames, x]"),
         ("SELECT named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "id column 'video_id' is missing"),
-        ("SELECT 2 AS video_id, 1 AS extra, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "column 'extra' is not in the stored table"),
+        ("SELECT CAST(NULL AS BIGINT) AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "id column 'video_id' is NULL in 1 row(s)"),
         ("SELECT 2 AS video_id, 5 AS metaxy_provenance, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "column 'metaxy_provenance' must be a string"),
         ("SELECT 'x' AS metaxy_created_at, 2 AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "column 'metaxy_created_at' must be a timestamp"),
         ("SELECT 'not a number' AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field", "Cannot cast"),
@@ -720,9 +724,11 @@ async fn delta_reads_skip_only_the_steps_the_log_proves_no_ops() {
 
 /// Merge-on-read against a plain computation of its definition: over rows in many batches and
 /// partitions with two id columns (one with NULLs), timestamps in two units, tombstones and
-/// ties, the latest rows per sample are the rows whose `coalesce(deleted_at, updated_at)` is
-/// the sample's greatest (ties all kept; NULL ids one sample; a sample whose timestamps are
-/// all NULL keeps its rows); the filter given before the reduction applies before it.
+/// ties, the latest row per sample is the row whose `coalesce(deleted_at, updated_at)` is the
+/// sample's greatest, exactly one per sample: of tied rows the one that sorts last over the
+/// columns read (here the unique `row` first, so the greatest `row`); NULL ids are one sample,
+/// a sample whose timestamps are all NULL keeps one row; the filter given before the reduction
+/// applies before it.
 #[tokio::test]
 async fn latest_rows_match_their_definition() {
     use datafusion::arrow::array::{
@@ -849,14 +855,21 @@ async fn latest_rows_match_their_definition() {
     };
     for (ids, id) in id_sets {
         let latest = latest_of(id);
-        let mut expected: Vec<i64> = all
+        let mut winner: BTreeMap<String, i64> = BTreeMap::new();
+        for r in all.iter().filter(|r| r.2 == 1 && latest[&id(r)] == ts(r)) {
+            let w = winner.entry(id(r)).or_insert(r.5);
+            *w = (*w).max(r.5);
+        }
+        let ties = all
             .iter()
             .filter(|r| r.2 == 1 && latest[&id(r)] == ts(r))
-            .map(|r| r.5)
-            .collect();
+            .count()
+            - winner.len();
+        assert!(ties > 10, "{ids:?}: the data should hold ties ({ties})");
+        let mut expected: Vec<i64> = winner.into_values().collect();
         expected.sort();
         assert!(
-            expected.len() > 20 && expected.len() < all.len() / 2,
+            expected.len() >= 20 && expected.len() < all.len() / 2,
             "{ids:?}"
         );
         let table = LatestRowsTable::new(
@@ -914,10 +927,16 @@ async fn latest_rows_match_their_definition() {
         .downcast_ref::<Int64Array>()
         .unwrap()
         .value(0) as usize;
-    let live = all
-        .iter()
-        .filter(|r| r.2 == 1 && r.4.is_none() && latest[&id(r)] == ts(r))
-        .count();
+    let mut winner: BTreeMap<String, &Row> = BTreeMap::new();
+    for r in all.iter().filter(|r| r.2 == 1 && latest[&id(r)] == ts(r)) {
+        let w = winner.entry(id(r)).or_insert(r);
+        // Over the columns read: the projected `metaxy_deleted_at`, then the ids, then
+        // `metaxy_updated_at` (NULL first, as Arrow's row order has it).
+        if (r.4, r.3) > (w.4, w.3) {
+            *w = r;
+        }
+    }
+    let live = winner.values().filter(|r| r.4.is_none()).count();
     assert_eq!(n, live);
 }
 
@@ -1088,4 +1107,383 @@ async fn delta_merge_on_read_decodes_only_the_latest_rows() {
         own + plan.children().into_iter().map(pruned).sum::<usize>()
     }
     assert_eq!(pruned(&plan), 1000);
+}
+
+/// `batch` with the named columns replaced by `values` (cast to the column's type).
+fn with_columns(
+    batch: &RecordBatch,
+    values: &[(&str, datafusion::arrow::array::ArrayRef)],
+) -> RecordBatch {
+    let schema = batch.schema();
+    let mut columns = batch.columns().to_vec();
+    for (name, value) in values {
+        let i = schema.index_of(name).unwrap();
+        columns[i] = datafusion::arrow::compute::cast(value, schema.field(i).data_type()).unwrap();
+    }
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+/// Rows of `t/root` as another writer would append them: ids, provenance markers and
+/// `metaxy_updated_at` (µs) given, the other columns those of a row we wrote (`template`).
+fn foreign_rows(template: &RecordBatch, rows: &[(i64, &str, i64)]) -> RecordBatch {
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    let indices = datafusion::arrow::array::UInt32Array::from(vec![0u32; rows.len()]);
+    let repeated = datafusion::arrow::compute::take_record_batch(template, &indices).unwrap();
+    with_columns(
+        &repeated,
+        &[
+            (
+                "id",
+                Arc::new(rows.iter().map(|r| r.0).collect::<Int64Array>()),
+            ),
+            (
+                "metaxy_provenance",
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "metaxy_updated_at",
+                Arc::new(
+                    TimestampMicrosecondArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+                        .with_timezone("UTC"),
+                ),
+            ),
+        ],
+    )
+}
+
+/// The current view of `t/root` as (id, metaxy_provenance), sorted.
+async fn ids_and_provenance(
+    store: &MetadataStore,
+    ctx: &SessionContext,
+    graph: &FeatureGraph,
+    key: &FeatureKey,
+    options: &ReadOptions,
+) -> Vec<Vec<String>> {
+    let df = store.read(ctx, graph, key, options).await.unwrap();
+    let df = df
+        .select_columns(&["id", "metaxy_provenance"])
+        .unwrap()
+        .sort_by(vec![
+            datafusion::prelude::col("id"),
+            datafusion::prelude::col("metaxy_provenance"),
+        ])
+        .unwrap();
+    crate::common::batches_to_rows(&df.collect().await.unwrap())
+}
+
+/// metaxy's promise on a Delta store, whatever the log shows: two appends within one
+/// millisecond (which Delta's millisecond timestamp statistics cannot tell apart) read as the
+/// later one; a commit of another writer holding one sample twice with one timestamp reads as
+/// one row, the same one on every read and whichever columns are read.
+#[tokio::test]
+async fn delta_reads_keep_one_row_per_sample_whatever_the_log_shows() {
+    use datafusion_metaxy::store::StoreBackend;
+    let ctx = SessionContext::new();
+    let template = {
+        let dir = tempfile::tempdir().unwrap();
+        let (graph, key, _, store) = one_field_delta_store(dir.path());
+        let df = ctx
+            .sql("SELECT 1 AS id, named_struct('x', 'a') AS metaxy_provenance_by_field")
+            .await
+            .unwrap();
+        store.write(&graph, &key, df).await.unwrap();
+        let history = ReadOptions {
+            history: true,
+            ..Default::default()
+        };
+        let batches = store
+            .read(&ctx, &graph, &key, &history)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        batches.into_iter().find(|b| b.num_rows() > 0).unwrap()
+    };
+    // 2026-01-01T00:00:00Z, on a millisecond.
+    let t0 = 1_767_225_600_000_000i64;
+
+    // Two appends 400 µs apart, each marked as holding one row per sample.
+    let dir = tempfile::tempdir().unwrap();
+    let (graph, key, backend, store) = one_field_delta_store(dir.path());
+    let schema = template.schema();
+    for (p, t) in [("first", t0), ("second", t0 + 400)] {
+        let rows = foreign_rows(&template, &[(1, p, t), (2, p, t)]);
+        backend
+            .append(&key, schema.clone(), vec![rows], true)
+            .await
+            .unwrap();
+    }
+    let facts = backend.scan(&key).await.unwrap().unwrap().facts;
+    assert!(!facts.single_timestamp, "two commits are not one write");
+    let current = ReadOptions::default();
+    assert_eq!(
+        ids_and_provenance(&store, &ctx, &graph, &key, &current).await,
+        [["1", "second"], ["2", "second"]]
+    );
+
+    // One commit of another writer (not marked) holding sample 1 twice, tied.
+    let dir = tempfile::tempdir().unwrap();
+    let (graph, key, backend, store) = one_field_delta_store(dir.path());
+    let rows = foreign_rows(
+        &template,
+        &[
+            (1, "p-b", t0),
+            (2, "p-a", t0),
+            (1, "p-c", t0),
+            (1, "p-a", t0),
+        ],
+    );
+    backend
+        .append(&key, schema.clone(), vec![rows], false)
+        .await
+        .unwrap();
+    assert!(
+        !backend
+            .scan(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .facts
+            .single_timestamp
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            ids_and_provenance(&store, &ctx, &graph, &key, &current).await,
+            [["1", "p-c"], ["2", "p-a"]]
+        );
+        // Every column read: the tied rows differ only in metaxy_provenance.
+        let all = store
+            .read(&ctx, &graph, &key, &current)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let rows = crate::common::batches_to_rows(&all);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let provenance = all[0].schema().index_of("metaxy_provenance").unwrap();
+        let mut got: Vec<&str> = rows.iter().map(|r| r[provenance].as_str()).collect();
+        got.sort();
+        assert_eq!(got, ["p-a", "p-c"]);
+    }
+    // The comparison inside resolve_update sees one stored row per sample too: a sample
+    // given with the provenance of the tie's winner is not stale.
+    let samples = ctx
+        .sql("SELECT CAST(1 AS BIGINT) AS id, named_struct('x', 'a') AS metaxy_provenance_by_field, 'p-c' AS metaxy_provenance UNION ALL SELECT 2, named_struct('x', 'a'), 'other'")
+        .await
+        .unwrap();
+    let increment = datafusion_metaxy::versioning::resolve_update(
+        &ctx,
+        &graph,
+        &store,
+        &key,
+        datafusion_metaxy::versioning::ResolveOptions {
+            samples: Some(samples),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let stale = increment
+        .stale
+        .select_columns(&["id"])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(crate::common::batches_to_rows(&stale), [["2"]]);
+}
+
+/// Reads of other feature versions and hard deletes as metaxy 0.1.11 has them: every version
+/// without history is the latest row per sample (by ids alone); `feature_version` reads one
+/// version; a hard delete removes rows of the current version unless told otherwise.
+#[tokio::test]
+async fn feature_versions_in_reads_and_hard_deletes_follow_metaxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = SessionContext::new();
+    let (graph, key, _, store) = one_field_delta_store(dir.path());
+    let graph_v2 = datafusion_metaxy::graph::GraphBuilder::new("t")
+        .feature(datafusion_metaxy::graph::FeatureBuilder::new("t/root", ["id"]).field("x", "2"))
+        .build()
+        .unwrap();
+    let v1 = graph
+        .feature(&key)
+        .unwrap()
+        .versions
+        .feature_version
+        .clone();
+    let v2 = graph_v2
+        .feature(&key)
+        .unwrap()
+        .versions
+        .feature_version
+        .clone();
+    let write = |g: &FeatureGraph, sql: &str| {
+        let (ctx, store, key, g, sql) = (
+            ctx.clone(),
+            store.clone(),
+            key.clone(),
+            g.clone(),
+            sql.to_string(),
+        );
+        async move {
+            let df = ctx.sql(&sql).await.unwrap();
+            store.write(&g, &key, df).await.unwrap();
+        }
+    };
+    write(&graph, "SELECT 1 AS id, named_struct('x', 'a') AS metaxy_provenance_by_field UNION ALL SELECT 2, named_struct('x', 'b')").await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    write(&graph_v2, "SELECT 1 AS id, named_struct('x', 'c') AS metaxy_provenance_by_field, 'v2-1' AS metaxy_provenance").await;
+    let read = |g: &FeatureGraph, options: ReadOptions| {
+        let (ctx, store, key, g) = (ctx.clone(), store.clone(), key.clone(), g.clone());
+        async move {
+            let df = store.read(&ctx, &g, &key, &options).await.unwrap();
+            let df = df
+                .select_exprs(&["id", "get_field(metaxy_provenance_by_field, 'x')"])
+                .unwrap()
+                .sort_by(vec![datafusion::prelude::col("id")])
+                .unwrap();
+            crate::common::batches_to_rows(&df.collect().await.unwrap())
+        }
+    };
+    let all_versions = ReadOptions {
+        all_feature_versions: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        read(&graph_v2, all_versions.clone()).await,
+        [["1", "c"], ["2", "b"]]
+    );
+    let version = |v: &str| ReadOptions {
+        feature_version: Some(v.to_string()),
+        ..Default::default()
+    };
+    assert_eq!(
+        read(&graph_v2, version(&v1)).await,
+        [["1", "a"], ["2", "b"]]
+    );
+    assert_eq!(read(&graph_v2, version(&v2)).await, [["1", "c"]]);
+    assert!(read(&graph_v2, version("nope")).await.is_empty());
+    // Hard delete: the current version's rows only, then every version's.
+    let id1 = || datafusion::prelude::col("id").eq(datafusion::prelude::lit(1i64));
+    assert_eq!(
+        store
+            .hard_delete(&ctx, &graph_v2, &key, id1(), false)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        read(&graph_v2, version(&v1)).await,
+        [["1", "a"], ["2", "b"]]
+    );
+    assert_eq!(
+        store
+            .hard_delete(&ctx, &graph_v2, &key, id1(), true)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(read(&graph_v2, all_versions).await, [["2", "b"]]);
+}
+
+/// A write keeps one row per sample (the last one given) and refuses NULL ids, naming the
+/// column and the rows, with nothing written.
+#[tokio::test]
+async fn writes_keep_the_last_row_of_a_sample_and_refuse_null_ids() {
+    let ctx = SessionContext::new();
+    for delta in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (graph, key, _, store) = one_field_delta_store(dir.path());
+        let store = if delta {
+            store
+        } else {
+            MetadataStore::in_memory()
+        };
+        let df = ctx
+            .sql("SELECT CAST(column1 AS BIGINT) AS id, named_struct('x', column2) AS metaxy_provenance_by_field, column2 AS metaxy_provenance FROM (VALUES (2, 'b1'), (1, 'a1'), (2, 'b2'), (1, 'a2'), (3, 'c'))")
+            .await
+            .unwrap();
+        assert_eq!(store.write(&graph, &key, df).await.unwrap(), 3);
+        let current = ReadOptions::default();
+        let history = ReadOptions {
+            history: true,
+            ..Default::default()
+        };
+        let want = [["1", "a2"], ["2", "b2"], ["3", "c"]];
+        assert_eq!(
+            ids_and_provenance(&store, &ctx, &graph, &key, &current).await,
+            want
+        );
+        assert_eq!(
+            ids_and_provenance(&store, &ctx, &graph, &key, &history).await,
+            want
+        );
+        let df = ctx
+            .sql("SELECT CAST(column1 AS BIGINT) AS id, named_struct('x', 'n') AS metaxy_provenance_by_field FROM (VALUES (NULL), (4), (NULL))")
+            .await
+            .unwrap();
+        let e = store.write(&graph, &key, df).await.unwrap_err().to_string();
+        assert!(e.contains("id column 'id' is NULL in 2 row(s)"), "{e}");
+        assert_eq!(
+            ids_and_provenance(&store, &ctx, &graph, &key, &history).await,
+            want
+        );
+    }
+}
+
+/// A store metaxy wrote with the same sample three times in one write (tied on its timestamp)
+/// and a later write adding a column: our reads give one row per sample (of the tie, the one
+/// the content rule picks: the greatest `val`, the first column after the id that differs),
+/// and the added column reads NULL in older rows.
+#[tokio::test]
+async fn reads_of_a_store_metaxy_wrote_with_ties_keep_one_row_per_sample() {
+    let Some(python) = crate::common::reference_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(&python)
+        .arg(crate::common::repo_root().join("tests/python/metaxy_write_ties.py"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "metaxy could not write the store");
+    let graph = datafusion_metaxy::graph::GraphBuilder::new("t")
+        .feature(datafusion_metaxy::graph::FeatureBuilder::new("t/ties", ["sid"]).field("a", "1"))
+        .build()
+        .unwrap();
+    let key = FeatureKey::parse("t/ties").unwrap();
+    let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let store = MetadataStore::new("py", Arc::new(backend));
+    let ctx = SessionContext::new();
+    // Every feature version: the rows metaxy wrote, whatever version our graph gives.
+    let options = ReadOptions {
+        all_feature_versions: true,
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let df = store.read(&ctx, &graph, &key, &options).await.unwrap();
+        let df = df
+            .select_columns(&["sid", "val", "extra"])
+            .unwrap()
+            .sort_by(vec![datafusion::prelude::col("sid")])
+            .unwrap();
+        let rows = crate::common::batches_to_rows(&df.collect().await.unwrap());
+        assert_eq!(
+            rows,
+            [["x", "3", "NULL"], ["y", "4", "NULL"], ["z", "5", "9"]]
+        );
+        // Every column read, as the comparison of resolve_update reads them.
+        let n = store
+            .read(&ctx, &graph, &key, &options)
+            .await
+            .unwrap()
+            .count()
+            .await
+            .unwrap();
+        assert_eq!(n, 3);
+    }
 }

@@ -127,6 +127,18 @@ impl FeatureGraph {
                 )));
             }
         }
+        // Feature tables are named by their keys; two keys with one table name would leave
+        // one of the features unreachable in SQL.
+        let mut by_table: BTreeMap<String, &FeatureKey> = BTreeMap::new();
+        for key in by_key.keys() {
+            if let Some(other) = by_table.insert(key.table_name(), key) {
+                return Err(MetaxyError::Graph(format!(
+                    "features '{other}' and '{key}' both map to table name '{}'; rename one of \
+                     them",
+                    key.table_name()
+                )));
+            }
+        }
         for d in by_key.values() {
             for dep in &d.spec.deps {
                 if !by_key.contains_key(&dep.feature) {

@@ -59,8 +59,9 @@ pub fn parse_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<Statement
         .collect())
 }
 
-/// Runs one already-parsed statement and collects its result. Writes to feature tables go
-/// through the store ([`dml`]); everything else is planned by DataFusion.
+/// Runs one already-parsed statement and collects its result (at least one batch, empty when
+/// there are no rows, so the columns are known). Writes to feature tables go through the store
+/// ([`dml`]); everything else is planned by DataFusion.
 pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result<Vec<RecordBatch>> {
     let state = ctx.state().config().get_extension::<catalog::MetaxyState>();
     let mut statement = statement;
@@ -76,7 +77,13 @@ pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result
         }
         let plan = ctx.state().statement_to_plan(statement).await?;
         let df = ctx.execute_logical_plan(plan).await?;
-        Ok(df.collect().await?)
+        // A query without rows still says what its columns are (printed as a header).
+        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let mut batches = df.collect().await?;
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(schema));
+        }
+        Ok(batches)
     }
     .await;
     for view in views {

@@ -9,7 +9,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::parser::{CopyToSource, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
     self, FunctionArg, FunctionArgExpr, ObjectName, TableFactor, Visit, VisitMut, Visitor,
     VisitorMut,
@@ -92,17 +92,14 @@ pub async fn rewrite(
     state: &MetaxyState,
     statement: &mut DFStatement,
 ) -> Result<Vec<String>> {
-    // `EXPLAIN …` wraps the statement.
-    let inner = match statement {
-        DFStatement::Statement(inner) => inner,
-        DFStatement::Explain(explain) => match explain.statement.as_mut() {
-            DFStatement::Statement(inner) => inner,
-            _ => return Ok(Vec::new()),
-        },
-        _ => return Ok(Vec::new()),
+    let Some(mut inner) = sql_of(statement) else {
+        return Ok(Vec::new());
     };
     let mut collect = Collect(Vec::new());
-    let _ = Visit::visit(inner.as_ref(), &mut collect);
+    let _ = match &inner {
+        Sql::Statement(s) => Visit::visit(&**s, &mut collect),
+        Sql::Query(q) => Visit::visit(&**q, &mut collect),
+    };
     if collect.0.is_empty() {
         return Ok(Vec::new());
     }
@@ -159,6 +156,28 @@ pub async fn rewrite(
         views.push(name);
     }
     let mut rewrite = Rewrite(views.clone(), 0);
-    let _ = VisitMut::visit(inner.as_mut(), &mut rewrite);
+    let _ = match &mut inner {
+        Sql::Statement(s) => VisitMut::visit(&mut **s, &mut rewrite),
+        Sql::Query(q) => VisitMut::visit(&mut **q, &mut rewrite),
+    };
     Ok(views)
+}
+
+/// The SQL of a statement that may read tables: a plain statement, the query of `COPY (query)
+/// TO …`, or either under `EXPLAIN [ANALYZE]`.
+enum Sql<'a> {
+    Statement(&'a mut ast::Statement),
+    Query(&'a mut ast::Query),
+}
+
+fn sql_of(statement: &mut DFStatement) -> Option<Sql<'_>> {
+    match statement {
+        DFStatement::Statement(inner) => Some(Sql::Statement(inner.as_mut())),
+        DFStatement::Explain(explain) => sql_of(explain.statement.as_mut()),
+        DFStatement::CopyTo(copy) => match &mut copy.source {
+            CopyToSource::Query(query) => Some(Sql::Query(query.as_mut())),
+            CopyToSource::Relation(_) => None,
+        },
+        _ => None,
+    }
 }

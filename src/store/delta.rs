@@ -19,7 +19,9 @@ use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_metaxy_udfs::HashAlgorithm;
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::StructType;
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::StreamExt;
@@ -145,10 +147,18 @@ impl StoreBackend for DeltaBackend {
             return Ok(None);
         };
         // From the per-file statistics of the log (none known when they are missing).
-        let facts = match table.snapshot().and_then(|s| s.add_actions_table(true)) {
+        let mut facts = match table.snapshot().and_then(|s| s.add_actions_table(true)) {
             Ok(files) => facts_from_stats(&files),
             Err(_) => StoredFacts::default(),
         };
+        // One timestamp in the statistics is not one write: Delta keeps timestamp statistics
+        // in milliseconds, so two writes within a millisecond look like one. The table is
+        // known to hold one row per sample only when it has one commit (version 0), written
+        // by us (a write of ours keeps one row per sample and marks its commit).
+        if facts.single_timestamp {
+            facts.single_timestamp =
+                table.version() == Some(0) && first_commit_is_ours(&table).await;
+        }
         let provider = table
             .table_provider()
             .with_session(scan_defaults())
@@ -166,6 +176,7 @@ impl StoreBackend for DeltaBackend {
         key: &FeatureKey,
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
+        one_row_per_sample: bool,
     ) -> Result<()> {
         // Every file carries the types the table declares (an arrow UInt64 column is a Delta
         // `long`, so its values are written as Int64, failing on values that do not fit).
@@ -179,12 +190,32 @@ impl StoreBackend for DeltaBackend {
         let mut attempt = 0;
         loop {
             let table = self.open_or_new(key).await?;
-            match table
+            // New columns are added to the table (metaxy's schema_mode="merge").
+            let widens = match table.snapshot() {
+                Ok(snapshot) => {
+                    let stored = snapshot.schema();
+                    schema
+                        .fields()
+                        .iter()
+                        .any(|f| stored.field(f.name()).is_none())
+                }
+                Err(_) => false,
+            };
+            let mut write = table
                 .write(batches.clone())
                 .with_save_mode(SaveMode::Append)
-                .with_writer_properties(writer_properties(&schema))
-                .await
-            {
+                .with_writer_properties(writer_properties(&schema));
+            if one_row_per_sample {
+                write =
+                    write.with_commit_properties(CommitProperties::default().with_metadata([(
+                        ONE_ROW_PER_SAMPLE.to_string(),
+                        serde_json::Value::Bool(true),
+                    )]));
+            }
+            if widens {
+                write = write.with_schema_mode(SchemaMode::Merge);
+            }
+            match write.await {
                 Ok(_) => return Ok(()),
                 Err(
                     DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_),
@@ -299,6 +330,19 @@ impl StoreBackend for DeltaBackend {
         out.sort();
         Ok(out)
     }
+}
+
+/// The commit metadata key a write of ours sets: the commit holds one row per sample.
+const ONE_ROW_PER_SAMPLE: &str = "metaxyOneRowPerSample";
+
+/// Whether the table's newest commit carries [`ONE_ROW_PER_SAMPLE`] (read from the log; any
+/// error reads as "not known").
+async fn first_commit_is_ours(table: &DeltaTable) -> bool {
+    let infos: Vec<_> = table.history(Some(1)).collect().await;
+    matches!(
+        infos.as_slice(),
+        [Ok(info)] if info.info.get(ONE_ROW_PER_SAMPLE) == Some(&serde_json::Value::Bool(true))
+    )
 }
 
 /// The scan settings of our Delta tables, as a session delta-rs takes its defaults from:

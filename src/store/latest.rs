@@ -5,8 +5,9 @@
 //! returns only the latest rows: its scan reads the inner table (with an optional filter applied
 //! before the reduction, e.g. the current feature version), and puts one of two operators on
 //! top. Being a table provider, it needs no planner extension and works in any
-//! `SessionContext`. Rows tied on the greatest timestamp are all kept (metaxy keeps an arbitrary
-//! one of them); NULL ids are one sample, as in Polars' group-by.
+//! `SessionContext`. Exactly one row per sample is returned: of rows tied on the greatest
+//! timestamp, the one [`super::ties`] chooses (metaxy keeps an arbitrary one); NULL ids are one
+//! sample, as in Polars' group-by.
 //!
 //! - One integer id column (metaxy's usual `sample_uid`): [`LatestRowsIndexExec`] reads the ids
 //!   and timestamps first and builds each sample's greatest timestamp (an array indexed by id
@@ -94,6 +95,7 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 
 use super::columns::{DELETED_AT, UPDATED_AT};
+use super::ties;
 
 /// A table provider returning, per sample, only the latest stored rows of `inner`.
 #[derive(Debug, Clone)]
@@ -554,10 +556,27 @@ fn latest_rows(
     }
     radix_sort(&mut entries);
     let mut keep: Vec<Vec<bool>> = batches.iter().map(|b| vec![false; b.num_rows()]).collect();
+    let position = |at: u64| ((at >> 32) as usize, (at & 0xffff_ffff) as usize);
+    // Samples whose greatest timestamp several rows carry: one is kept (`ties::winners`).
+    let mut tied: Vec<Vec<ties::At>> = Vec::new();
     let mut mark = |sample: &[Entry]| {
         let latest = sample.iter().map(|e| e.ts).max().unwrap_or(NO_TIME);
-        for e in sample.iter().filter(|e| e.ts == latest) {
-            keep[(e.at >> 32) as usize][(e.at & 0xffff_ffff) as usize] = true;
+        let mut at_latest = sample.iter().filter(|e| e.ts == latest);
+        let Some(first) = at_latest.next() else {
+            return;
+        };
+        match at_latest.next() {
+            None => {
+                let (b, i) = position(first.at);
+                keep[b][i] = true;
+            }
+            Some(second) => tied.push(
+                [first, second]
+                    .into_iter()
+                    .chain(at_latest)
+                    .map(|e| position(e.at))
+                    .collect(),
+            ),
         }
     };
     mark(&null_ids);
@@ -572,6 +591,9 @@ fn latest_rows(
                 mark(sample);
             }
         }
+    }
+    for (b, i) in ties::winners(batches, &tied)? {
+        keep[b][i] = true;
     }
     let mut out = Vec::with_capacity(batches.len());
     for (batch, keep) in batches.iter().zip(keep) {
@@ -692,6 +714,10 @@ struct TimesIndex {
     ids: TimesById,
     /// The greatest timestamp of the rows whose id is NULL (one sample), if there are any.
     null_id: Option<Time>,
+    /// The ids whose greatest timestamp several rows carry (see [`super::ties`]).
+    tied: std::collections::HashSet<i64>,
+    /// Whether several rows with a NULL id carry their greatest timestamp.
+    null_tied: bool,
     _reservation: MemoryReservation,
 }
 
@@ -706,6 +732,26 @@ enum TimesById {
 }
 
 impl TimesIndex {
+    fn has_ties(&self) -> bool {
+        self.null_tied || !self.tied.is_empty()
+    }
+
+    /// `true` for the rows of `batch` whose sample is tied (column `id` holds the ids).
+    fn tied_rows(&self, batch: &RecordBatch, id: usize) -> Result<ArrayRef> {
+        let (ids, nulls) = id_values(batch.column(id))?;
+        Ok(Arc::new(BooleanArray::from(
+            (0..batch.num_rows())
+                .map(|i| {
+                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        self.null_tied
+                    } else {
+                        self.tied.contains(&ids[i])
+                    }
+                })
+                .collect::<Vec<bool>>(),
+        )))
+    }
+
     /// The greatest timestamp of the sample `id` (`None`: NULL id); [`NO_TIME`] for an id the
     /// index does not hold (no row of the `ids` input has it).
     fn latest(&self, id: Option<i64>) -> Option<Time> {
@@ -732,7 +778,8 @@ fn dense_latest(min: i64, latest: &[Time], id: i64) -> Time {
 #[derive(Default)]
 struct IdTimes {
     pairs: Vec<(i64, Time)>,
-    null_id: Option<Time>,
+    /// The timestamps of the rows whose id is NULL.
+    null_ids: Vec<Time>,
 }
 
 impl IdTimes {
@@ -754,7 +801,7 @@ impl IdTimes {
                     if nulls.is_valid(i) {
                         self.pairs.push((id, t));
                     } else {
-                        self.null_id = Some(self.null_id.map_or(t, |m| m.max(t)));
+                        self.null_ids.push(t);
                     }
                 }
             }
@@ -827,7 +874,10 @@ async fn build_index(
         );
     }
     let rows: usize = parts.iter().map(|(p, _)| p.pairs.len()).sum();
-    let null_id = parts.iter().filter_map(|(p, _)| p.null_id).max();
+    let null_times = || parts.iter().flat_map(|(p, _)| p.null_ids.iter().copied());
+    let null_id = null_times().max();
+    let null_tied = null_id.is_some_and(|m| null_times().filter(|&t| t == m).count() > 1);
+    let mut tied = std::collections::HashSet::new();
     let (min, max) = parts
         .iter()
         .flat_map(|(p, _)| p.pairs.iter().map(|&(id, _)| id))
@@ -843,30 +893,54 @@ async fn build_index(
             latest: vec![],
         }
     } else if span <= 4 * rows as i128 + 1024 {
-        reservation.try_grow(span as usize * std::mem::size_of::<Time>())?;
+        reservation.try_grow(span as usize * (std::mem::size_of::<Time>() + 1))?;
         let mut latest = vec![NO_TIME; span as usize];
+        // Rows carrying the greatest timestamp so far: 0, 1 or 2 (several).
+        let mut at_latest = vec![0u8; span as usize];
         for (part, _) in &parts {
             for &(id, ts) in &part.pairs {
-                let slot = &mut latest[(id as i128 - min as i128) as usize];
-                *slot = (*slot).max(ts);
+                let at = (id as i128 - min as i128) as usize;
+                let slot = &mut latest[at];
+                if ts > *slot || at_latest[at] == 0 {
+                    *slot = ts;
+                    at_latest[at] = 1;
+                } else if ts == *slot {
+                    at_latest[at] = 2;
+                }
             }
         }
+        tied.extend(
+            at_latest
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n == 2)
+                .map(|(at, _)| (min as i128 + at as i128) as i64),
+        );
         TimesById::Dense { min, latest }
     } else {
         reservation.try_grow(rows * 2 * std::mem::size_of::<(i64, Time)>())?;
-        let mut map: HashMap<i64, Time> = HashMap::with_capacity(rows);
+        let mut map: HashMap<i64, (Time, bool)> = HashMap::with_capacity(rows);
         for (part, _) in &parts {
             for &(id, ts) in &part.pairs {
                 map.entry(id)
-                    .and_modify(|m| *m = (*m).max(ts))
-                    .or_insert(ts);
+                    .and_modify(|(m, several)| {
+                        if ts > *m {
+                            (*m, *several) = (ts, false);
+                        } else if ts == *m {
+                            *several = true;
+                        }
+                    })
+                    .or_insert((ts, false));
             }
         }
-        TimesById::Sparse(map)
+        tied.extend(map.iter().filter(|(_, (_, t))| *t).map(|(&id, _)| id));
+        TimesById::Sparse(map.into_iter().map(|(id, (ts, _))| (id, ts)).collect())
     };
     Ok(TimesIndex {
         ids,
         null_id,
+        tied,
+        null_tied,
         _reservation: reservation,
     })
 }
@@ -980,7 +1054,11 @@ pub struct LatestRowsIndexExec {
     ids: Arc<dyn ExecutionPlan>,
     rows: Arc<dyn ExecutionPlan>,
     columns: (usize, usize, usize),
+    /// The id column of `rows`.
+    rows_id: usize,
     times: Arc<LatestTimes>,
+    /// Rows of tied samples set aside by the partitions (see [`super::ties`]).
+    ties: Arc<ties::TieBuffer>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -1010,12 +1088,17 @@ impl LatestRowsIndexExec {
             updated_at: column(UPDATED_AT)?,
             deleted_at: column(DELETED_AT)?,
         });
+        let rows_id = of_rows.index_of(id)?;
         let rows: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(is_latest, rows)?);
         Ok(Self {
             properties: Arc::new(Self::properties_of(&rows)),
+            ties: Arc::new(ties::TieBuffer::new(
+                rows.output_partitioning().partition_count(),
+            )),
             ids,
             rows,
             columns,
+            rows_id,
             times,
             metrics: ExecutionPlanMetricsSet::new(),
         })
@@ -1087,6 +1170,9 @@ impl ExecutionPlan for LatestRowsIndexExec {
             ChildrenPropertiesMode::Recompute => Arc::new(Self::properties_of(&rows)),
         };
         Ok(Arc::new(Self {
+            ties: Arc::new(ties::TieBuffer::new(
+                rows.output_partitioning().partition_count(),
+            )),
             ids,
             rows,
             properties,
@@ -1116,22 +1202,50 @@ impl ExecutionPlan for LatestRowsIndexExec {
             Arc::clone(&self.rows),
         );
         let columns = self.columns;
+        let rows_id = self.rows_id;
+        let (tie_buffer, schema) = (Arc::clone(&self.ties), self.schema());
         let metrics = BaselineMetrics::new(&self.metrics, partition);
         let output = async move {
             // The first partition to get here builds the index (its elapsed time is this
             // operator's `elapsed_compute`); the others wait for it.
             let elapsed = metrics.elapsed_compute().clone();
-            times
+            let index = times
                 .index
                 .get_or_try_init(|| async {
                     let _timer = elapsed.timer();
                     build_index(ids, columns, Arc::clone(&context)).await
                 })
                 .await?;
+            let has_ties = index.has_ties();
             let stream = rows.execute(partition, context)?;
-            Ok::<_, DataFusionError>(stream.inspect_ok(move |batch| {
-                metrics.record_output(batch.num_rows());
-            }))
+            let record = move |batch: &RecordBatch| metrics.record_output(batch.num_rows());
+            if !has_ties {
+                return Ok::<_, DataFusionError>(stream.inspect_ok(record).boxed());
+            }
+            // Rows of tied samples are set aside until every partition has read its rows;
+            // the last one to finish keeps one row per sample.
+            let aside = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let kept = Arc::clone(&aside);
+            let untied = stream.map(move |batch| {
+                let batch = batch?;
+                let index = times.index.get().expect("built above");
+                let (tied, others) = ties::split(&batch, &index.tied_rows(&batch, rows_id)?)?;
+                if tied.num_rows() > 0 {
+                    kept.lock().unwrap_or_else(|e| e.into_inner()).push(tied);
+                }
+                Ok(others)
+            });
+            let winners = futures::stream::once(async move {
+                let batches = std::mem::take(&mut *aside.lock().unwrap_or_else(|e| e.into_inner()));
+                tie_buffer.finish_partition(batches, &schema, |batch| {
+                    let (ids, nulls) = id_values(batch.column(rows_id))?;
+                    Ok((0..batch.num_rows())
+                        .map(|i| (!nulls.as_ref().is_some_and(|n| n.is_null(i))).then(|| ids[i]))
+                        .collect())
+                })
+            })
+            .filter_map(|r| futures::future::ready(r.transpose()));
+            Ok(untied.chain(winners).inspect_ok(record).boxed())
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema(),

@@ -63,11 +63,27 @@ impl StoreBackend for MemoryBackend {
         key: &FeatureKey,
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
+        _one_row_per_sample: bool,
     ) -> Result<()> {
         let mut tables = self.tables.write().expect("lock");
         let entry = tables
             .entry(key.clone())
-            .or_insert_with(|| (schema, Vec::new()));
+            .or_insert_with(|| (schema.clone(), Vec::new()));
+        if entry.0.fields().len() < schema.fields().len() {
+            // Columns added by this write: the stored rows read NULL in them.
+            entry.1 = entry
+                .1
+                .iter()
+                .map(|batch| {
+                    let mut columns = batch.columns().to_vec();
+                    columns.extend(schema.fields()[batch.num_columns()..].iter().map(|f| {
+                        datafusion::arrow::array::new_null_array(f.data_type(), batch.num_rows())
+                    }));
+                    RecordBatch::try_new(schema.clone(), columns)
+                })
+                .collect::<std::result::Result<_, _>>()?;
+            entry.0 = schema;
+        }
         entry.1.extend(batches);
         Ok(())
     }

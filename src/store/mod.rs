@@ -8,6 +8,7 @@ pub mod delta;
 pub mod latest;
 pub mod memory;
 mod read;
+mod ties;
 mod write;
 
 use std::fmt::Debug;
@@ -23,17 +24,29 @@ use datafusion::logical_expr::Expr;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion_metaxy_udfs::HashAlgorithm;
 
+pub(crate) use read::empty_schema;
 pub use read::ReadOptions;
 pub(crate) use write::struct_hash;
 
-/// The logical plan of a read (for table providers).
+/// The logical plan of a read (for table providers); a feature no store of the chain has a
+/// table for yet reads as no rows with the feature's columns ([`read::empty_schema`]).
 pub async fn read_plan(
     store: &MetadataStore,
     graph: &FeatureGraph,
     key: &FeatureKey,
     options: &ReadOptions,
 ) -> Result<datafusion::logical_expr::LogicalPlan> {
-    read::plan(store, graph, key, options).await
+    if let Some(plan) = read::plan_if_present(store, graph, key, options).await? {
+        return Ok(plan);
+    }
+    let schema = read::empty_schema(graph.feature(key)?);
+    let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    Ok(datafusion::logical_expr::LogicalPlanBuilder::scan(
+        key.table_name(),
+        datafusion::datasource::provider_as_source(Arc::new(empty)),
+        None,
+    )?
+    .build()?)
 }
 
 use crate::error::{MetaxyError, Result};
@@ -91,12 +104,15 @@ pub trait StoreBackend: Debug + Send + Sync {
     async fn scan(&self, key: &FeatureKey) -> Result<Option<FeatureScan>>;
     /// The stored schema (`None` when the table does not exist).
     async fn schema(&self, key: &FeatureKey) -> Result<Option<SchemaRef>>;
-    /// Appends rows atomically: all of them or none.
+    /// Appends rows atomically: all of them or none. `one_row_per_sample`: the caller
+    /// guarantees the rows hold at most one row per sample (our writes do), which a backend
+    /// may record so that a table written once needs no merge-on-read.
     async fn append(
         &self,
         key: &FeatureKey,
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
+        one_row_per_sample: bool,
     ) -> Result<()>;
     /// Physically removes the rows matching `predicate`; returns how many.
     async fn delete(&self, key: &FeatureKey, predicate: Expr, ctx: &SessionContext) -> Result<u64>;
@@ -323,16 +339,30 @@ impl MetadataStore {
         write::write(self, graph, key, matching, write::WriteMode::SoftDelete).await
     }
 
-    /// Physically removes every stored row (all versions) matching `predicate`.
+    /// Physically removes the stored rows matching `predicate` of the current feature version,
+    /// or of every version with `all_feature_versions` (metaxy's `delete(soft=False,
+    /// with_feature_history=…)`). Every matching row goes, not only the latest of a sample.
     pub async fn hard_delete(
         &self,
         ctx: &SessionContext,
+        graph: &FeatureGraph,
         key: &FeatureKey,
         predicate: Expr,
+        all_feature_versions: bool,
     ) -> Result<u64> {
+        let feature = graph.feature(key)?;
         if !self.backend.exists(key).await? {
             return Ok(0);
         }
+        let predicate = if all_feature_versions {
+            predicate
+        } else {
+            datafusion::prelude::col(columns::FEATURE_VERSION)
+                .eq(datafusion::prelude::lit(
+                    feature.versions.feature_version.clone(),
+                ))
+                .and(predicate)
+        };
         // Backends evaluate against the stored table itself: drop any table qualifier.
         let predicate = predicate
             .transform(|e| {

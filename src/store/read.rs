@@ -17,11 +17,27 @@ use super::{FeatureScan, MetadataStore};
 use crate::error::{MetaxyError, Result};
 use crate::graph::{FeatureGraph, FeatureKey};
 
-/// Which stored rows a read returns. The default is metaxy's current view.
+/// Which stored rows a read returns. The default is metaxy's current view. As in metaxy's
+/// `read`, the feature-version filter applies before the latest row per sample is chosen (by
+/// the id columns alone), soft-deleted samples are dropped after it.
+///
+/// ```
+/// use datafusion_metaxy::ReadOptions;
+/// // metaxy's read(with_feature_history=True, feature_version="abc123…")
+/// let options = ReadOptions {
+///     feature_version: Some("abc123".into()),
+///     ..Default::default()
+/// };
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadOptions {
-    /// Rows of every feature version, not only the current one.
+    /// Rows of every feature version, not only the current one (metaxy's
+    /// `with_feature_history`); without `history`, the latest row per sample across them.
     pub all_feature_versions: bool,
+    /// Rows of this feature version instead of the current one (metaxy's `feature_version`;
+    /// an unknown version gives no rows).
+    pub feature_version: Option<String>,
     /// Every stored row (no latest-per-sample reduction); implies soft-deleted rows are kept.
     pub history: bool,
     /// Keep samples whose latest row is a soft-delete tombstone.
@@ -74,19 +90,20 @@ pub(crate) async fn own_plan(
     let Some(FeatureScan { provider, facts }) = store.backend.scan(key).await? else {
         return Ok(None);
     };
-    let current = &feature.versions.feature_version;
-    // Not filtered when every stored row is known to be of the current version.
-    let before: Vec<Expr> =
-        if options.all_feature_versions || facts.feature_version.as_ref() == Some(current) {
-            vec![]
-        } else {
-            vec![col(FEATURE_VERSION).eq(lit(current.clone()))]
-        };
+    let wanted = options
+        .feature_version
+        .as_ref()
+        .unwrap_or(&feature.versions.feature_version);
+    // Not filtered when every stored row is known to be of the wanted version.
+    let before: Vec<Expr> = if (options.all_feature_versions && options.feature_version.is_none())
+        || facts.feature_version.as_ref() == Some(wanted)
+    {
+        vec![]
+    } else {
+        vec![col(FEATURE_VERSION).eq(lit(wanted.clone()))]
+    };
     let builder = if !options.history && !facts.single_timestamp {
-        let mut keys: Vec<String> = feature.spec().id_columns.clone();
-        if options.all_feature_versions {
-            keys.push(FEATURE_VERSION.to_string());
-        }
+        let keys: Vec<String> = feature.spec().id_columns.clone();
         let latest = LatestRowsTable::new(provider, keys, before);
         let builder =
             LogicalPlanBuilder::scan(key.table_name(), provider_as_source(Arc::new(latest)), None)?;
@@ -104,6 +121,75 @@ pub(crate) async fn own_plan(
         }
     };
     Ok(Some(builder.build()?))
+}
+
+/// The columns a feature's table has before anything was written to it: the id columns (typed
+/// from the feature's JSON schema when it declares them, else strings), the other columns the
+/// JSON schema declares, then metaxy's system columns with the types our writes give them.
+pub(crate) fn empty_schema(
+    feature: &crate::graph::Feature,
+) -> datafusion::arrow::datatypes::SchemaRef {
+    use super::columns::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
+    use serde_json::Value;
+    let properties = feature
+        .definition
+        .feature_schema
+        .get("properties")
+        .and_then(Value::as_object);
+    let json_type = |name: &str| -> DataType {
+        let Some(p) = properties.and_then(|p| p.get(name)) else {
+            return DataType::Utf8;
+        };
+        let mut types: Vec<&str> = vec![];
+        if let Some(t) = p.get("type").and_then(Value::as_str) {
+            types.push(t);
+        }
+        for alt in p
+            .get("anyOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(t) = alt.get("type").and_then(Value::as_str) {
+                types.push(t);
+            }
+        }
+        match types.into_iter().find(|t| *t != "null") {
+            Some("integer") => DataType::Int64,
+            Some("number") => DataType::Float64,
+            Some("boolean") => DataType::Boolean,
+            _ => DataType::Utf8,
+        }
+    };
+    let ids = &feature.spec().id_columns;
+    let mut fields: Vec<Field> = ids
+        .iter()
+        .map(|c| Field::new(c, json_type(c), true))
+        .collect();
+    for name in properties.into_iter().flat_map(|p| p.keys()) {
+        if !ids.contains(name) && !ALL.contains(&name.as_str()) {
+            fields.push(Field::new(name, json_type(name), true));
+        }
+    }
+    let by_field = DataType::Struct(Fields::from(
+        feature
+            .spec()
+            .fields
+            .iter()
+            .map(|f| Field::new(f.key.struct_key(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    for name in ALL {
+        let dt = match name {
+            PROVENANCE_BY_FIELD | DATA_VERSION_BY_FIELD => by_field.clone(),
+            CREATED_AT | UPDATED_AT | DELETED_AT => time.clone(),
+            _ => DataType::Utf8,
+        };
+        fields.push(Field::new(name, dt, true));
+    }
+    Arc::new(Schema::new(fields))
 }
 
 pub(crate) async fn read(

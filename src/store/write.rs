@@ -255,32 +255,30 @@ pub(crate) async fn write(
     exprs.extend(system.into_iter().map(|(name, e)| e.alias(name)));
     let mut prepared = data.select(exprs)?;
 
-    // Line up with the stored table by name, casting to its types.
+    // Line up with the stored table by name, casting to its types. As metaxy's Delta store
+    // (schema_mode="merge"): a column the table lacks is added to it (older rows read NULL),
+    // a column of the table the write lacks is written as NULL.
     let mut converted: Vec<String> = vec![];
     if let Some(stored) = &stored {
         let ours: Vec<String> = super::column_names(&prepared);
-        if let Some(extra) = ours.iter().find(|n| stored.field_with_name(n).is_err()) {
-            return Err(invalid(format!(
-                "column '{extra}' is not in the stored table (its columns: {})",
-                stored
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        if let Some(missing) = stored.fields().iter().find(|f| !ours.contains(f.name())) {
-            return Err(invalid(format!(
-                "column '{}' of the stored table is missing",
-                missing.name()
-            )));
-        }
-        let exprs: Vec<Expr> = stored
+        let added: Vec<String> = ours
+            .iter()
+            .filter(|n| stored.field_with_name(n).is_err())
+            .cloned()
+            .collect();
+        let mut exprs: Vec<Expr> = stored
             .fields()
             .iter()
-            .map(|f| cast(col(f.name().as_str()), f.data_type().clone()).alias(f.name()))
-            .collect();
+            .map(|f| {
+                let value = if ours.contains(f.name()) {
+                    col(f.name().as_str())
+                } else {
+                    lit(ScalarValue::try_from(f.data_type())?)
+                };
+                Ok(cast(value, f.data_type().clone()).alias(f.name()))
+            })
+            .collect::<Result<_>>()?;
+        exprs.extend(added.iter().map(|n| col(n.as_str())));
         converted = stored
             .fields()
             .iter()
@@ -305,22 +303,132 @@ pub(crate) async fn write(
             ))
         }
     })?;
-    let schema: SchemaRef = match &stored {
-        Some(s) => s.clone(),
-        None => nullable(
-            batches
-                .first()
-                .map(|b| b.schema())
-                .unwrap_or_else(|| Arc::new(Schema::empty())),
-        ),
+    let Some(first) = batches.first() else {
+        return Ok(0);
     };
+    let schema: SchemaRef = match &stored {
+        // The stored columns, then the added ones (nullable).
+        Some(s) => {
+            let ours = nullable(first.schema());
+            let mut fields: Vec<Field> = s.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.extend(
+                ours.fields()[s.fields().len()..]
+                    .iter()
+                    .map(|f| f.as_ref().clone()),
+            );
+            Arc::new(Schema::new(fields))
+        }
+        None => nullable(first.schema()),
+    };
+    let batches = super::cast_batches(key, batches, &schema)?;
+    let batches = one_row_per_sample(key, batches, &spec.id_columns)?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows == 0 {
         return Ok(0);
     }
-    let batches = super::cast_batches(key, batches, &schema)?;
-    store.backend.append(key, schema, batches).await?;
+    store.backend.append(key, schema, batches, true).await?;
     Ok(rows as u64)
+}
+
+/// The rows of a write with one row per sample: a NULL in an id column is refused (the sample
+/// could never be matched again), and of several rows of one sample the last one (in the order
+/// the write gives them) is kept, so a read never sees two rows of a sample tied on one write's
+/// timestamp.
+fn one_row_per_sample(
+    key: &FeatureKey,
+    batches: Vec<RecordBatch>,
+    id_columns: &[String],
+) -> Result<Vec<RecordBatch>> {
+    use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+    use datafusion::arrow::compute::filter_record_batch;
+    use datafusion::arrow::datatypes::Int64Type;
+    let Some(first) = batches.first() else {
+        return Ok(batches);
+    };
+    let schema = first.schema();
+    let indices = id_columns
+        .iter()
+        .map(|c| schema.index_of(c))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    for (c, &i) in id_columns.iter().zip(&indices) {
+        let nulls: usize = batches
+            .iter()
+            .map(|b| b.column(i).logical_null_count())
+            .sum();
+        if nulls > 0 {
+            return Err(MetaxyError::InvalidData {
+                feature: key.to_string(),
+                message: format!(
+                    "id column '{c}' is NULL in {nulls} row(s); every row needs a value in \
+                     each id column"
+                ),
+            });
+        }
+    }
+    // The last position of each sample, from the end.
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut keep: Vec<Vec<bool>> = batches.iter().map(|b| vec![true; b.num_rows()]).collect();
+    let mut dropped = 0usize;
+    let integer = match indices.as_slice() {
+        [i] if schema.field(*i).data_type().is_integer() => Some(*i),
+        _ => None,
+    };
+    if let Some(i) = integer {
+        let ids: Vec<i64> = batches
+            .iter()
+            .map(|b| datafusion::arrow::compute::cast(b.column(i), &DataType::Int64))
+            .collect::<std::result::Result<Vec<_>, _>>()?
+            .iter()
+            .flat_map(|a| a.as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        // Ascending ids (the usual generated or sorted input) are distinct: no hashing.
+        if !ids.windows(2).all(|w| w[0] < w[1]) {
+            let mut seen = std::collections::HashSet::with_capacity(total);
+            let mut at = total;
+            for (b, batch) in batches.iter().enumerate().rev() {
+                for r in (0..batch.num_rows()).rev() {
+                    at -= 1;
+                    if !seen.insert(ids[at]) {
+                        keep[b][r] = false;
+                        dropped += 1;
+                    }
+                }
+            }
+        }
+    } else {
+        use datafusion::arrow::row::{RowConverter, SortField};
+        let converter = RowConverter::new(
+            indices
+                .iter()
+                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                .collect(),
+        )?;
+        let rows = batches
+            .iter()
+            .map(|b| {
+                let columns: Vec<_> = indices.iter().map(|&i| b.column(i).clone()).collect();
+                converter.convert_columns(&columns)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut seen = std::collections::HashSet::with_capacity(total);
+        for (b, rows) in rows.iter().enumerate().rev() {
+            for r in (0..rows.num_rows()).rev() {
+                if !seen.insert(rows.row(r)) {
+                    keep[b][r] = false;
+                    dropped += 1;
+                }
+            }
+        }
+    }
+    if dropped == 0 {
+        return Ok(batches);
+    }
+    log::info!("write to {key}: {dropped} earlier row(s) of samples given twice were dropped");
+    batches
+        .iter()
+        .zip(keep)
+        .map(|(b, k)| Ok(filter_record_batch(b, &BooleanArray::from(k))?))
+        .collect()
 }
 
 /// The type with string views and large strings as plain strings (struct children too): the

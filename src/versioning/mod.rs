@@ -12,6 +12,7 @@ mod provenance;
 mod upstream;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use datafusion::common::{JoinType, ScalarValue};
 use datafusion::functions_aggregate::expr_fn::first_value;
@@ -173,7 +174,23 @@ async fn compared(
         }
     };
     let nothing = expected.clone().filter(lit(false))?;
-    if options.skip_comparison {
+    let current = store
+        .read_local(ctx, graph, key, &ReadOptions::default())
+        .await?;
+    if options.skip_comparison || current.is_none() {
+        // Nothing to compare with, but every SQL fragment given is checked all the same
+        // (against the columns the stored rows have, or would have).
+        let mut stored = match &current {
+            Some(c) => c.clone(),
+            None => ctx.read_table(Arc::new(datafusion::datasource::MemTable::try_new(
+                crate::store::empty_schema(feature),
+                vec![vec![]],
+            )?))?,
+        };
+        for f in &target_filters {
+            stored = filter_sql(stored, f, &format!("filter on the stored rows of {key}"))?;
+        }
+        staleness(&stored, &options.staleness_predicates, key)?;
         return Increment::all_new(expected, nothing);
     }
 
@@ -183,9 +200,6 @@ async fn compared(
     } else {
         feature.plan.join_columns.clone()
     };
-    let current = store
-        .read_local(ctx, graph, key, &ReadOptions::default())
-        .await?;
     let Some(mut current) = current else {
         return Increment::all_new(expected, nothing);
     };
@@ -200,6 +214,31 @@ async fn compared(
         current = collapse(current, &ids)?;
     }
     compare(expected, current, &ids, &options.staleness_predicates, key)
+}
+
+/// The staleness predicates over the stored rows `current` as one expression (`None` without
+/// any), each checked (unknown columns, non-boolean) now rather than when the plan runs.
+fn staleness(
+    current: &DataFrame,
+    staleness_predicates: &[String],
+    key: &FeatureKey,
+) -> Result<Option<Expr>> {
+    let mut stale_by_predicate: Option<Expr> = None;
+    for p in staleness_predicates {
+        let invalid = |e: datafusion::error::DataFusionError| {
+            MetaxyError::Store(format!(
+                "staleness predicate `{p}` on the stored rows of {key}: {e}"
+            ))
+        };
+        let expr = current.parse_sql_expr(p).map_err(invalid)?;
+        current.clone().filter(expr.clone()).map_err(invalid)?;
+        let expr = expr.is_true();
+        stale_by_predicate = Some(match stale_by_predicate {
+            None => expr,
+            Some(prev) => prev.or(expr),
+        });
+    }
+    Ok(stale_by_predicate)
 }
 
 /// 1:N lineage: stored children of one parent share its provenance; one row per parent
@@ -228,22 +267,7 @@ fn compare(
     staleness_predicates: &[String],
     key: &FeatureKey,
 ) -> Result<Increment> {
-    let mut stale_by_predicate: Option<Expr> = None;
-    for p in staleness_predicates {
-        let invalid = |e: datafusion::error::DataFusionError| {
-            MetaxyError::Store(format!(
-                "staleness predicate `{p}` on the stored rows of {key}: {e}"
-            ))
-        };
-        let expr = current.parse_sql_expr(p).map_err(invalid)?;
-        // Checked now (unknown columns, non-boolean) rather than when the plan runs.
-        current.clone().filter(expr.clone()).map_err(invalid)?;
-        let expr = expr.is_true();
-        stale_by_predicate = Some(match stale_by_predicate {
-            None => expr,
-            Some(prev) => prev.or(expr),
-        });
-    }
+    let stale_by_predicate = staleness(&current, staleness_predicates, key)?;
     // Only what the comparison needs from the stored rows, under names that cannot clash.
     let stored_id = |c: &str| format!("__stored_{c}");
     let mut stored: Vec<Expr> = ids

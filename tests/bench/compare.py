@@ -64,7 +64,6 @@ def main() -> None:
                 py += ["--rounds", "1", "--phases", "new"]
             results.update(parse(run(py)))
             env = dict(os.environ)
-            env.setdefault("CARGO_TARGET_DIR", str(Path.home() / ".cache" / "metaxy-target"))
             ours = ["cargo", "bench", "-q", "--bench", "resolve", "--", "--scenario", scenario,
                     "--n", n, "--rounds", str(a.rounds), "--data", str(data), "--floor"]
             results.update(parse(run(ours, cwd=ROOT, env=env)))

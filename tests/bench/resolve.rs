@@ -564,6 +564,7 @@ async fn experiment(a: &Args, roots_in: &[PathBuf], mutated: &Path) {
                 all_feature_versions: true,
                 history: true,
                 include_deleted: true,
+                ..Default::default()
             },
         )
         .await
