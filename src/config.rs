@@ -126,12 +126,21 @@ impl MetaxyConfig {
     /// Reads a configuration file as metaxy does: its `extend` chain merged, `${VAR}`
     /// expanded, `METAXY_*` environment variables applied on top.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// [`MetaxyConfig::load`] with the `METAXY_*` overrides taken from `vars` instead of the
+    /// process environment (`${VAR}` expansion still reads the environment).
+    pub fn load_with_env(
+        path: &Path,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self> {
         let source = path.display().to_string();
         let mut seen = vec![absolute(path)];
         let doc = extended(read_raw(path)?, path, &mut seen)?;
         let mut doc = expand_vars(toml::Value::Table(doc), &source)?;
         if let toml::Value::Table(t) = &mut doc {
-            apply_env_overrides(t, std::env::vars());
+            apply_env_overrides(t, vars);
         }
         let toml::Value::Table(doc) = doc else {
             unreachable!("a table stays a table")

@@ -50,6 +50,23 @@ pub enum MetaxyError {
     /// A metadata store operation failed (the message names the store and feature).
     #[error("store error: {0}")]
     Store(String),
+    /// A Delta Lake operation failed: what was done (naming the table or file) and delta-rs's
+    /// error (shown without the backtrace some of its errors carry).
+    #[error("{context}: {}", without_backtrace(&.source.to_string()))]
+    Delta {
+        /// What was done, naming the table.
+        context: String,
+        /// delta-rs's error.
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// An object store operation (listing, deleting) failed.
+    #[error("{context}: {}", without_backtrace(&.source.to_string()))]
+    ObjectStore {
+        /// What was done, naming the location.
+        context: String,
+        /// object_store's error.
+        source: object_store::Error,
+    },
     /// Data given to a write is invalid (the message names the column).
     #[error("invalid data for feature {feature}: {message}")]
     InvalidData {
@@ -68,6 +85,37 @@ pub enum MetaxyError {
     /// The output of a query could not be written.
     #[error("cannot write query output: {0}")]
     Output(String),
+}
+
+/// `message` without a backtrace appended to it (delta-rs kernel errors carry one: lines such
+/// as `0: delta_kernel::error::Error::with_backtrace` after the message), trimmed.
+///
+/// ```
+/// use datafusion_metaxy::error::without_backtrace;
+/// let raw = "Json error: EOF while parsing\n\nStack backtrace:\n   0: kernel::error::Error::with_backtrace\n";
+/// assert_eq!(without_backtrace(raw), "Json error: EOF while parsing");
+/// assert_eq!(without_backtrace("plain"), "plain");
+/// ```
+pub fn without_backtrace(message: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    for line in message.lines() {
+        let t = line.trim_start();
+        let frame = t.split_once(": ").is_some_and(|(n, rest)| {
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && rest.contains("::")
+        });
+        if t.eq_ignore_ascii_case("stack backtrace:") || t == "Backtrace:" || frame {
+            break;
+        }
+        // A frame list run into the message's own line: ` 0: crate::path`.
+        match line.find(" 0: ").filter(|&i| line[i + 4..].contains("::")) {
+            Some(i) => {
+                kept.push(&line[..i]);
+                break;
+            }
+            None => kept.push(line),
+        }
+    }
+    kept.join("\n").trim().to_string()
 }
 
 /// Result alias for this crate.

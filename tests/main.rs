@@ -2,6 +2,8 @@
 
 mod cli;
 mod common;
+mod faults;
+mod fuzz;
 mod graph;
 mod hash;
 mod repl;

@@ -14,9 +14,16 @@ if ! .venv/bin/python -c "import polars, polars_hash, metaxy" 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
+if ! .venv-s3/bin/python -c "import moto, boto3" 2>/dev/null; then
+  echo "creating .venv-s3 with the S3 test server (tests/python/s3-requirements.txt)"
+  rm -rf .venv-s3
+  python3 -m venv .venv-s3
+  .venv-s3/bin/pip install --quiet --disable-pip-version-check -r tests/python/s3-requirements.txt
+fi
 # The cross-checks fail, rather than skip, when the venv is unusable.
 export METAXY_REQUIRE_PYTHON=1
 export METAXY_PYTHON="$PWD/.venv/bin/python"
+export METAXY_S3_PYTHON="$PWD/.venv-s3/bin/python"
 
 cargo fmt --all -- --check
 cargo test --workspace

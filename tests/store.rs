@@ -14,7 +14,7 @@ use datafusion_metaxy::ReadOptions;
 
 use crate::common::{assert_same_rows, conformance_cases, read_json};
 
-fn case_graph(case: &Path, file: &str) -> FeatureGraph {
+pub(crate) fn case_graph(case: &Path, file: &str) -> FeatureGraph {
     let spec = read_json(&case.join("case.json"));
     let truncation = spec["hash_truncation_length"].as_u64().unwrap() as usize;
     let text = std::fs::read_to_string(case.join(file)).unwrap();
@@ -313,66 +313,6 @@ async fn metaxy_reads_a_store_written_here() {
             );
         }
     }
-}
-
-/// 4 processes × 25 appends each to one Delta table: every row lands.
-#[test]
-fn concurrent_appends_from_several_processes_all_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("metaxy.toml");
-    std::fs::write(
-        &config,
-        "project = \"conformance\"\nstore = \"dev\"\n[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n",
-    )
-    .unwrap();
-    let features = crate::common::repo_root().join("tests/data/video.toml");
-    let children: Vec<_> = (0..4)
-        .map(|p| {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_metaxy-sql"));
-            cmd.arg("--config").arg(&config).arg("--features").arg(&features);
-            for i in 0..25 {
-                cmd.arg("-c").arg(format!(
-                    "INSERT INTO example__video SELECT {} AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field",
-                    p * 100 + i
-                ));
-            }
-            cmd.stdout(std::process::Stdio::null()).spawn().unwrap()
-        })
-        .collect();
-    for mut c in children {
-        assert!(c.wait().unwrap().success(), "a writer failed");
-    }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_metaxy-sql"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--features")
-        .arg(&features)
-        .args([
-            "-c",
-            "SELECT count(*) AS n, count(DISTINCT video_id) AS ids FROM example__video",
-            "--format",
-            "csv",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "n,ids\n100,100\n");
-    let log = dir.path().join("store/example/video.delta/_delta_log");
-    let commits = std::fs::read_dir(log)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "json")
-        })
-        .count();
-    assert_eq!(commits, 100);
 }
 
 /// Rejected writes leave a Delta table exactly as it was.

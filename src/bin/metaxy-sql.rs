@@ -76,7 +76,10 @@ fn main() -> ExitCode {
     let mut shell = match runtime.block_on(Shell::open(&options)) {
         Ok(shell) => shell,
         Err(e) => {
-            eprintln!("Error: {e}");
+            eprintln!(
+                "Error: {}",
+                datafusion_metaxy::error::without_backtrace(&e.to_string())
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -90,7 +93,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e}");
+            eprintln!(
+                "Error: {}",
+                datafusion_metaxy::error::without_backtrace(&e.to_string())
+            );
             ExitCode::FAILURE
         }
     }

@@ -62,7 +62,9 @@ pub fn run(shell: &mut Shell, runtime: &Runtime, quiet: bool) -> Result<()> {
                 match flow {
                     Some(Ok(Flow::Quit)) => break,
                     Some(Ok(Flow::Continue)) => {}
-                    Some(Err(e)) => eprintln!("Error: {e}"),
+                    Some(Err(e)) => {
+                        eprintln!("Error: {}", crate::error::without_backtrace(&e.to_string()))
+                    }
                     None => {
                         shell.clear();
                         eprintln!("\nQuery cancelled.");

@@ -36,6 +36,14 @@ use super::{feature_path, FeatureScan, StoreBackend, StoredFacts};
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureKey;
 
+/// Retry and timeout settings of remote stores, unless `storage_options` sets them.
+const REMOTE_DEFAULTS: [(&str, &str); 4] = [
+    ("max_retries", "5"),
+    ("retry_timeout", "30s"),
+    ("connect_timeout", "5s"),
+    ("timeout", "60s"),
+];
+
 /// Feature tables as Delta tables under one root.
 #[derive(Debug, Clone)]
 pub struct DeltaBackend {
@@ -43,8 +51,25 @@ pub struct DeltaBackend {
     storage_options: HashMap<String, String>,
 }
 
-fn delta_error(what: &str, e: impl std::fmt::Display) -> MetaxyError {
-    MetaxyError::Store(format!("{what}: {e}"))
+/// A delta-rs error, with what was being done.
+fn delta_error(what: &str, e: DeltaTableError) -> MetaxyError {
+    MetaxyError::Delta {
+        context: what.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// An object store error, with what was being done.
+fn object_store_error(what: &str, e: object_store::Error) -> MetaxyError {
+    MetaxyError::ObjectStore {
+        context: what.to_string(),
+        source: e,
+    }
+}
+
+/// A store error without an underlying error value (a location that is not a path, …).
+fn location_error(what: &str, detail: impl std::fmt::Display) -> MetaxyError {
+    MetaxyError::Store(format!("{what}: {detail}"))
 }
 
 impl DeltaBackend {
@@ -59,6 +84,17 @@ impl DeltaBackend {
         });
         let root = deltalake::ensure_table_uri(root)
             .map_err(|e| delta_error(&format!("invalid store root '{root}'"), e))?;
+        let mut storage_options = storage_options;
+        if root.scheme() != "file" {
+            // An unreachable endpoint fails within seconds rather than after object_store's
+            // default of 10 retries over 3 minutes; set any of these to override.
+            for (k, v) in REMOTE_DEFAULTS {
+                let set = storage_options.keys().any(|o| o.eq_ignore_ascii_case(k));
+                if !set {
+                    storage_options.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
         Ok(Self {
             root,
             storage_options,
@@ -74,7 +110,7 @@ impl DeltaBackend {
     pub fn table_url(&self, key: &FeatureKey) -> Result<Url> {
         self.root
             .join(&format!("{}.delta/", feature_path(key)))
-            .map_err(|e| delta_error(&format!("table location of {key}"), e))
+            .map_err(|e| location_error(&format!("table location of {key}"), e))
     }
 
     /// The object store at the root (for listing and dropping on remote stores).
@@ -95,18 +131,23 @@ impl DeltaBackend {
             // Do not create directories just by looking.
             let log = url
                 .to_file_path()
-                .map_err(|_| delta_error("table location", url.as_str()))?
+                .map_err(|_| location_error("table location", url.as_str()))?
                 .join("_delta_log");
             if !log.exists() {
                 return Ok(None);
             }
         }
-        let table = DeltaTable::try_from_url_with_storage_options(
+        let table = match DeltaTable::try_from_url_with_storage_options(
             url.clone(),
             self.storage_options.clone(),
         )
         .await
-        .map_err(|e| delta_error(&format!("opening {url}"), e))?;
+        {
+            Ok(table) => table,
+            // No log under the location (an object store has no directories to look at).
+            Err(DeltaTableError::NotATable(_)) => return Ok(None),
+            Err(e) => return Err(delta_error(&format!("opening {url}"), e)),
+        };
         Ok(table.version().is_some().then_some(table))
     }
 
@@ -115,7 +156,7 @@ impl DeltaBackend {
         if url.scheme() == "file" {
             let path = url
                 .to_file_path()
-                .map_err(|_| delta_error("table location", url.as_str()))?;
+                .map_err(|_| location_error("table location", url.as_str()))?;
             std::fs::create_dir_all(&path).map_err(|e| MetaxyError::Io {
                 path: path.display().to_string(),
                 source: e,
@@ -163,7 +204,7 @@ impl StoreBackend for DeltaBackend {
             .table_provider()
             .with_session(scan_defaults())
             .await
-            .map_err(|e| delta_error(&format!("scanning {key}"), e))?;
+            .map_err(|e| MetaxyError::DataFusion(e.context(format!("scanning {key}"))))?;
         Ok(Some(FeatureScan { provider, facts }))
     }
 
@@ -259,18 +300,18 @@ impl StoreBackend for DeltaBackend {
                 .await
                 .into_iter()
                 .collect::<std::result::Result<_, _>>()
-                .map_err(|e| delta_error(&format!("listing {url}"), e))?;
+                .map_err(|e| object_store_error(&format!("listing {url}"), e))?;
             for meta in objects {
                 store
                     .delete(&meta.location)
                     .await
-                    .map_err(|e| delta_error(&format!("deleting {}", meta.location), e))?;
+                    .map_err(|e| object_store_error(&format!("deleting {}", meta.location), e))?;
             }
             return Ok(());
         }
         let path = url
             .to_file_path()
-            .map_err(|_| delta_error("table location", url.as_str()))?;
+            .map_err(|_| location_error("table location", url.as_str()))?;
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(|e| MetaxyError::Io {
                 path: path.display().to_string(),
@@ -287,7 +328,8 @@ impl StoreBackend for DeltaBackend {
             let mut keys = std::collections::BTreeSet::new();
             let mut objects = store.list(None);
             while let Some(meta) = objects.next().await {
-                let meta = meta.map_err(|e| delta_error(&format!("listing {}", self.root), e))?;
+                let meta =
+                    meta.map_err(|e| object_store_error(&format!("listing {}", self.root), e))?;
                 let path = meta.location.to_string();
                 if let Some(i) = path.find(".delta/_delta_log/") {
                     if let Ok(key) = FeatureKey::parse(&path[..i]) {
@@ -300,7 +342,7 @@ impl StoreBackend for DeltaBackend {
         let root = self
             .root
             .to_file_path()
-            .map_err(|_| delta_error("store root", self.root.as_str()))?;
+            .map_err(|_| location_error("store root", self.root.as_str()))?;
         let mut out = Vec::new();
         let mut stack = vec![(root, Vec::<String>::new())];
         while let Some((dir, parts)) = stack.pop() {
@@ -367,10 +409,10 @@ fn scan_defaults() -> Arc<SessionState> {
 fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
     let delta: StructType = schema
         .try_into_kernel()
-        .map_err(|e| delta_error("mapping the schema to Delta types", e))?;
+        .map_err(|e| location_error("mapping the schema to Delta types", e))?;
     let arrow: Schema = (&delta)
         .try_into_arrow()
-        .map_err(|e| delta_error("mapping the Delta schema to arrow", e))?;
+        .map_err(|e| location_error("mapping the Delta schema to arrow", e))?;
     Ok(Arc::new(arrow))
 }
 
