@@ -15,6 +15,14 @@ use datafusion_metaxy::ReadOptions;
 
 use crate::common::{conformance_cases, repo_root, S3Server};
 
+/// The heavy tests (many processes, an S3 server) run one at a time, so that one's load does
+/// not starve another's server or writers on a 2-core machine.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn metaxy_sql(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_metaxy-sql"))
         .arg("--config")
@@ -107,6 +115,7 @@ fn writers_lose_nothing(config: &Path, store: &str, writers: usize, appends: usi
                 );
                 last = n;
                 reads += 1;
+                std::thread::sleep(Duration::from_millis(100));
             }
             reads
         })
@@ -126,6 +135,7 @@ fn writers_lose_nothing(config: &Path, store: &str, writers: usize, appends: usi
 /// commits, and readers during the writes always see a consistent table.
 #[test]
 fn eight_writers_on_local_disk_lose_nothing() {
+    let _heavy = heavy();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("metaxy.toml");
     std::fs::write(
@@ -157,6 +167,7 @@ fn eight_writers_on_local_disk_lose_nothing() {
 /// (10 in CI: the moto server on loopback is the bottleneck; the soak run uses 100).
 #[test]
 fn eight_writers_on_s3_lose_nothing() {
+    let _heavy = heavy();
     let appends: usize = std::env::var("METAXY_SOAK_S3_APPENDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -394,6 +405,7 @@ fn bad_credentials_and_unreachable_endpoints_fail_fast_and_clearly() {
 /// the next write works.
 #[test]
 fn kill_9_during_a_write_leaves_the_table_whole() {
+    let _heavy = heavy();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("metaxy.toml");
     std::fs::write(
@@ -490,5 +502,51 @@ fn corrupt_log_and_data_files_are_named() {
     assert!(
         !err.contains("with_backtrace") && !err.contains("panicked"),
         "{err}"
+    );
+}
+
+/// Embedders match on the error's kind and reach delta-rs's own error as its source; what is
+/// shown carries no backtrace.
+#[tokio::test]
+async fn delta_errors_carry_their_source() {
+    use datafusion_metaxy::MetaxyError;
+    let dir = tempfile::tempdir().unwrap();
+    let graph = datafusion_metaxy::graph::GraphBuilder::new("t")
+        .feature(datafusion_metaxy::graph::FeatureBuilder::new("t/root", ["id"]).field("x", "1"))
+        .build()
+        .unwrap();
+    let key = FeatureKey::parse("t/root").unwrap();
+    let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let store = MetadataStore::new("d", Arc::new(backend));
+    let ctx = SessionContext::new();
+    for _ in 0..2 {
+        let df = ctx
+            .sql("SELECT 1 AS id, named_struct('x', 'a') AS metaxy_provenance_by_field")
+            .await
+            .unwrap();
+        store.write(&graph, &key, df).await.unwrap();
+    }
+    std::fs::write(
+        dir.path()
+            .join("t/root.delta/_delta_log/00000000000000000001.json"),
+        "{\"add\": ",
+    )
+    .unwrap();
+    let err = store
+        .read(&ctx, &graph, &key, &ReadOptions::default())
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    match &err {
+        MetaxyError::Delta { context, source } => {
+            assert!(context.contains("root.delta"), "{context}");
+            assert!(!source.to_string().is_empty());
+        }
+        other => panic!("expected MetaxyError::Delta, got {other:?}"),
+    }
+    assert!(std::error::Error::source(&err).is_some());
+    assert!(
+        !shown.contains("with_backtrace") && !shown.contains("Stack backtrace"),
+        "{shown}"
     );
 }

@@ -6,8 +6,11 @@
 pub mod config;
 pub mod delta;
 pub mod latest;
+mod latest_index;
+mod latest_sort;
 pub mod memory;
 mod read;
+mod row_times;
 mod ties;
 mod write;
 
