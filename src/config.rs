@@ -123,6 +123,12 @@ impl MetaxyConfig {
         Ok(config)
     }
 
+    /// Loads definition files (lock files or our TOML) with this configuration's project and
+    /// hash truncation ([`crate::graph::load_files`]).
+    pub fn load_features(&self, paths: &[PathBuf]) -> Result<crate::graph::FeatureGraph> {
+        crate::graph::load_files(paths, self.project.as_deref(), self.hash_truncation_length)
+    }
+
     /// Reads a configuration file as metaxy does: its `extend` chain merged, `${VAR}`
     /// expanded, `METAXY_*` environment variables applied on top.
     pub fn load(path: &Path) -> Result<Self> {

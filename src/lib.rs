@@ -7,6 +7,7 @@
 //!   [`datafusion_metaxy_udfs`], `metaxy_features()` / `metaxy_fields()`, files queryable by
 //!   path); [`sql::run_script`] runs SQL text the way the `metaxy-sql` binary does.
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod error;

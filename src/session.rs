@@ -1,17 +1,19 @@
-//! The one place a `SessionContext` is wired: the binary, the `.slt` tests and embedding apps all
-//! get the same engine from [`new_context`].
+//! The one place the engine is wired: [`open`] goes from configuration to store, graph and
+//! session (the `metaxy-sql` binary, the tests and embedders use it), [`new_context`] from a
+//! graph and a store to the `SessionContext`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 
 use crate::config::MetaxyConfig;
-use crate::error::Result;
+use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureGraph;
 use crate::sql::catalog::{FeatureSchema, MetaxyState};
 use crate::sql::graph_functions::{FeaturesFunction, FieldsFunction};
-use crate::store::{MetadataStore, ReadOptions};
+use crate::store::{self, MetadataStore, ReadOptions};
 
 /// What the engine is built from.
 #[derive(Debug, Clone, Default)]
@@ -97,4 +99,142 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
         Arc::new(FieldsFunction::new(state.clone())),
     );
     Ok(ctx)
+}
+
+/// Where the embedded default store lives, relative to the current directory.
+pub const EMBEDDED_STORE: &str = ".metaxy/store";
+
+/// What [`open`] builds the engine from, as `metaxy-sql`'s flags give it.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// An explicit configuration file; else `METAXY_CONFIG`, else the first `metaxy.toml` (or
+    /// `pyproject.toml` with `[tool.metaxy]`) from the current directory up.
+    pub config: Option<PathBuf>,
+    /// A configured store by name (default: the configuration's `store`, then `dev`;
+    /// `memory` is always available; without any configured store, the embedded default: a
+    /// Delta store under [`EMBEDDED_STORE`]).
+    pub store: Option<String>,
+    /// Feature definition files (lock files or our TOML); else the configuration's
+    /// `metaxy.lock`, else the graph `metaxy push` stored in the store.
+    pub features: Vec<PathBuf>,
+}
+
+/// An engine opened from configuration ([`open`]).
+pub struct Engine {
+    /// The session, with everything of [`new_context`].
+    pub ctx: SessionContext,
+    /// Its graph and store.
+    pub state: MetaxyState,
+    /// The configuration file in use, if any.
+    pub config_file: Option<PathBuf>,
+    /// Where the feature graph came from (for messages).
+    pub graph_source: String,
+}
+
+/// Opens configuration, store and graph as `metaxy-sql` does, and builds the session.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> datafusion_metaxy::Result<()> {
+/// use datafusion_metaxy::session::{open, EngineOptions};
+/// let engine = open(&EngineOptions {
+///     config: Some("metaxy.toml".into()),
+///     ..Default::default()
+/// })
+/// .await?;
+/// engine.ctx.sql("SELECT * FROM metaxy_features()").await?.show().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn open(options: &EngineOptions) -> Result<Engine> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let config_file = options
+        .config
+        .clone()
+        .or_else(|| MetaxyConfig::discover(&cwd));
+    let config = match &config_file {
+        Some(path) => MetaxyConfig::load(path)?,
+        None => MetaxyConfig::default(),
+    };
+    let store = open_store(&config, options.store.as_deref())?;
+    let (graph, graph_source) = load_graph(&config, &options.features, &store).await?;
+    let ctx = new_context(SessionOptions {
+        config: None,
+        metaxy: config,
+        graph: Some(Arc::new(graph)),
+        store: Some(store),
+    })?;
+    let state = ctx
+        .state()
+        .config()
+        .get_extension::<MetaxyState>()
+        .map(|s| (*s).clone())
+        .ok_or_else(|| MetaxyError::Config("the session has no metaxy state".into()))?;
+    Ok(Engine {
+        ctx,
+        state,
+        config_file,
+        graph_source,
+    })
+}
+
+fn open_store(config: &MetaxyConfig, name: Option<&str>) -> Result<Arc<MetadataStore>> {
+    let configured = config
+        .stores
+        .as_ref()
+        .is_some_and(|s| name.is_none_or(|n| s.contains_key(n)));
+    if configured {
+        let store = store::config::store_from_config(config, name, &config.base_dir())?;
+        return Ok(store.expect("stores are configured"));
+    }
+    match name {
+        Some("memory") => Ok(Arc::new(MetadataStore::in_memory())),
+        Some(other) => Err(MetaxyError::Config(format!(
+            "store '{other}' is not configured ({}); `memory` is always available",
+            match &config.stores {
+                Some(s) => format!(
+                    "configured: {}",
+                    s.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                None => "the configuration has no [stores]".to_string(),
+            }
+        ))),
+        None => {
+            let backend = store::delta::DeltaBackend::new(EMBEDDED_STORE, Default::default())?;
+            Ok(Arc::new(MetadataStore::new("default", Arc::new(backend))))
+        }
+    }
+}
+
+async fn load_graph(
+    config: &MetaxyConfig,
+    features: &[PathBuf],
+    store: &MetadataStore,
+) -> Result<(FeatureGraph, String)> {
+    if !features.is_empty() {
+        let names: Vec<String> = features.iter().map(|p| p.display().to_string()).collect();
+        return Ok((config.load_features(features)?, names.join(", ")));
+    }
+    if let Some(lock) = config.lock_file().filter(|p| p.is_file()) {
+        let graph = config.load_features(std::slice::from_ref(&lock))?;
+        return Ok((graph, lock.display().to_string()));
+    }
+    let scratch = SessionContext::new();
+    let pushed = store
+        .pushed_graph(
+            &scratch,
+            config.project.as_deref(),
+            config.hash_truncation_length,
+        )
+        .await?;
+    Ok(match pushed {
+        Some(graph) => (
+            graph,
+            format!(
+                "the feature_versions system table of store '{}'",
+                store.name
+            ),
+        ),
+        None => (FeatureGraph::empty(), "none (empty graph)".to_string()),
+    })
 }

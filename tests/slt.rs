@@ -90,7 +90,8 @@ fn file_options(file: &std::path::Path) -> datafusion_metaxy::SessionOptions {
             }
         }
     }
-    let graph = datafusion_metaxy::graph::load_files(&features, &metaxy)
+    let graph = metaxy
+        .load_features(&features)
         .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     datafusion_metaxy::SessionOptions {
         config: None,

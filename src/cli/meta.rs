@@ -87,7 +87,7 @@ pub async fn run(shell: &mut Shell, line: &str, out: &mut dyn Write) -> Result<F
         }
         ("\\load", files) if !files.is_empty() => {
             let paths: Vec<std::path::PathBuf> = files.iter().map(Into::into).collect();
-            let graph = crate::graph::load_files(&paths, &shell.state.config)?;
+            let graph = shell.state.config.load_features(&paths)?;
             let n = graph.features().count();
             shell.state.set_graph(std::sync::Arc::new(graph));
             shell.graph_source = files.join(", ");

@@ -18,15 +18,12 @@ use std::time::{Duration, Instant};
 
 use datafusion::prelude::SessionContext;
 
-use crate::config::MetaxyConfig;
 use crate::error::{MetaxyError, Result};
-use crate::graph::{self, FeatureGraph};
+use crate::graph::FeatureGraph;
 use crate::sql::catalog::MetaxyState;
 use crate::sql::{parse_statements, print_batches, run_statement, OutputFormat};
-use crate::store::{self, MetadataStore};
 
-/// Where the embedded default store lives, relative to the current directory.
-pub const EMBEDDED_STORE: &str = ".metaxy/store";
+pub use crate::session::EMBEDDED_STORE;
 
 /// How to open a shell (the binary's options).
 #[derive(Debug, Clone, Default)]
@@ -72,39 +69,23 @@ pub struct Shell {
 }
 
 impl Shell {
-    /// Opens the configuration, store and graph described by `options`.
+    /// Opens the configuration, store and graph described by `options`
+    /// ([`crate::session::open`], as embedders and the tests do).
     pub async fn open(options: &ShellOptions) -> Result<Self> {
-        let cwd = std::env::current_dir().unwrap_or_default();
-        let config_file = options
-            .config
-            .clone()
-            .or_else(|| MetaxyConfig::discover(&cwd));
-        let config = match &config_file {
-            Some(path) => MetaxyConfig::load(path)?,
-            None => MetaxyConfig::default(),
-        };
-        let store = open_store(&config, options.store.as_deref())?;
-        let (graph, graph_source) = load_graph(&config, &options.features, &store).await?;
-        let ctx = crate::new_context(crate::SessionOptions {
-            config: None,
-            metaxy: config,
-            graph: Some(Arc::new(graph)),
-            store: Some(store),
-        })?;
-        let state = ctx
-            .state()
-            .config()
-            .get_extension::<MetaxyState>()
-            .map(|s| (*s).clone())
-            .expect("new_context registers the state");
+        let engine = crate::session::open(&crate::session::EngineOptions {
+            config: options.config.clone(),
+            store: options.store.clone(),
+            features: options.features.clone(),
+        })
+        .await?;
         Ok(Self {
-            ctx,
-            state,
+            ctx: engine.ctx,
+            state: engine.state,
             format: options.format,
             timing: false,
             progress: false,
-            config_file,
-            graph_source,
+            config_file: engine.config_file,
+            graph_source: engine.graph_source,
             buffer: String::new(),
         })
     }
@@ -214,65 +195,4 @@ fn spawn_spinner(started: Instant) -> tokio::task::JoinHandle<()> {
 /// Whether stderr is a terminal (progress indicators only make sense there).
 pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
-}
-
-fn open_store(config: &MetaxyConfig, name: Option<&str>) -> Result<Arc<MetadataStore>> {
-    let configured = config
-        .stores
-        .as_ref()
-        .is_some_and(|s| name.is_none_or(|n| s.contains_key(n)));
-    if configured {
-        let store = store::config::store_from_config(config, name, &config.base_dir())?;
-        return Ok(store.expect("stores are configured"));
-    }
-    match name {
-        Some("memory") => Ok(Arc::new(MetadataStore::in_memory())),
-        Some(other) => Err(MetaxyError::Config(format!(
-            "store '{other}' is not configured ({}); `memory` is always available",
-            match &config.stores {
-                Some(s) => format!(
-                    "configured: {}",
-                    s.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-                None => "the configuration has no [stores]".to_string(),
-            }
-        ))),
-        None => {
-            let backend = store::delta::DeltaBackend::new(EMBEDDED_STORE, Default::default())?;
-            Ok(Arc::new(MetadataStore::new("default", Arc::new(backend))))
-        }
-    }
-}
-
-async fn load_graph(
-    config: &MetaxyConfig,
-    features: &[PathBuf],
-    store: &MetadataStore,
-) -> Result<(FeatureGraph, String)> {
-    if !features.is_empty() {
-        let names: Vec<String> = features.iter().map(|p| p.display().to_string()).collect();
-        return Ok((graph::load_files(features, config)?, names.join(", ")));
-    }
-    if let Some(lock) = config.lock_file().filter(|p| p.is_file()) {
-        let graph = graph::load_files(std::slice::from_ref(&lock), config)?;
-        return Ok((graph, lock.display().to_string()));
-    }
-    let scratch = SessionContext::new();
-    let pushed = store
-        .pushed_graph(
-            &scratch,
-            config.project.as_deref(),
-            config.hash_truncation_length,
-        )
-        .await?;
-    Ok(match pushed {
-        Some(graph) => (
-            graph,
-            format!(
-                "the feature_versions system table of store '{}'",
-                store.name
-            ),
-        ),
-        None => (FeatureGraph::empty(), "none (empty graph)".to_string()),
-    })
 }

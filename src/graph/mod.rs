@@ -267,12 +267,13 @@ impl FeatureGraph {
 }
 
 /// Loads definition files — metaxy lock files (checked against the versions they record) or our
-/// TOML, told apart by their content — into one graph.
+/// TOML, told apart by their content — into one graph. `project` is the default project of
+/// TOML features (else `default`); `MetaxyConfig::load_features` passes the configuration's.
 pub fn load_files(
     paths: &[std::path::PathBuf],
-    config: &crate::config::MetaxyConfig,
+    project: Option<&str>,
+    truncation: usize,
 ) -> Result<FeatureGraph> {
-    let truncation = config.hash_truncation_length;
     let mut all = Vec::new();
     for path in paths {
         let source = path.display().to_string();
@@ -283,10 +284,7 @@ pub fn load_files(
         if is_lock_file(&text) {
             all.extend(lock::load(&text, &source, truncation)?.definitions());
         } else {
-            let project = config
-                .project
-                .as_deref()
-                .unwrap_or(definitions::DEFAULT_PROJECT);
+            let project = project.unwrap_or(definitions::DEFAULT_PROJECT);
             all.extend(definitions::parse(&text, &source, project)?);
         }
     }

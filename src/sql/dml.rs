@@ -335,7 +335,7 @@ pub async fn try_execute(
                 }
                 ("metaxy_load_features", paths) if !paths.is_empty() => {
                     let paths: Vec<std::path::PathBuf> = paths.iter().map(Into::into).collect();
-                    let graph = crate::graph::load_files(&paths, &state.config)?;
+                    let graph = state.config.load_features(&paths)?;
                     let n = graph.features().count() as u64;
                     state.set_graph(std::sync::Arc::new(graph));
                     Ok(Some(count(n)?))

@@ -101,11 +101,11 @@ fn filter_sql(df: DataFrame, sql: &str, what: &str) -> Result<DataFrame> {
 ///
 /// ```no_run
 /// # async fn demo() -> datafusion_metaxy::Result<()> {
-/// use datafusion_metaxy::graph::{load_files, FeatureKey};
+/// use datafusion_metaxy::graph::FeatureKey;
 /// use datafusion_metaxy::versioning::{resolve_update, ResolveOptions};
 /// use datafusion_metaxy::{new_context, MetadataStore, MetaxyConfig, SessionOptions};
 ///
-/// let graph = load_files(&["tests/data/video.toml".into()], &MetaxyConfig::default())?;
+/// let graph = MetaxyConfig::default().load_features(&["tests/data/video.toml".into()])?;
 /// let store = MetadataStore::in_memory();
 /// let ctx = new_context(SessionOptions::default())?;
 /// let increment = resolve_update(

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use md5::Digest as _;
 
-use crate::common::extend_small;
+use crate::bytes::extend_small;
 use crate::error::UdfError;
 
 /// A hash algorithm of metaxy's `HashAlgorithm` enum that the Polars engine offers.
@@ -86,10 +86,10 @@ impl HashAlgorithm {
     /// The per-value function of this algorithm, so hot loops dispatch once, not per row.
     pub fn appender(self) -> fn(&[u8], &mut Vec<u8>) {
         match self {
-            HashAlgorithm::Xxhash64 => crate::xxhash64::append_xxhash64,
-            HashAlgorithm::Xxhash32 => crate::xxhash32::append_xxhash32,
-            HashAlgorithm::Xxh3_64 => crate::xxh3_64::append_xxh3_64,
-            HashAlgorithm::Wyhash => crate::wyhash::append_wyhash,
+            HashAlgorithm::Xxhash64 => append_xxhash64,
+            HashAlgorithm::Xxhash32 => append_xxhash32,
+            HashAlgorithm::Xxh3_64 => append_xxh3_64,
+            HashAlgorithm::Wyhash => append_wyhash,
             HashAlgorithm::Md5 => append_md5,
             HashAlgorithm::Sha256 => append_sha256,
         }
@@ -336,6 +336,34 @@ pub fn append_md5(bytes: &[u8], out: &mut Vec<u8>) {
 /// SHA-256 of the bytes, lowercase hex (polars-hash `chash.sha256()`).
 pub fn append_sha256(bytes: &[u8], out: &mut Vec<u8>) {
     append_hex(&sha2::Sha256::digest(bytes), out);
+}
+
+/// Appends the decimal rendering of the XXH64 (seed 0) hash of `bytes` (the per-value work of
+/// `xxhash64`).
+#[inline]
+pub fn append_xxhash64(bytes: &[u8], out: &mut Vec<u8>) {
+    append_decimal(xxhash_rust::xxh64::xxh64(bytes, 0), out);
+}
+
+/// Appends the decimal rendering of the XXH32 (seed 0) hash of `bytes` (the per-value work of
+/// `xxhash32`).
+#[inline]
+pub fn append_xxhash32(bytes: &[u8], out: &mut Vec<u8>) {
+    append_decimal(xxhash_rust::xxh32::xxh32(bytes, 0), out);
+}
+
+/// Appends the decimal rendering of the XXH3 64-bit (seed 0) hash of `bytes` (the per-value
+/// work of `xxh3_64`).
+#[inline]
+pub fn append_xxh3_64(bytes: &[u8], out: &mut Vec<u8>) {
+    append_decimal(xxhash_rust::xxh3::xxh3_64(bytes), out);
+}
+
+/// Appends the decimal rendering of the wyhash v1 (seed 0) hash of `bytes` (the per-value work
+/// of `wyhash`).
+#[inline]
+pub fn append_wyhash(bytes: &[u8], out: &mut Vec<u8>) {
+    append_decimal(::wyhash::wyhash(bytes, 0), out);
 }
 
 #[cfg(test)]

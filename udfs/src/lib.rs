@@ -30,9 +30,10 @@
 //! # }
 //! ```
 
+mod algorithm;
+mod bytes;
 #[macro_use]
 mod common;
-mod algorithm;
 mod error;
 mod metaxy_hash;
 mod metaxy_hash_concat;
@@ -47,14 +48,17 @@ use datafusion::common::Result;
 use datafusion::logical_expr::registry::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
 
-pub use algorithm::{append_md5, append_sha256, HashAlgorithm, Renderer};
+pub use algorithm::{
+    append_md5, append_sha256, append_wyhash, append_xxh3_64, append_xxhash32, append_xxhash64,
+    HashAlgorithm, Renderer,
+};
 pub use error::UdfError;
 pub use metaxy_hash::MetaxyHashFunc;
 pub use metaxy_hash_concat::MetaxyHashConcatFunc;
-pub use wyhash::{append_wyhash, WyhashFunc};
-pub use xxh3_64::{append_xxh3_64, Xxh3_64Func};
-pub use xxhash32::{append_xxhash32, Xxhash32Func};
-pub use xxhash64::{append_xxhash64, Xxhash64Func};
+pub use wyhash::WyhashFunc;
+pub use xxh3_64::Xxh3_64Func;
+pub use xxhash32::Xxhash32Func;
+pub use xxhash64::Xxhash64Func;
 
 /// Expression builders for the DataFrame API (`xxhash64(col("s"))`, …).
 pub mod functions {

@@ -9,9 +9,3 @@ make_hash_udf!(
     "wyhash v1 (seed 0) of a string or binary, as an unsigned decimal string; identical to polars-hash `nchash.wyhash()` cast to a string.",
     "SELECT wyhash('abc'); -- 16418733726611267054"
 );
-
-/// Appends the decimal rendering of the hash of `bytes` (the per-value work of `wyhash`).
-#[inline]
-pub fn append_wyhash(bytes: &[u8], out: &mut Vec<u8>) {
-    crate::algorithm::append_decimal(::wyhash::wyhash(bytes, 0), out);
-}

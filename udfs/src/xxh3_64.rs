@@ -1,7 +1,6 @@
 //! `xxh3_64(s)`: XXH3 64-bit (seed 0) of a string or binary, as an unsigned decimal string.
 
 use crate::HashAlgorithm;
-use xxhash_rust::xxh3::xxh3_64 as xxh3;
 
 make_hash_udf!(
     Xxh3_64Func,
@@ -10,9 +9,3 @@ make_hash_udf!(
     "XXH3 64-bit (seed 0) of a string or binary, as an unsigned decimal string; identical to polars-hash `nchash.xxh3_64()` cast to a string.",
     "SELECT xxh3_64('abc'); -- 8696274497037089104"
 );
-
-/// Appends the decimal rendering of the hash of `bytes` (the per-value work of `xxh3_64`).
-#[inline]
-pub fn append_xxh3_64(bytes: &[u8], out: &mut Vec<u8>) {
-    crate::algorithm::append_decimal(xxh3(bytes), out);
-}
