@@ -13,6 +13,7 @@ pub mod pyjson;
 mod reader;
 pub mod render;
 pub mod spec;
+mod spec_json;
 pub mod system;
 mod versions;
 
