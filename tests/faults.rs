@@ -34,6 +34,17 @@ fn metaxy_sql(config: &Path, args: &[&str]) -> Output {
         .expect("run metaxy-sql")
 }
 
+/// A `metaxy.toml` in `dir` whose default store `dev` is a Delta store under `dir/store`.
+fn local_store_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("metaxy.toml");
+    std::fs::write(
+        &config,
+        "project = \"conformance\"\nstore = \"dev\"\n[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n",
+    )
+    .unwrap();
+    config
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -137,12 +148,7 @@ fn writers_lose_nothing(config: &Path, store: &str, writers: usize, appends: usi
 fn eight_writers_on_local_disk_lose_nothing() {
     let _heavy = heavy();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("metaxy.toml");
-    std::fs::write(
-        &config,
-        "project = \"conformance\"\nstore = \"dev\"\n[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n",
-    )
-    .unwrap();
+    let config = local_store_config(dir.path());
     let started = Instant::now();
     writers_lose_nothing(&config, "dev", 8, 100);
     eprintln!(
@@ -407,12 +413,7 @@ fn bad_credentials_and_unreachable_endpoints_fail_fast_and_clearly() {
 fn kill_9_during_a_write_leaves_the_table_whole() {
     let _heavy = heavy();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("metaxy.toml");
-    std::fs::write(
-        &config,
-        "project = \"conformance\"\nstore = \"dev\"\n[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n",
-    )
-    .unwrap();
+    let config = local_store_config(dir.path());
     const ROWS: usize = 400_000;
     let big = |from: usize| {
         format!(
@@ -464,12 +465,7 @@ fn kill_9_during_a_write_leaves_the_table_whole() {
 #[test]
 fn corrupt_log_and_data_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("metaxy.toml");
-    std::fs::write(
-        &config,
-        "project = \"conformance\"\nstore = \"dev\"\n[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n",
-    )
-    .unwrap();
+    let config = local_store_config(dir.path());
     for i in 0..2 {
         let o = metaxy_sql(&config, &["-c", &insert(i)]);
         assert!(o.status.success(), "{}", stderr(&o));
