@@ -34,15 +34,23 @@ fn metaxy_sql(config: &Path, args: &[&str]) -> Output {
         .expect("run metaxy-sql")
 }
 
-/// A `metaxy.toml` in `dir` whose default store `dev` is a Delta store under `dir/store`.
-fn local_store_config(dir: &Path) -> std::path::PathBuf {
+/// The local Delta store `dev` under `store/` (relative to the configuration).
+const LOCAL_DEV: &str = "[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n";
+
+/// Writes `dir/metaxy.toml` (project `conformance`, default store `store`, then `stores`).
+fn write_config(dir: &Path, store: &str, stores: &str) -> std::path::PathBuf {
     let config = dir.join("metaxy.toml");
     std::fs::write(
         &config,
-        "project = \"conformance\"\nstore = \"dev\"\n[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n",
+        format!("project = \"conformance\"\nstore = \"{store}\"\n{stores}"),
     )
     .unwrap();
     config
+}
+
+/// A `metaxy.toml` in `dir` whose default store `dev` is a Delta store under `dir/store`.
+fn local_store_config(dir: &Path) -> std::path::PathBuf {
+    write_config(dir, "dev", LOCAL_DEV)
 }
 
 fn stdout(o: &Output) -> String {
@@ -182,15 +190,7 @@ fn eight_writers_on_s3_lose_nothing() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("metaxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "project = \"conformance\"\nstore = \"s3\"\n{}",
-            s3.store_toml("s3", "writers")
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), "s3", &s3.store_toml("s3", "writers"));
     let started = Instant::now();
     writers_lose_nothing(&config, "s3", 8, appends);
     eprintln!(
@@ -221,15 +221,11 @@ fn a_local_store_falls_back_to_an_s3_store() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("metaxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "project = \"conformance\"\nstore = \"dev\"\n[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\nfallback_stores = [\"prod\"]\n{}",
-            s3.store_toml("prod", "prod")
-        ),
-    )
-    .unwrap();
+    let stores = format!(
+        "{LOCAL_DEV}fallback_stores = [\"prod\"]\n{}",
+        s3.store_toml("prod", "prod")
+    );
+    let config = write_config(dir.path(), "dev", &stores);
     let o = metaxy_sql(&config, &["--store", "prod", "-c", &insert(7)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = metaxy_sql(
@@ -374,12 +370,7 @@ fn bad_credentials_and_unreachable_endpoints_fail_fast_and_clearly() {
     let unreachable = good
         .replace("[stores.good", "[stores.down")
         .replace(&s3.endpoint, &format!("http://127.0.0.1:{closed}"));
-    let config = dir.path().join("metaxy.toml");
-    std::fs::write(
-        &config,
-        format!("project = \"conformance\"\nstore = \"good\"\n{good}{wrong}{unreachable}"),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), "good", &format!("{good}{wrong}{unreachable}"));
     let o = metaxy_sql(&config, &["-c", &insert(1)]);
     assert!(o.status.success(), "{}", stderr(&o));
     for (store, says) in [("wrong", "403"), ("down", "127.0.0.1")] {

@@ -119,6 +119,14 @@ fn read_only(feature: &Feature) -> MetaxyError {
     ))
 }
 
+/// The error for the first clause present in `clauses` (present, clause, why), if any.
+fn first_refused(statement: &str, clauses: &[(bool, &str, &str)]) -> Result<()> {
+    match clauses.iter().find(|(present, _, _)| *present) {
+        Some((_, clause, why)) => Err(refuse(statement, clause, why)),
+        None => Ok(()),
+    }
+}
+
 /// Refuses the clauses of an INSERT into a feature table that it cannot honour.
 fn check_insert(insert: &ast::Insert) -> Result<()> {
     let clauses: [(bool, &str, &str); 10] = [
@@ -162,10 +170,7 @@ fn check_insert(insert: &ast::Insert) -> Result<()> {
             "not supported",
         ),
     ];
-    match clauses.into_iter().find(|(present, _, _)| *present) {
-        Some((_, clause, why)) => Err(refuse("INSERT", clause, why)),
-        None => Ok(()),
-    }
+    first_refused("INSERT", &clauses)
 }
 
 /// Refuses the clauses of a DELETE from a feature table that it cannot honour.
@@ -193,10 +198,7 @@ fn check_delete(delete: &ast::Delete) -> Result<()> {
             "every matching sample is deleted; narrow the WHERE clause instead",
         ),
     ];
-    match clauses.into_iter().find(|(present, _, _)| *present) {
-        Some((_, clause, why)) => Err(refuse("DELETE", clause, why)),
-        None => Ok(()),
-    }
+    first_refused("DELETE", &clauses)
 }
 
 /// Runs the statement if it writes to a feature table; `None` when it is not ours.
