@@ -11,12 +11,11 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
-use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::basic::{Compression, Encoding};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use datafusion_metaxy_udfs::HashAlgorithm;
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::CommitProperties;
@@ -32,6 +31,7 @@ use super::columns::{
     DATA_VERSION, DATA_VERSION_BY_FIELD, DELETED_AT, FEATURE_VERSION, PROVENANCE,
     PROVENANCE_BY_FIELD, UPDATED_AT,
 };
+use super::delta_scan::{store_url, DeltaFilesTable};
 use super::{feature_path, FeatureScan, StoreBackend, StoredFacts};
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureKey;
@@ -49,6 +49,8 @@ const REMOTE_DEFAULTS: [(&str, &str); 4] = [
 pub struct DeltaBackend {
     root: Url,
     storage_options: HashMap<String, String>,
+    /// The object store at the root, built on first use.
+    root_store: Arc<std::sync::OnceLock<Arc<dyn object_store::ObjectStore>>>,
 }
 
 /// A delta-rs error, with what was being done.
@@ -98,6 +100,7 @@ impl DeltaBackend {
         Ok(Self {
             root,
             storage_options,
+            root_store: Arc::default(),
         })
     }
 
@@ -113,15 +116,20 @@ impl DeltaBackend {
             .map_err(|e| location_error(&format!("table location of {key}"), e))
     }
 
-    /// The object store at the root (for listing and dropping on remote stores).
+    /// The object store at the root: the feature scans read their files through it, and
+    /// listing and dropping on remote stores use it.
     fn root_store(&self) -> Result<Arc<dyn object_store::ObjectStore>> {
+        if let Some(store) = self.root_store.get() {
+            return Ok(Arc::clone(store));
+        }
         let log_store = deltalake::DeltaTableBuilder::from_url(self.root.clone())
             .and_then(|b| {
                 b.with_storage_options(self.storage_options.clone())
                     .build_storage()
             })
             .map_err(|e| delta_error(&format!("object store of {}", self.root), e))?;
-        Ok(log_store.root_object_store(None))
+        let store = log_store.object_store(None);
+        Ok(Arc::clone(self.root_store.get_or_init(|| store)))
     }
 
     /// Opens the feature's table; `None` when it has no commit yet.
@@ -200,11 +208,14 @@ impl StoreBackend for DeltaBackend {
             facts.single_timestamp =
                 table.version() == Some(0) && first_commit_is_ours(&table).await;
         }
-        let provider = table
-            .table_provider()
-            .with_session(scan_defaults())
-            .await
-            .map_err(|e| MetaxyError::DataFusion(e.context(format!("scanning {key}"))))?;
+        let prefix = object_store::path::Path::parse(format!("{}.delta", feature_path(key)))
+            .map_err(|e| object_store_error(&format!("table location of {key}"), e.into()))?;
+        let provider = Arc::new(DeltaFilesTable::try_new(
+            &table,
+            store_url(&self.root),
+            self.root_store()?,
+            &prefix,
+        )?);
         Ok(Some(FeatureScan { provider, facts }))
     }
 
@@ -385,23 +396,6 @@ async fn first_commit_is_ours(table: &DeltaTable) -> bool {
         infos.as_slice(),
         [Ok(info)] if info.info.get(ONE_ROW_PER_SAMPLE) == Some(&serde_json::Value::Bool(true))
     )
-}
-
-/// The scan settings of our Delta tables, as a session delta-rs takes its defaults from:
-/// strings read as they are stored (delta-rs would declare string views all the way down, the
-/// parquet reader reads views only for top-level columns, and every batch's struct children
-/// were then cast: 54 ms of the 232 ms a 2M-row scan of the `resolve` bench's wide root took),
-/// and filters pushed into the parquet reader
-/// (so merge-on-read's `is_latest` filter skips decoding superseded rows).
-fn scan_defaults() -> Arc<SessionState> {
-    static STATE: std::sync::LazyLock<Arc<SessionState>> = std::sync::LazyLock::new(|| {
-        let mut config = SessionConfig::new();
-        let parquet = &mut config.options_mut().execution.parquet;
-        parquet.schema_force_view_types = false;
-        parquet.pushdown_filters = true;
-        Arc::new(SessionStateBuilder::new().with_config(config).build())
-    });
-    Arc::clone(&STATE)
 }
 
 /// The arrow schema of the Delta table `schema` declares: each arrow type mapped to its Delta

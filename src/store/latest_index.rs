@@ -36,9 +36,33 @@ use super::ties;
 /// Each sample's greatest `coalesce(metaxy_deleted_at, metaxy_updated_at)`, for one integer id
 /// column: built once per plan by [`LatestRowsIndexExec`] from its `ids` input, read by the
 /// [`IsLatestExpr`] filtering its `rows` input.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LatestTimes {
+    /// Names this index in a serialised plan ([`super::codec`]): the operator and the
+    /// filters reading it carry the same id.
+    id: u64,
     index: tokio::sync::OnceCell<TimesIndex>,
+}
+
+impl LatestTimes {
+    /// An index to be built, named `id`.
+    pub(crate) fn with_id(id: u64) -> Self {
+        Self {
+            id,
+            index: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The id naming this index in a serialised plan.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Default for LatestTimes {
+    fn default() -> Self {
+        Self::with_id(uuid::Uuid::new_v4().as_u64_pair().0)
+    }
 }
 
 #[derive(Debug)]
@@ -257,6 +281,29 @@ pub struct IsLatestExpr {
     deleted_at: Arc<dyn PhysicalExpr>,
 }
 
+impl IsLatestExpr {
+    /// The filter reading `times` for the rows whose id and timestamps `id`, `updated_at` and
+    /// `deleted_at` evaluate to.
+    pub(crate) fn new(
+        times: Arc<LatestTimes>,
+        id: Arc<dyn PhysicalExpr>,
+        updated_at: Arc<dyn PhysicalExpr>,
+        deleted_at: Arc<dyn PhysicalExpr>,
+    ) -> Self {
+        Self {
+            times,
+            id,
+            updated_at,
+            deleted_at,
+        }
+    }
+
+    /// The index this filter reads.
+    pub fn times(&self) -> &Arc<LatestTimes> {
+        &self.times
+    }
+}
+
 impl PartialEq for IsLatestExpr {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.times, &other.times)
@@ -371,25 +418,35 @@ impl LatestRowsIndexExec {
         rows: Arc<dyn ExecutionPlan>,
         id: &str,
     ) -> Result<Self> {
+        let of_rows = rows.schema();
+        let column = |name: &str| -> Result<Arc<dyn PhysicalExpr>> {
+            Ok(Arc::new(Column::new_with_schema(name, &of_rows)?))
+        };
+        let times = Arc::new(LatestTimes::default());
+        let is_latest = Arc::new(IsLatestExpr::new(
+            Arc::clone(&times),
+            column(id)?,
+            column(UPDATED_AT)?,
+            column(DELETED_AT)?,
+        ));
+        let rows: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(is_latest, rows)?);
+        Self::with_filtered_rows(ids, rows, id, times)
+    }
+
+    /// Over `rows` already filtered by an [`IsLatestExpr`] reading `times` (a decoded plan).
+    pub(crate) fn with_filtered_rows(
+        ids: Arc<dyn ExecutionPlan>,
+        rows: Arc<dyn ExecutionPlan>,
+        id: &str,
+        times: Arc<LatestTimes>,
+    ) -> Result<Self> {
         let of_ids = ids.schema();
         let columns = (
             of_ids.index_of(id)?,
             timestamp_column(&of_ids, UPDATED_AT)?,
             timestamp_column(&of_ids, DELETED_AT)?,
         );
-        let of_rows = rows.schema();
-        let column = |name: &str| -> Result<Arc<dyn PhysicalExpr>> {
-            Ok(Arc::new(Column::new_with_schema(name, &of_rows)?))
-        };
-        let times = Arc::new(LatestTimes::default());
-        let is_latest = Arc::new(IsLatestExpr {
-            times: Arc::clone(&times),
-            id: column(id)?,
-            updated_at: column(UPDATED_AT)?,
-            deleted_at: column(DELETED_AT)?,
-        });
-        let rows_id = of_rows.index_of(id)?;
-        let rows: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(is_latest, rows)?);
+        let rows_id = rows.schema().index_of(id)?;
         Ok(Self {
             properties: Arc::new(Self::properties_of(&rows)),
             ties: Arc::new(ties::TieBuffer::new(
@@ -402,6 +459,16 @@ impl LatestRowsIndexExec {
             times,
             metrics: ExecutionPlanMetricsSet::new(),
         })
+    }
+
+    /// The id column.
+    pub fn id_column(&self) -> String {
+        self.ids.schema().field(self.columns.0).name().clone()
+    }
+
+    /// The index the rows' filter reads.
+    pub fn times(&self) -> &Arc<LatestTimes> {
+        &self.times
     }
 
     fn properties_of(rows: &Arc<dyn ExecutionPlan>) -> PlanProperties {

@@ -62,6 +62,16 @@ impl LatestRowsExec {
         })
     }
 
+    /// The names of the sample id columns.
+    pub fn key_names(&self) -> Vec<String> {
+        let schema = self.input.schema();
+        self.keys
+            .iter()
+            .filter_map(|k| k.downcast_ref::<Column>())
+            .map(|c| schema.field(c.index()).name().clone())
+            .collect()
+    }
+
     fn properties_of(input: &Arc<dyn ExecutionPlan>) -> PlanProperties {
         // Rows are only dropped: partitioning, orderings and equivalences of the input hold.
         PlanProperties::new(

@@ -3,8 +3,10 @@
 //! two implementations: [`memory::MemoryBackend`] and [`delta::DeltaBackend`] (the layout the
 //! Python metaxy's Delta store writes, so both can share a store).
 
+pub mod codec;
 pub mod config;
 pub mod delta;
+pub mod delta_scan;
 pub mod latest;
 mod latest_index;
 mod latest_sort;

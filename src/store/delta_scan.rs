@@ -1,0 +1,284 @@
+//! A feature's Delta table read as DataFusion's own parquet scan.
+//!
+//! [`DeltaFilesTable`] is built from one Delta snapshot: its schema and the list of its active
+//! files with their sizes and per-file statistics. Its scan is DataFusion's `DataSourceExec`
+//! over a `ParquetSource` (no delta-rs operator in the plan), so every node of a read or of
+//! `resolve_update` is a DataFusion built-in or one of ours, and the plan serialises with
+//! datafusion-proto ([`super::codec`]).
+//!
+//! The files are addressed through the store's root object store, registered in the session's
+//! runtime under `metaxy://<hash of the store root>` ([`store_url`]): a process that opens the
+//! same store (another session, a worker) registers the same URL.
+//!
+//! What it refuses, naming the table: features of the Delta protocol metaxy never writes and
+//! this scan does not apply, i.e. deletion vectors (rows a file's vector deletes would be read),
+//! column mapping (columns would be read by their physical names), partitioned tables
+//! (partition values are not in the files), and files outside the table directory.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Int64Type, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::stats::Precision;
+use datafusion::common::{ColumnStatistics, Result, ScalarValue, Statistics};
+use datafusion::config::TableParquetOptions;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
+use deltalake::DeltaTable;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::error::{MetaxyError, Result as MetaxyResult};
+
+/// The object store URL under which the files of the store rooted at `root` are registered:
+/// `metaxy://<16 hex digits of the root's SHA-256>` (the same in every process).
+pub fn store_url(root: &Url) -> ObjectStoreUrl {
+    let digest = Sha256::digest(root.as_str().as_bytes());
+    let host: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    ObjectStoreUrl::parse(format!("metaxy://{host}")).expect("a hex host is a valid URL")
+}
+
+/// A feature table's active files as a DataFusion parquet scan (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct DeltaFilesTable {
+    schema: SchemaRef,
+    store_url: ObjectStoreUrl,
+    store: Arc<dyn ObjectStore>,
+    files: Vec<PartitionedFile>,
+    statistics: Statistics,
+}
+
+impl DeltaFilesTable {
+    /// The files of `table`'s loaded snapshot; `store` is the object store rooted at the store
+    /// root, registered as `store_url`, and `prefix` the table's directory in it.
+    pub fn try_new(
+        table: &DeltaTable,
+        store_url: ObjectStoreUrl,
+        store: Arc<dyn ObjectStore>,
+        prefix: &Path,
+    ) -> MetaxyResult<Self> {
+        let refuse = |what: String| {
+            MetaxyError::Unsupported(format!("Delta table {}: {what}", table.table_url()))
+        };
+        let snapshot = table.snapshot().map_err(|e| MetaxyError::Delta {
+            context: format!("reading the snapshot of {}", table.table_url()),
+            source: Box::new(e),
+        })?;
+        let metadata = snapshot.metadata();
+        if let Some(mode) = metadata
+            .configuration()
+            .get("delta.columnMapping.mode")
+            .filter(|m| !m.eq_ignore_ascii_case("none"))
+        {
+            return Err(refuse(format!(
+                "column mapping (delta.columnMapping.mode = {mode}) is not supported; metaxy \
+                 never writes it"
+            )));
+        }
+        if !metadata.partition_columns().is_empty() {
+            return Err(refuse(format!(
+                "partitioned tables (partitioned by {}) are not supported; metaxy writes \
+                 unpartitioned tables",
+                metadata.partition_columns().join(", ")
+            )));
+        }
+        let schema: Schema = snapshot
+            .schema()
+            .as_ref()
+            .try_into_arrow()
+            .map_err(|e| refuse(format!("its schema has no arrow form: {e}")))?;
+        let schema = Arc::new(schema);
+        let actions = snapshot
+            .add_actions_table(true)
+            .map_err(|e| MetaxyError::Delta {
+                context: format!("listing the files of {}", table.table_url()),
+                source: Box::new(e),
+            })?;
+        let files = files_of(&actions, &schema, prefix).map_err(refuse)?;
+        let statistics = Statistics::try_merge_iter(
+            files.iter().filter_map(|f| f.statistics.as_deref()),
+            &schema,
+        )
+        .unwrap_or_else(|_| Statistics::new_unknown(&schema));
+        Ok(Self {
+            schema,
+            store_url,
+            store,
+            files,
+            statistics,
+        })
+    }
+
+    /// The files read, with their statistics.
+    pub fn files(&self) -> &[PartitionedFile] {
+        &self.files
+    }
+}
+
+/// The active files of an `add_actions_table(flatten = true)` batch: paths under `prefix`,
+/// sizes, and statistics where the Delta ones are exact bounds.
+fn files_of(
+    actions: &RecordBatch,
+    schema: &Schema,
+    prefix: &Path,
+) -> std::result::Result<Vec<PartitionedFile>, String> {
+    let int64 = |name: &str| actions.column_by_name(name)?.as_primitive_opt::<Int64Type>();
+    let paths = actions
+        .column_by_name("path")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or("the log's file list has no path column")?;
+    let sizes = int64("size_bytes").ok_or("the log's file list has no size column")?;
+    let records = int64("num_records");
+    // Present only when the table supports deletion vectors, NULL for files without one.
+    let vectors = actions
+        .schema()
+        .fields()
+        .iter()
+        .find(|f| f.name().starts_with("deletion_vector."))
+        .and_then(|f| actions.column_by_name(f.name()).cloned());
+    let mut files = Vec::with_capacity(actions.num_rows());
+    for i in 0..actions.num_rows() {
+        let raw = paths.value(i);
+        if vectors.as_ref().is_some_and(|v| v.is_valid(i)) {
+            return Err(format!(
+                "file {raw} has a deletion vector; deletion vectors are not supported (metaxy \
+                 never writes them)"
+            ));
+        }
+        if raw.contains("://") || raw.starts_with('/') {
+            return Err(format!(
+                "file {raw} lies outside the table directory, which is not supported"
+            ));
+        }
+        let relative =
+            Path::from_url_path(raw).map_err(|e| format!("file path {raw} is invalid: {e}"))?;
+        let location = Path::from_iter(prefix.parts().chain(relative.parts()));
+        let size = u64::try_from(sizes.value(i)).map_err(|_| format!("file {raw}: bad size"))?;
+        let mut file = PartitionedFile::new(location.to_string(), size);
+        if let Some(records) = records.filter(|r| r.is_valid(i)) {
+            file = file.with_statistics(Arc::new(file_statistics(
+                actions,
+                schema,
+                i,
+                records.value(i),
+                size,
+            )));
+        }
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// One file's statistics for DataFusion: its row count, each top-level column's NULL count,
+/// and the minimum and maximum of integer columns. Other bounds are left out: Delta cuts
+/// timestamp statistics to milliseconds and may cut strings to a prefix, so they are not
+/// bounds a pruning predicate may trust.
+fn file_statistics(
+    actions: &RecordBatch,
+    schema: &Schema,
+    row: usize,
+    records: i64,
+    size: u64,
+) -> Statistics {
+    let scalar = |name: String| -> Precision<ScalarValue> {
+        actions
+            .column_by_name(&name)
+            .filter(|c| c.is_valid(row))
+            .and_then(|c| ScalarValue::try_from_array(c, row).ok())
+            .map_or(Precision::Absent, Precision::Exact)
+    };
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let name = field.name();
+            let null_count = actions
+                .column_by_name(&format!("null_count.{name}"))
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .filter(|c| c.is_valid(row))
+                .map_or(Precision::Absent, |c| {
+                    Precision::Exact(c.value(row).max(0) as usize)
+                });
+            let mut stats = ColumnStatistics::new_unknown().with_null_count(null_count);
+            if field.data_type().is_integer() {
+                let cast = |p: Precision<ScalarValue>| match p {
+                    Precision::Exact(v) => v
+                        .cast_to(field.data_type())
+                        .map_or(Precision::Absent, Precision::Exact),
+                    other => other,
+                };
+                stats = stats
+                    .with_min_value(cast(scalar(format!("min.{name}"))))
+                    .with_max_value(cast(scalar(format!("max.{name}"))));
+            }
+            stats
+        })
+        .collect();
+    Statistics {
+        num_rows: Precision::Exact(records.max(0) as usize),
+        total_byte_size: Precision::Inexact(size as usize),
+        column_statistics: columns,
+    }
+}
+
+#[async_trait]
+impl TableProvider for DeltaFilesTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Applied by the parquet reader (row groups, pages and rows), but not necessarily to
+        // every row: DataFusion keeps the filter above the scan.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        state
+            .runtime_env()
+            .register_object_store(self.store_url.as_ref(), Arc::clone(&self.store));
+        let mut parquet = TableParquetOptions::default();
+        parquet.global = state.config_options().execution.parquet.clone();
+        // Strings read as they are stored (the schema declares no views), and filters
+        // evaluated by the parquet reader while decoding, so merge-on-read's `is_latest`
+        // filter skips decoding the other columns of superseded rows.
+        parquet.global.schema_force_view_types = false;
+        parquet.global.pushdown_filters = true;
+        // The filters are not set here: DataFusion keeps them above the scan (inexact) and
+        // its physical optimizer pushes them into the parquet source.
+        let _ = filters;
+        let source =
+            ParquetSource::new(Arc::clone(&self.schema)).with_table_parquet_options(parquet);
+        let partitions = state.config_options().execution.target_partitions.max(1);
+        let groups = FileGroup::new(self.files.clone()).split_files(partitions);
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file_groups(groups)
+            .with_statistics(self.statistics.clone())
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
