@@ -304,4 +304,22 @@ fn sql_on_feature_tables_is_honoured_or_refused() {
         ok("SELECT count(*) AS n FROM history.example__video", "csv"),
         "n\n2\n"
     );
+    // Issue 17: the store's files are scanned by DataFusion's own parquet scan, merge-on-read
+    // (a second write makes it needed) included.
+    ok(
+        "INSERT INTO example__video SELECT 2 AS video_id, named_struct('audio', 'b', 'frames', 'f') AS metaxy_provenance_by_field",
+        "csv",
+    );
+    for sql in [
+        "EXPLAIN SELECT * FROM example__video",
+        "EXPLAIN SELECT * FROM resolve_update('example/crop')",
+    ] {
+        let plan = ok(sql, "csv");
+        assert!(
+            plan.contains("DataSourceExec") && plan.contains("example/video.delta/part-"),
+            "{sql}: {plan}"
+        );
+        assert!(plan.contains("LatestRowsIndexExec"), "{sql}: {plan}");
+        assert!(!plan.contains("DeltaScan"), "{sql}: {plan}");
+    }
 }

@@ -1515,3 +1515,92 @@ async fn reads_of_a_store_metaxy_wrote_with_ties_keep_one_row_per_sample() {
         assert_eq!(n, 3);
     }
 }
+
+/// Delta features metaxy never writes, which our scan does not apply, are refused with an
+/// error naming them (not misread): deletion vectors, column mapping, partitioned tables. The
+/// logs are those of a table we wrote, edited as a writer using the feature would have
+/// written them.
+#[tokio::test]
+async fn delta_features_metaxy_never_writes_are_refused_by_name() {
+    /// Column mapping's annotations on every field of a schema, nested ones included.
+    fn annotate(schema: &mut serde_json::Value, id: &mut u64) {
+        for field in schema["fields"].as_array_mut().unwrap() {
+            *id += 1;
+            let name = field["name"].clone();
+            field["metadata"]["delta.columnMapping.id"] = (*id).into();
+            field["metadata"]["delta.columnMapping.physicalName"] = name;
+            if field["type"].is_object() {
+                annotate(&mut field["type"], id);
+            }
+        }
+    }
+    let edits: [(&str, fn(&mut serde_json::Value)); 3] = [
+        ("deletion vector", |action| {
+            if let Some(p) = action.get_mut("protocol") {
+                *p = serde_json::json!({"minReaderVersion": 3, "minWriterVersion": 7,
+                    "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"]});
+            }
+            if let Some(m) = action.get_mut("metaData") {
+                m["configuration"]["delta.enableDeletionVectors"] = "true".into();
+            }
+            if let Some(add) = action.get_mut("add") {
+                add["deletionVector"] = serde_json::json!({"storageType": "i",
+                    "pathOrInlineDv": "wi5b=000010000siXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L",
+                    "sizeInBytes": 40, "cardinality": 1});
+            }
+        }),
+        ("column mapping", |action| {
+            if let Some(p) = action.get_mut("protocol") {
+                *p = serde_json::json!({"minReaderVersion": 2, "minWriterVersion": 5});
+            }
+            if let Some(m) = action.get_mut("metaData") {
+                let mut schema: serde_json::Value =
+                    serde_json::from_str(m["schemaString"].as_str().unwrap()).unwrap();
+                annotate(&mut schema, &mut 0);
+                m["schemaString"] = schema.to_string().into();
+                m["configuration"]["delta.columnMapping.mode"] = "name".into();
+                m["configuration"]["delta.columnMapping.maxColumnId"] = "100".into();
+            }
+        }),
+        ("partitioned by id", |action| {
+            if let Some(m) = action.get_mut("metaData") {
+                m["partitionColumns"] = serde_json::json!(["id"]);
+            }
+            if let Some(add) = action.get_mut("add") {
+                add["partitionValues"] = serde_json::json!({"id": "1"});
+            }
+        }),
+    ];
+    for (feature, edit) in edits {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = SessionContext::new();
+        let (graph, key, _, store) = one_field_delta_store(dir.path());
+        let df = ctx
+            .sql("SELECT 1 AS id, named_struct('x', 'a') AS metaxy_provenance_by_field")
+            .await
+            .unwrap();
+        store.write(&graph, &key, df).await.unwrap();
+        let log = dir.path().join("t/root.delta/_delta_log/00000000000000000000.json");
+        let edited: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let mut action: serde_json::Value = serde_json::from_str(line).unwrap();
+                edit(&mut action);
+                action.to_string()
+            })
+            .collect();
+        std::fs::write(&log, edited.join("\n")).unwrap();
+        let read = async {
+            store
+                .read(&ctx, &graph, &key, &ReadOptions::default())
+                .await?
+                .collect()
+                .await
+                .map_err(datafusion_metaxy::MetaxyError::from)
+        };
+        let err = read.await.expect_err(feature).to_string();
+        assert!(err.contains(feature) && err.contains("not supported"), "{feature}: {err}");
+        assert!(err.contains("t/root.delta"), "{feature}: {err}");
+    }
+}
