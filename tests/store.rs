@@ -87,7 +87,8 @@ pub(crate) async fn collect(
 
 /// Our plan nodes, and how many plans [`collect`] sent through datafusion-proto held each.
 const OUR_NODES: [&str; 3] = ["LatestRowsIndexExec", "LatestRowsExec", "is_latest("];
-static OUR_NODES_SEEN: [std::sync::atomic::AtomicUsize; 3] = [const { std::sync::atomic::AtomicUsize::new(0) }; 3];
+static OUR_NODES_SEEN: [std::sync::atomic::AtomicUsize; 3] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 3];
 
 /// A plan's text without parquet scans' `sort_order_for_reorder` hints (an optimisation hint
 /// for reading row groups in sort order, which datafusion-proto 55 does not carry).
@@ -595,7 +596,13 @@ async fn conformance_plans_round_trip_through_datafusion_proto() {
         checked += replay_steps(&case, MetadataStore::in_memory(), true, true).await;
         let dir = tempfile::tempdir().unwrap();
         let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
-        checked += replay_steps(&case, MetadataStore::new("dev", Arc::new(backend)), true, true).await;
+        checked += replay_steps(
+            &case,
+            MetadataStore::new("dev", Arc::new(backend)),
+            true,
+            true,
+        )
+        .await;
     }
     assert!(checked >= 60, "{checked} plans");
     // Every node of ours was among them (the counts include other tests' plans).
@@ -750,7 +757,17 @@ async fn delta_reads_skip_only_the_steps_the_log_proves_no_ops() {
     assert!(current("v2").await.is_empty());
 }
 
-/// Merge-on-read against a plain computation of its definition: over rows in many batches and
+/// The values of the first (Int64) column of `batches`.
+fn int64_column(batches: &[RecordBatch]) -> Vec<i64> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect()
+}
+
+/// Merge-on-read against a plain computation of its definition and its plain-SQL formulation: over rows in many batches and
 /// partitions with two id columns (one with NULLs), timestamps in two units, tombstones and
 /// ties, the latest row per sample is the row whose `coalesce(deleted_at, updated_at)` is the
 /// sample's greatest, exactly one per sample: of tied rows the one that sorts last over the
@@ -899,6 +916,37 @@ async fn latest_rows_match_their_definition() {
         assert!(
             expected.len() >= 20 && expected.len() < all.len() / 2,
             "{ids:?}"
+        );
+        // The plain-SQL formulation of merge-on-read (a window maximum, the rows carrying it,
+        // of ties the greatest `row`), the reference the operators are checked against.
+        let reference = SessionContext::new();
+        reference
+            .register_table(
+                "stored",
+                Arc::new(MemTable::try_new(schema.clone(), partitions.clone()).unwrap()),
+            )
+            .unwrap();
+        let sample = ids.join(", ");
+        let by_sql = int64_column(
+            &reference
+                .sql(&format!(
+                    "SELECT max(\"row\") AS \"row\" FROM ( \
+                       SELECT *, max(ts) OVER (PARTITION BY {sample}) AS latest FROM ( \
+                         SELECT *, coalesce(CAST(metaxy_deleted_at AS TIMESTAMP(6) WITH TIME ZONE), \
+                                            metaxy_updated_at) AS ts \
+                         FROM stored WHERE kind = 1)) \
+                     WHERE ts IS NOT DISTINCT FROM latest \
+                     GROUP BY {sample} ORDER BY 1"
+                ))
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            by_sql, expected,
+            "{ids:?}: the SQL reference and the plain computation"
         );
         let table = LatestRowsTable::new(
             Arc::new(MemTable::try_new(schema.clone(), partitions.clone()).unwrap()),
@@ -1534,7 +1582,9 @@ async fn delta_features_metaxy_never_writes_are_refused_by_name() {
             }
         }
     }
-    let edits: [(&str, fn(&mut serde_json::Value)); 3] = [
+    /// A feature's name in the error, and the edit of one log action that uses it.
+    type Edit = (&'static str, fn(&mut serde_json::Value));
+    let edits: [Edit; 3] = [
         ("deletion vector", |action| {
             if let Some(p) = action.get_mut("protocol") {
                 *p = serde_json::json!({"minReaderVersion": 3, "minWriterVersion": 7,
@@ -1580,7 +1630,9 @@ async fn delta_features_metaxy_never_writes_are_refused_by_name() {
             .await
             .unwrap();
         store.write(&graph, &key, df).await.unwrap();
-        let log = dir.path().join("t/root.delta/_delta_log/00000000000000000000.json");
+        let log = dir
+            .path()
+            .join("t/root.delta/_delta_log/00000000000000000000.json");
         let edited: Vec<String> = std::fs::read_to_string(&log)
             .unwrap()
             .lines()
@@ -1600,7 +1652,10 @@ async fn delta_features_metaxy_never_writes_are_refused_by_name() {
                 .map_err(datafusion_metaxy::MetaxyError::from)
         };
         let err = read.await.expect_err(feature).to_string();
-        assert!(err.contains(feature) && err.contains("not supported"), "{feature}: {err}");
+        assert!(
+            err.contains(feature) && err.contains("not supported"),
+            "{feature}: {err}"
+        );
         assert!(err.contains("t/root.delta"), "{feature}: {err}");
     }
 }

@@ -92,9 +92,10 @@ impl SchemaProvider for FeatureSchema {
         let Some(feature) = graph.features().find(|f| f.key().table_name() == name) else {
             return self.inner.table(name).await;
         };
-        let plan = crate::store::read_plan(&self.state.store, &graph, feature.key(), &self.options)
-            .await
-            .map_err(DataFusionError::from)?;
+        let plan =
+            crate::store::table_plan(&self.state.store, &graph, feature.key(), &self.options)
+                .await
+                .map_err(DataFusionError::from)?;
         Ok(Some(Arc::new(ViewTable::new(plan, None))))
     }
 

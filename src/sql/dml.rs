@@ -277,7 +277,7 @@ pub async fn try_execute(
             // The feature's columns even before it has data (the predicate is checked then too).
             let current = datafusion::prelude::DataFrame::new(
                 ctx.state(),
-                crate::store::read_plan(
+                crate::store::table_plan(
                     &state.store,
                     &graph,
                     feature.key(),
@@ -320,7 +320,7 @@ pub async fn try_execute(
                     };
                     let schema_df = datafusion::prelude::DataFrame::new(
                         ctx.state(),
-                        crate::store::read_plan(&state.store, &graph, feature.key(), &every_row)
+                        crate::store::table_plan(&state.store, &graph, feature.key(), &every_row)
                             .await?,
                     );
                     let predicate = schema_df.parse_sql_expr(predicate)?;

@@ -5,7 +5,7 @@
 pub mod catalog;
 pub mod dml;
 pub mod graph_functions;
-pub mod resolve;
+pub mod resolve_update;
 
 use std::io::Write;
 use std::str::FromStr;
@@ -66,7 +66,7 @@ pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result
     let state = ctx.state().config().get_extension::<catalog::MetaxyState>();
     let mut statement = statement;
     let views = match &state {
-        Some(state) => resolve::rewrite(ctx, state, &mut statement).await?,
+        Some(state) => resolve_update::rewrite(ctx, state, &mut statement).await?,
         None => Vec::new(),
     };
     let result = async {

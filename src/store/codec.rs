@@ -67,8 +67,7 @@ impl MetaxyCodec {
 }
 
 fn parse(buf: &[u8]) -> Result<Value> {
-    serde_json::from_slice(buf)
-        .map_err(|e| internal_datafusion_err!("not a metaxy plan node: {e}"))
+    serde_json::from_slice(buf).map_err(|e| internal_datafusion_err!("not a metaxy plan node: {e}"))
 }
 
 fn field<'a>(value: &'a Value, name: &str) -> Result<&'a Value> {

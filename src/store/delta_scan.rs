@@ -131,7 +131,11 @@ fn files_of(
     schema: &Schema,
     prefix: &Path,
 ) -> std::result::Result<Vec<PartitionedFile>, String> {
-    let int64 = |name: &str| actions.column_by_name(name)?.as_primitive_opt::<Int64Type>();
+    let int64 = |name: &str| {
+        actions
+            .column_by_name(name)?
+            .as_primitive_opt::<Int64Type>()
+    };
     let paths = actions
         .column_by_name("path")
         .and_then(|c| c.as_string_opt::<i32>())

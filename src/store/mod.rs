@@ -30,18 +30,20 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion_metaxy_udfs::HashAlgorithm;
 
 pub(crate) use read::empty_schema;
+use read::Lookup;
 pub use read::ReadOptions;
-pub(crate) use write::struct_hash;
+pub(crate) use write::{sample_hash, struct_hash};
 
-/// The logical plan of a read (for table providers); a feature no store of the chain has a
-/// table for yet reads as no rows with the feature's columns ([`read::empty_schema`]).
-pub async fn read_plan(
+/// The logical plan of a feature table's read in SQL (table providers, DML): like
+/// [`MetadataStore::read`], but a feature no store of the chain has a table for yet reads as
+/// no rows with the feature's columns ([`read::empty_schema`]), as a SQL user expects.
+pub async fn table_plan(
     store: &MetadataStore,
     graph: &FeatureGraph,
     key: &FeatureKey,
     options: &ReadOptions,
 ) -> Result<datafusion::logical_expr::LogicalPlan> {
-    if let Some(plan) = read::plan_if_present(store, graph, key, options).await? {
+    if let Some(plan) = read::plan(store, graph, key, options, Lookup::WithFallbacks).await? {
         return Ok(plan);
     }
     let schema = read::empty_schema(graph.feature(key)?);
@@ -246,21 +248,21 @@ impl MetadataStore {
 
     /// The store holding the feature: this one, or else the first fallback (depth first) that
     /// has it, with a warning. A feature is never read from two stores.
-    pub async fn resolve(&self, key: &FeatureKey) -> Result<Option<&MetadataStore>> {
+    pub async fn store_holding(&self, key: &FeatureKey) -> Result<Option<&MetadataStore>> {
         if self.backend.exists(key).await? {
             return Ok(Some(self));
         }
-        self.resolve_fallback(key).await
+        self.fallback_holding(key).await
     }
 
     /// The first fallback store (depth first) that has the feature, with a warning; this
     /// store itself is not looked at.
-    pub(crate) async fn resolve_fallback(
+    pub(crate) async fn fallback_holding(
         &self,
         key: &FeatureKey,
     ) -> Result<Option<&MetadataStore>> {
         for fallback in &self.fallbacks {
-            if let Some(store) = Box::pin(fallback.resolve(key)).await? {
+            if let Some(store) = Box::pin(fallback.store_holding(key)).await? {
                 log::warn!(
                     "feature {key} is not in store '{}'; reading it from fallback store '{}'",
                     self.name,
@@ -298,7 +300,14 @@ impl MetadataStore {
         key: &FeatureKey,
         options: &ReadOptions,
     ) -> Result<DataFrame> {
-        read::read(self, ctx, graph, key, options).await
+        self.read_if_present(ctx, graph, key, options)
+            .await?
+            .ok_or_else(|| {
+                MetaxyError::Store(format!(
+                    "feature {key} has no table in store '{}' or its fallbacks (write to it first)",
+                    self.name
+                ))
+            })
     }
 
     /// Like [`MetadataStore::read`], but `None` when neither this store nor a fallback has
@@ -310,7 +319,7 @@ impl MetadataStore {
         key: &FeatureKey,
         options: &ReadOptions,
     ) -> Result<Option<DataFrame>> {
-        Ok(read::plan_if_present(self, graph, key, options)
+        Ok(read::plan(self, graph, key, options, Lookup::WithFallbacks)
             .await?
             .map(|plan| DataFrame::new(ctx.state(), plan)))
     }
@@ -324,7 +333,9 @@ impl MetadataStore {
         key: &FeatureKey,
         options: &ReadOptions,
     ) -> Result<Option<DataFrame>> {
-        read::read_own(self, ctx, graph, key, options).await
+        Ok(read::plan(self, graph, key, options, Lookup::ThisStore)
+            .await?
+            .map(|plan| DataFrame::new(ctx.state(), plan)))
     }
 
     /// Soft-deletes the current rows matching `predicate` by appending tombstones with
@@ -336,7 +347,9 @@ impl MetadataStore {
         key: &FeatureKey,
         predicate: Expr,
     ) -> Result<u64> {
-        let current = read::read_own(self, ctx, graph, key, &ReadOptions::default()).await?;
+        let current = self
+            .read_local(ctx, graph, key, &ReadOptions::default())
+            .await?;
         let Some(current) = current else {
             return Ok(0);
         };

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{col, lit, Expr, LogicalPlan, LogicalPlanBuilder};
-use datafusion::prelude::{DataFrame, SessionContext};
 
 use super::columns::{DELETED_AT, FEATURE_VERSION};
 use super::latest::LatestRowsTable;
 use super::{FeatureScan, MetadataStore};
-use crate::error::{MetaxyError, Result};
+use crate::error::Result;
 use crate::graph::{FeatureGraph, FeatureKey};
 
 /// Which stored rows a read returns. The default is metaxy's current view. As in metaxy's
@@ -44,43 +43,38 @@ pub struct ReadOptions {
     pub include_deleted: bool,
 }
 
-/// The plan of a read from the store that holds the feature (this store or a fallback),
-/// `None` when no store in the chain has it.
-pub(crate) async fn plan_if_present(
-    store: &MetadataStore,
-    graph: &FeatureGraph,
-    key: &FeatureKey,
-    options: &ReadOptions,
-) -> Result<Option<LogicalPlan>> {
-    // This store first: one look at its table when it has the feature.
-    if let Some(plan) = own_plan(store, graph, key, options).await? {
-        return Ok(Some(plan));
-    }
-    match store.resolve_fallback(key).await? {
-        Some(owner) => own_plan(owner, graph, key, options).await,
-        None => Ok(None),
-    }
+/// Which stores a read looks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// This store only.
+    ThisStore,
+    /// This store, else the first fallback that has the feature.
+    WithFallbacks,
 }
 
-/// Like [`plan_if_present`], with an error naming the store when the feature is missing.
+/// The plan of a read; `None` when no store looked in has a table for the feature.
 pub(crate) async fn plan(
     store: &MetadataStore,
     graph: &FeatureGraph,
     key: &FeatureKey,
     options: &ReadOptions,
-) -> Result<LogicalPlan> {
-    plan_if_present(store, graph, key, options)
-        .await?
-        .ok_or_else(|| {
-            MetaxyError::Store(format!(
-                "feature {key} has no table in store '{}' or its fallbacks (write to it first)",
-                store.name
-            ))
-        })
+    lookup: Lookup,
+) -> Result<Option<LogicalPlan>> {
+    // This store first: one look at its table when it has the feature.
+    if let Some(plan) = plan_here(store, graph, key, options).await? {
+        return Ok(Some(plan));
+    }
+    if lookup == Lookup::ThisStore {
+        return Ok(None);
+    }
+    match store.fallback_holding(key).await? {
+        Some(owner) => plan_here(owner, graph, key, options).await,
+        None => Ok(None),
+    }
 }
 
 /// The plan of a read from this store only; `None` when it has no table for the feature.
-pub(crate) async fn own_plan(
+async fn plan_here(
     store: &MetadataStore,
     graph: &FeatureGraph,
     key: &FeatureKey,
@@ -190,27 +184,4 @@ pub(crate) fn empty_schema(
         fields.push(Field::new(name, dt, true));
     }
     Arc::new(Schema::new(fields))
-}
-
-pub(crate) async fn read(
-    store: &MetadataStore,
-    ctx: &SessionContext,
-    graph: &FeatureGraph,
-    key: &FeatureKey,
-    options: &ReadOptions,
-) -> Result<DataFrame> {
-    let plan = plan(store, graph, key, options).await?;
-    Ok(DataFrame::new(ctx.state(), plan))
-}
-
-pub(crate) async fn read_own(
-    store: &MetadataStore,
-    ctx: &SessionContext,
-    graph: &FeatureGraph,
-    key: &FeatureKey,
-    options: &ReadOptions,
-) -> Result<Option<DataFrame>> {
-    Ok(own_plan(store, graph, key, options)
-        .await?
-        .map(|plan| DataFrame::new(ctx.state(), plan)))
 }

@@ -37,24 +37,35 @@ fn is_string(dt: &DataType) -> bool {
     )
 }
 
-/// The hash of a provenance-like struct: its fields in struct-key order joined with `|`, hashed
-/// and truncated; NULL when any field is NULL (Polars' `concat_str`).
+/// metaxy's sample-level rule, its one definition: a sample's provenance (or data version) is
+/// its per-field values in field-key order joined with `|`, hashed with the store's algorithm
+/// and truncated; NULL when any value is NULL (Polars' `concat_str`); the hash of "" without
+/// fields. `by_field` holds (struct key, value) pairs in any order.
+pub(crate) fn sample_hash(
+    mut by_field: Vec<(String, Expr)>,
+    store: &MetadataStore,
+    truncate: usize,
+) -> Expr {
+    by_field.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut parts: Vec<Expr> = by_field.into_iter().map(|(_, value)| value).collect();
+    if parts.is_empty() {
+        parts.push(lit(""));
+    }
+    metaxy_hash_concat(store.hash_algorithm(), Some(truncate), "|", parts)
+}
+
+/// [`sample_hash`] of a provenance-like struct column with the given keys.
 pub(crate) fn struct_hash(
     struct_col: Expr,
     struct_keys: &[String],
     store: &MetadataStore,
     truncate: usize,
 ) -> Expr {
-    let mut keys = struct_keys.to_vec();
-    keys.sort();
-    let mut parts: Vec<Expr> = keys
+    let by_field = struct_keys
         .iter()
-        .map(|k| get_field(struct_col.clone(), k.as_str()))
+        .map(|k| (k.clone(), get_field(struct_col.clone(), k.as_str())))
         .collect();
-    if parts.is_empty() {
-        parts.push(lit(""));
-    }
-    metaxy_hash_concat(store.hash_algorithm(), Some(truncate), "|", parts)
+    sample_hash(by_field, store, truncate)
 }
 
 /// A struct rebuilt with exactly `keys` (in this order) as Utf8 children.

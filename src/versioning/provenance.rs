@@ -69,15 +69,13 @@ pub(super) fn field_provenance(
         .iter()
         .flat_map(|(key, column)| [lit(key.as_str()), col(column.as_str())])
         .collect();
-    let mut sorted = fields.clone();
-    sorted.sort();
-    let mut parts: Vec<Expr> = sorted.iter().map(|(_, c)| col(c.as_str())).collect();
-    if parts.is_empty() {
-        parts.push(lit(""));
-    }
+    let by_field = fields
+        .iter()
+        .map(|(key, column)| (key.clone(), col(column.as_str())))
+        .collect();
     let mut exprs = kept;
     exprs.push(named_struct(struct_args).alias(PROVENANCE_BY_FIELD));
-    exprs.push(metaxy_hash_concat(alg, Some(truncate), "|", parts).alias(PROVENANCE));
+    exprs.push(crate::store::sample_hash(by_field, store, truncate).alias(PROVENANCE));
     let df = df.select(exprs)?;
     let struct_keys: Vec<String> = fields.into_iter().map(|(k, _)| k).collect();
     with_defaults(df, &struct_keys, store, truncate)
