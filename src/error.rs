@@ -82,6 +82,14 @@ pub enum MetaxyError {
     /// Invalid configuration (metaxy.toml, options).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A worker could not serve (its address is taken, …).
+    #[error("worker on {listen}: {source}")]
+    Worker {
+        /// The address it was to listen on.
+        listen: String,
+        /// tonic's error.
+        source: tonic::transport::Error,
+    },
     /// The output of a query could not be written.
     #[error("cannot write query output: {0}")]
     Output(String),

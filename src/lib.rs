@@ -10,6 +10,7 @@
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
+pub mod distributed;
 pub mod error;
 pub mod graph;
 pub mod session;

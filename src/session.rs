@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 
 use crate::config::MetaxyConfig;
@@ -26,6 +27,9 @@ pub struct SessionOptions {
     pub graph: Option<Arc<FeatureGraph>>,
     /// The metadata store; `None` is a new in-memory store.
     pub store: Option<Arc<MetadataStore>>,
+    /// Workers to run every statement's plan on (`http://host:port`, see
+    /// [`crate::distributed`]); empty: this process alone.
+    pub workers: Vec<url::Url>,
 }
 
 /// Builds a `SessionContext` with everything datafusion-metaxy offers registered: the hash UDFs
@@ -57,7 +61,15 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
         .config
         .unwrap_or_else(|| SessionConfig::new().with_information_schema(true))
         .with_extension(Arc::new(state.clone()));
-    let mut ctx = SessionContext::new_with_config(config).enable_url_table();
+    let session = if options.workers.is_empty() {
+        SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build()
+    } else {
+        crate::distributed::coordinator_state(config, options.workers.clone())
+    };
+    let mut ctx = SessionContext::new_with_state(session).enable_url_table();
     datafusion_metaxy_udfs::register_all(&mut ctx)?;
     let (catalog_name, schema_name) = {
         let options = ctx.state().config().options().catalog.clone();
@@ -117,6 +129,8 @@ pub struct EngineOptions {
     /// Feature definition files (lock files or our TOML); else the configuration's
     /// `metaxy.lock`, else the graph `metaxy push` stored in the store.
     pub features: Vec<PathBuf>,
+    /// Workers to run the statements on ([`SessionOptions::workers`]).
+    pub workers: Vec<url::Url>,
 }
 
 /// An engine opened from configuration ([`open`]).
@@ -163,6 +177,7 @@ pub async fn open(options: &EngineOptions) -> Result<Engine> {
         metaxy: config,
         graph: Some(Arc::new(graph)),
         store: Some(store),
+        workers: options.workers.clone(),
     })?;
     let state = ctx
         .state()
@@ -176,6 +191,31 @@ pub async fn open(options: &EngineOptions) -> Result<Engine> {
         config_file,
         graph_source,
     })
+}
+
+/// Runs a worker ([`crate::distributed::serve_worker`]) on `listen` until stopped, reading
+/// every store the configuration (`config`, else discovered as [`open`] does) defines, or the
+/// embedded default store when it defines none.
+pub async fn serve_worker(listen: std::net::SocketAddr, config: Option<PathBuf>) -> Result<()> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let config = match config.or_else(|| MetaxyConfig::discover(&cwd)) {
+        Some(path) => MetaxyConfig::load(&path)?,
+        None => MetaxyConfig::default(),
+    };
+    let names: Vec<String> = config
+        .stores
+        .as_ref()
+        .map(|s| s.keys().cloned().collect())
+        .unwrap_or_default();
+    let stores = if names.is_empty() {
+        vec![open_store(&config, None)?]
+    } else {
+        names
+            .iter()
+            .map(|name| open_store(&config, Some(name)))
+            .collect::<Result<Vec<_>>>()?
+    };
+    crate::distributed::serve_worker(listen, &stores).await
 }
 
 fn open_store(config: &MetaxyConfig, name: Option<&str>) -> Result<Arc<MetadataStore>> {

@@ -19,11 +19,11 @@ use crate::common::{conformance_cases, repo_root, S3Server};
 /// not starve another's server or writers on a 2-core machine.
 static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn heavy() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn metaxy_sql(config: &Path, args: &[&str]) -> Output {
+pub(crate) fn metaxy_sql(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_metaxy-sql"))
         .arg("--config")
         .arg(config)
@@ -35,10 +35,10 @@ fn metaxy_sql(config: &Path, args: &[&str]) -> Output {
 }
 
 /// The local Delta store `dev` under `store/` (relative to the configuration).
-const LOCAL_DEV: &str = "[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n";
+pub(crate) const LOCAL_DEV: &str = "[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n";
 
 /// Writes `dir/metaxy.toml` (project `conformance`, default store `store`, then `stores`).
-fn write_config(dir: &Path, store: &str, stores: &str) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &Path, store: &str, stores: &str) -> std::path::PathBuf {
     let config = dir.join("metaxy.toml");
     std::fs::write(
         &config,

@@ -1,6 +1,7 @@
 //! All integration tests, in one binary (each test binary links DataFusion again).
 
 mod cli;
+mod distributed;
 mod common;
 mod faults;
 mod fuzz;

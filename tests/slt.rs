@@ -98,6 +98,7 @@ fn file_options(file: &std::path::Path) -> datafusion_metaxy::SessionOptions {
         metaxy,
         graph: Some(std::sync::Arc::new(graph)),
         store: None,
+        workers: vec![],
     }
 }
 

@@ -37,24 +37,71 @@ async fn current_batches(
     ctx: &SessionContext,
     graph: &FeatureGraph,
     key: &FeatureKey,
-    via_proto: bool,
+    how: &Run,
 ) -> Vec<RecordBatch> {
     let df = store
         .read(ctx, graph, key, &ReadOptions::default())
         .await
         .unwrap();
-    collect(df, via_proto).await.unwrap()
+    collect(df, how).await.unwrap()
 }
 
-/// The rows of `df`; `via_proto`: of its physical plan after a round trip through
-/// datafusion-proto with our codec (as a plan sent to another machine), checking first that
-/// every node of the plan is a DataFusion built-in or one of ours (no delta-rs scan).
+/// How a replay computes its reads and increments.
+#[derive(Debug, Clone)]
+pub(crate) enum Run {
+    /// In this process.
+    Here,
+    /// By their physical plans after a round trip through datafusion-proto ([`collect`]).
+    ViaProto,
+    /// On these workers (a coordinator session: `SessionOptions::workers`), every scan split
+    /// into as many tasks as there are workers.
+    OnCluster(Vec<url::Url>),
+}
+
+/// How many plans [`collect`] ran on a cluster held network stages.
+pub(crate) static DISTRIBUTED_PLANS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// The session a replay runs in.
+async fn replay_context(how: &Run) -> SessionContext {
+    let Run::OnCluster(workers) = how else {
+        return SessionContext::new();
+    };
+    let ctx = datafusion_metaxy::new_context(datafusion_metaxy::SessionOptions {
+        workers: workers.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    // Small files: without this, every scan would fit one task and stay on the coordinator.
+    ctx.sql("SET distributed.file_scan_config_bytes_per_partition = 1")
+        .await
+        .unwrap();
+    ctx
+}
+
+/// The rows of `df`, computed as `how` says; [`Run::ViaProto`]: of its physical plan after a
+/// round trip through datafusion-proto with our codec (as a plan sent to another machine),
+/// checking first that every node of the plan is a DataFusion built-in or one of ours (no
+/// delta-rs scan).
 pub(crate) async fn collect(
     df: DataFrame,
-    via_proto: bool,
+    how: &Run,
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
-    if !via_proto {
-        return df.collect().await;
+    match how {
+        Run::Here => return df.collect().await,
+        Run::OnCluster(_) => {
+            let task = Arc::new(df.task_ctx());
+            let plan = df.create_physical_plan().await?;
+            let shown = datafusion::physical_plan::displayable(plan.as_ref())
+                .indent(false)
+                .to_string();
+            if shown.contains("NetworkShuffleExec") || shown.contains("NetworkCoalesceExec") {
+                DISTRIBUTED_PLANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            assert!(!shown.contains("LatestRowsIndexExec"), "{shown}");
+            return datafusion::physical_plan::collect(plan, task).await;
+        }
+        Run::ViaProto => {}
     }
     use datafusion_metaxy::store::codec::MetaxyCodec;
     use datafusion_proto::bytes::{
@@ -108,22 +155,21 @@ fn without_reorder_hints(plan: &str) -> String {
 /// Replays a case's write, delete and read steps through the public API (resolve_update steps
 /// come with the versioning issue); returns how many reads were compared.
 pub(crate) async fn replay(case: &Path, store: MetadataStore) -> usize {
-    replay_steps(case, store, false, false).await
+    replay_steps(case, store, false, &Run::Here).await
 }
 
-/// Replays a case; with `resolve`, its resolve_update steps too (each part compared); with
-/// `via_proto`, every read and increment is computed by its physical plan after a round trip
-/// through datafusion-proto ([`collect`]).
+/// Replays a case; with `resolve`, its resolve_update steps too (each part compared); every
+/// read and increment computed as `how` says ([`collect`]).
 pub(crate) async fn replay_steps(
     case: &Path,
     store: MetadataStore,
     resolve: bool,
-    via_proto: bool,
+    how: &Run,
 ) -> usize {
     let spec = read_json(&case.join("case.json"));
     let store =
         store.with_hash_algorithm(spec["hash_algorithm"].as_str().unwrap().parse().unwrap());
-    let ctx = SessionContext::new();
+    let ctx = replay_context(how).await;
     let mut graph = case_graph(case, spec["definitions"].as_str().unwrap());
     let mut reads = 0;
     for (i, step) in spec["steps"].as_array().unwrap().iter().enumerate() {
@@ -162,7 +208,7 @@ pub(crate) async fn replay_steps(
             }
             "read" => {
                 let ours =
-                    current_batches(&store, &ctx, &graph, key.as_ref().unwrap(), via_proto).await;
+                    current_batches(&store, &ctx, &graph, key.as_ref().unwrap(), how).await;
                 let expected =
                     parquet_batches(&ctx, &case.join(step["expect"].as_str().unwrap())).await;
                 assert_same_rows(&ours, &expected, &what);
@@ -173,7 +219,7 @@ pub(crate) async fn replay_steps(
                 let increment = resolve_step(&ctx, &graph, &store, case, step)
                     .await
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
-                assert_increment(&ctx, case, step, increment, &what, via_proto).await;
+                assert_increment(&ctx, case, step, increment, &what, how).await;
                 reads += 1;
             }
             "resolve_update" => {}
@@ -228,14 +274,14 @@ async fn assert_increment(
     step: &serde_json::Value,
     increment: datafusion_metaxy::versioning::Increment,
     what: &str,
-    via_proto: bool,
+    how: &Run,
 ) {
     for (part, df) in [
         ("new", increment.new),
         ("stale", increment.stale),
         ("orphaned", increment.orphaned),
     ] {
-        let ours = collect(df, via_proto)
+        let ours = collect(df, how)
             .await
             .unwrap_or_else(|e| panic!("{what} {part}: {e}"));
         let expected =
@@ -300,7 +346,7 @@ async fn reads_stores_written_by_metaxy() {
         assert!(!listed.is_empty());
         for step in tail {
             let key = FeatureKey::parse(step["feature"].as_str().unwrap()).unwrap();
-            let ours = current_batches(&store, &ctx, &graph, &key, true).await;
+            let ours = current_batches(&store, &ctx, &graph, &key, &Run::ViaProto).await;
             let expected =
                 parquet_batches(&ctx, &case.join(step["expect"].as_str().unwrap())).await;
             assert_same_rows(&ours, &expected, &format!("{} {key}", case.display()));
@@ -344,7 +390,7 @@ async fn metaxy_reads_a_store_written_here() {
         let store = MetadataStore::new("dev", Arc::new(backend));
         for f in features {
             let key = FeatureKey::parse(f).unwrap();
-            let ours = current_batches(&store, &ctx, &graph, &key, true).await;
+            let ours = current_batches(&store, &ctx, &graph, &key, &Run::ViaProto).await;
             let theirs = parquet(
                 &ctx,
                 &dir.path().join(format!("{}.parquet", key.table_name())),
@@ -576,7 +622,7 @@ async fn conformance_resolve_update() {
     let mut passed = Vec::new();
     for case in conformance_cases() {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
-        replay_steps(&case, MetadataStore::in_memory(), true, false).await;
+        replay_steps(&case, MetadataStore::in_memory(), true, &Run::Here).await;
         passed.push(name);
     }
     eprintln!(
@@ -593,14 +639,14 @@ async fn conformance_resolve_update() {
 async fn conformance_plans_round_trip_through_datafusion_proto() {
     let mut checked = 0;
     for case in conformance_cases() {
-        checked += replay_steps(&case, MetadataStore::in_memory(), true, true).await;
+        checked += replay_steps(&case, MetadataStore::in_memory(), true, &Run::ViaProto).await;
         let dir = tempfile::tempdir().unwrap();
         let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
         checked += replay_steps(
             &case,
             MetadataStore::new("dev", Arc::new(backend)),
             true,
-            true,
+            &Run::ViaProto,
         )
         .await;
     }
@@ -638,7 +684,7 @@ async fn resolve_update_on_stores_written_by_metaxy() {
             last,
             increment,
             &format!("{name} on metaxy's store"),
-            true,
+            &Run::ViaProto,
         )
         .await;
         compared.push(name);

@@ -35,8 +35,16 @@ struct Args {
     /// metaxy's configuration file (metaxy.toml or pyproject.toml). Default: METAXY_CONFIG,
     /// else the first metaxy.toml / pyproject.toml with [tool.metaxy] in this directory or a
     /// parent.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
+
+    /// Run every statement on these workers (`metaxy-sql worker`), comma-separated
+    /// http://host:port URLs. Default: METAXY_WORKERS; none: this process alone.
+    #[arg(long, value_name = "URL,...")]
+    workers: Option<String>,
+
+    #[command(subcommand)]
+    command_kind: Option<Command>,
 
     /// The configured store to use (default: the configuration's `store`; `memory` is always
     /// available). Without any configured store: a Delta store under ./.metaxy/store.
@@ -54,6 +62,17 @@ struct Args {
     quiet: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run a worker executing the plan stages coordinators (`--workers`) send it, until
+    /// stopped; it reads the stores of its configuration (`--config`).
+    Worker {
+        /// The address to listen on, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: std::net::SocketAddr,
+    },
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -66,12 +85,40 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Worker { listen }) = &args.command_kind {
+        eprintln!("metaxy-sql worker listening on {listen}");
+        let served = runtime.block_on(datafusion_metaxy::session::serve_worker(
+            *listen,
+            args.config.clone(),
+        ));
+        return match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let workers = args
+        .workers
+        .clone()
+        .or_else(|| std::env::var(datafusion_metaxy::distributed::WORKERS_ENV).ok())
+        .map(|list| datafusion_metaxy::distributed::parse_workers(&list))
+        .transpose();
+    let workers = match workers {
+        Ok(w) => w.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = ShellOptions {
         config: args.config.clone(),
         store: args.store.clone(),
         features: args.features.clone(),
         format: args.format,
         quiet: args.quiet,
+        workers,
     };
     let mut shell = match runtime.block_on(Shell::open(&options)) {
         Ok(shell) => shell,

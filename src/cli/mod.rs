@@ -38,6 +38,8 @@ pub struct ShellOptions {
     pub format: OutputFormat,
     /// Print only results and errors.
     pub quiet: bool,
+    /// Workers to run the statements on (see [`crate::distributed`]).
+    pub workers: Vec<url::Url>,
 }
 
 /// Whether a statement is done.
@@ -76,6 +78,7 @@ impl Shell {
             config: options.config.clone(),
             store: options.store.clone(),
             features: options.features.clone(),
+            workers: options.workers.clone(),
         })
         .await?;
         Ok(Self {

@@ -76,6 +76,9 @@ pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result
             }
         }
         let plan = ctx.state().statement_to_plan(statement).await?;
+        if let Some(batches) = crate::distributed::explain(ctx, &plan).await? {
+            return Ok(batches);
+        }
         let df = ctx.execute_logical_plan(plan).await?;
         // A query without rows still says what its columns are (printed as a header).
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());

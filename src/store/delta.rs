@@ -31,7 +31,7 @@ use super::columns::{
     DATA_VERSION, DATA_VERSION_BY_FIELD, DELETED_AT, FEATURE_VERSION, PROVENANCE,
     PROVENANCE_BY_FIELD, UPDATED_AT,
 };
-use super::delta_scan::{store_url, DeltaFilesTable};
+use super::delta_scan::{store_path, store_url, DeltaFilesTable};
 use super::{feature_path, FeatureScan, StoreBackend, StoredFacts};
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureKey;
@@ -51,6 +51,8 @@ pub struct DeltaBackend {
     storage_options: HashMap<String, String>,
     /// The object store at the root, built on first use.
     root_store: Arc<std::sync::OnceLock<Arc<dyn object_store::ObjectStore>>>,
+    /// The object store of the root's scheme and bucket ([`store_url`]), built on first use.
+    bucket_store: Arc<std::sync::OnceLock<Arc<dyn object_store::ObjectStore>>>,
 }
 
 /// A delta-rs error, with what was being done.
@@ -101,6 +103,7 @@ impl DeltaBackend {
             root,
             storage_options,
             root_store: Arc::default(),
+            bucket_store: Arc::default(),
         })
     }
 
@@ -116,11 +119,30 @@ impl DeltaBackend {
             .map_err(|e| location_error(&format!("table location of {key}"), e))
     }
 
-    /// The object store at the root: the feature scans read their files through it, and
-    /// listing and dropping on remote stores use it.
+    /// The object store at the root (listing and dropping on remote stores).
     fn root_store(&self) -> Result<Arc<dyn object_store::ObjectStore>> {
-        if let Some(store) = self.root_store.get() {
-            return Ok(Arc::clone(store));
+        Ok(self.stores()?.0)
+    }
+
+    /// Registers the object store the feature scans read through ([`store_url`]) in `runtime`:
+    /// the sessions reading this store do it, and so must a worker running their plans.
+    pub fn register_object_store(
+        &self,
+        runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    ) -> Result<()> {
+        runtime.register_object_store(store_url(&self.root).as_ref(), self.stores()?.1);
+        Ok(())
+    }
+
+    /// The object stores at the root and of its bucket, built once.
+    fn stores(
+        &self,
+    ) -> Result<(
+        Arc<dyn object_store::ObjectStore>,
+        Arc<dyn object_store::ObjectStore>,
+    )> {
+        if let (Some(root), Some(bucket)) = (self.root_store.get(), self.bucket_store.get()) {
+            return Ok((Arc::clone(root), Arc::clone(bucket)));
         }
         let log_store = deltalake::DeltaTableBuilder::from_url(self.root.clone())
             .and_then(|b| {
@@ -128,8 +150,11 @@ impl DeltaBackend {
                     .build_storage()
             })
             .map_err(|e| delta_error(&format!("object store of {}", self.root), e))?;
-        let store = log_store.object_store(None);
-        Ok(Arc::clone(self.root_store.get_or_init(|| store)))
+        let root = self.root_store.get_or_init(|| log_store.object_store(None));
+        let bucket = self
+            .bucket_store
+            .get_or_init(|| log_store.root_object_store(None));
+        Ok((Arc::clone(root), Arc::clone(bucket)))
     }
 
     /// Opens the feature's table; `None` when it has no commit yet.
@@ -208,12 +233,15 @@ impl StoreBackend for DeltaBackend {
             facts.single_timestamp =
                 table.version() == Some(0) && first_commit_is_ours(&table).await;
         }
-        let prefix = object_store::path::Path::parse(format!("{}.delta", feature_path(key)))
+        let table_dir = object_store::path::Path::parse(format!("{}.delta", feature_path(key)))
             .map_err(|e| object_store_error(&format!("table location of {key}"), e.into()))?;
+        let prefix = object_store::path::Path::from_iter(
+            store_path(&self.root).parts().chain(table_dir.parts()),
+        );
         let provider = Arc::new(DeltaFilesTable::try_new(
             &table,
             store_url(&self.root),
-            self.root_store()?,
+            self.stores()?.1,
             &prefix,
         )?);
         Ok(Some(FeatureScan { provider, facts }))
@@ -330,6 +358,13 @@ impl StoreBackend for DeltaBackend {
             })?;
         }
         Ok(())
+    }
+
+    fn register_object_stores(
+        &self,
+        runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    ) -> Result<()> {
+        self.register_object_store(runtime)
     }
 
     async fn list(&self) -> Result<Vec<FeatureKey>> {

@@ -6,9 +6,11 @@
 //! `resolve_update` is a DataFusion built-in or one of ours, and the plan serialises with
 //! datafusion-proto ([`super::codec`]).
 //!
-//! The files are addressed through the store's root object store, registered in the session's
-//! runtime under `metaxy://<hash of the store root>` ([`store_url`]): a process that opens the
-//! same store (another session, a worker) registers the same URL.
+//! The files are addressed by their full path in the object store of the store root's scheme
+//! and bucket ([`store_url`]: `file://`, `s3://bucket`, …), registered in the session's
+//! runtime: a plan names its files the same way in every process, and a worker needs the
+//! object store of that URL only (local files need nothing; an S3 bucket its credentials, from
+//! the worker's configuration).
 //!
 //! What it refuses, naming the table: features of the Delta protocol metaxy never writes and
 //! this scan does not apply, i.e. deletion vectors (rows a file's vector deletes would be read),
@@ -34,17 +36,20 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::DeltaTable;
 use object_store::path::Path;
 use object_store::ObjectStore;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::error::{MetaxyError, Result as MetaxyResult};
 
-/// The object store URL under which the files of the store rooted at `root` are registered:
-/// `metaxy://<16 hex digits of the root's SHA-256>` (the same in every process).
+/// The object store URL the files of the store rooted at `root` are read through: its scheme
+/// and authority (`file://`, `s3://bucket`, `az://container@account`, …).
 pub fn store_url(root: &Url) -> ObjectStoreUrl {
-    let digest = Sha256::digest(root.as_str().as_bytes());
-    let host: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    ObjectStoreUrl::parse(format!("metaxy://{host}")).expect("a hex host is a valid URL")
+    let authority = &root[..url::Position::BeforePath];
+    ObjectStoreUrl::parse(authority).unwrap_or_else(|_| ObjectStoreUrl::local_filesystem())
+}
+
+/// The path of `root` in the object store of [`store_url`].
+pub fn store_path(root: &Url) -> Path {
+    Path::from_url_path(root.path()).unwrap_or_default()
 }
 
 /// A feature table's active files as a DataFusion parquet scan (see the module documentation).
@@ -58,8 +63,8 @@ pub struct DeltaFilesTable {
 }
 
 impl DeltaFilesTable {
-    /// The files of `table`'s loaded snapshot; `store` is the object store rooted at the store
-    /// root, registered as `store_url`, and `prefix` the table's directory in it.
+    /// The files of `table`'s loaded snapshot; `store` is the object store of `store_url`
+    /// (see [`store_url`]), and `prefix` the table's directory in it.
     pub fn try_new(
         table: &DeltaTable,
         store_url: ObjectStoreUrl,

@@ -170,8 +170,11 @@ impl TableProvider for LatestRowsTable {
             }
             Ok::<_, DataFusionError>(input)
         };
+        // On a cluster, a stage's tasks each scan a part of the files: the index of one task
+        // would miss the other tasks' rows, so the rows are shuffled by sample instead.
+        let distributed = crate::distributed::is_distributed(state.config_options());
         let latest: Arc<dyn ExecutionPlan> = match self.keys.as_slice() {
-            [id] if schema.field_with_name(id)?.data_type().is_integer() => {
+            [id] if !distributed && schema.field_with_name(id)?.data_type().is_integer() => {
                 let mut id_columns: Vec<usize> = vec![];
                 for name in &extra {
                     let index = schema.index_of(name)?;

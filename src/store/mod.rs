@@ -125,6 +125,15 @@ pub trait StoreBackend: Debug + Send + Sync {
     async fn delete(&self, key: &FeatureKey, predicate: Expr, ctx: &SessionContext) -> Result<u64>;
     /// Removes the feature's table.
     async fn drop_table(&self, key: &FeatureKey) -> Result<()>;
+    /// Registers in `runtime` the object stores the plans of [`StoreBackend::scan`] read
+    /// through, for a process that runs plans planned elsewhere (a worker). Nothing by default
+    /// (the rows of an in-memory store travel inside the plan).
+    fn register_object_stores(
+        &self,
+        _runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    ) -> Result<()> {
+        Ok(())
+    }
     /// Features with a table.
     async fn list(&self) -> Result<Vec<FeatureKey>>;
 }
@@ -200,6 +209,19 @@ impl MetadataStore {
     pub fn with_hash_algorithm(mut self, algorithm: HashAlgorithm) -> Self {
         self.hash_algorithm = algorithm;
         self
+    }
+
+    /// Registers in `runtime` the object stores of this store and its fallbacks
+    /// ([`StoreBackend::register_object_stores`]).
+    pub fn register_object_stores(
+        &self,
+        runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    ) -> Result<()> {
+        self.backend.register_object_stores(runtime)?;
+        for fallback in &self.fallbacks {
+            fallback.register_object_stores(runtime)?;
+        }
+        Ok(())
     }
 
     /// Adds a fallback store; fallbacks are tried in order, each with its own fallbacks.

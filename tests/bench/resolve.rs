@@ -16,6 +16,9 @@
 //!   (`DIR/root_<i>.parquet`, `DIR/root_0_mutated.parquet`), so both engines see identical
 //!   data; without it the same shapes are generated here.
 //! - `METAXY_BENCH_KEEP=1`: keep the last round's store (its path is printed) for inspection.
+//! - `--workers URL,…`: run the timed resolve on a cluster of `metaxy-sql worker`s (start them
+//!   first; the store is on local disk, which they read directly). `--explain` then shows the
+//!   stages with their metrics (elapsed compute per stage, rows and bytes sent over the network).
 //! - `--floor`: also time a hand-written SQL query doing the same joins and hashes directly
 //!   over the parquet files (no store, no merge-on-read).
 //!
@@ -51,6 +54,8 @@ struct Args {
     explain: bool,
     experiment: bool,
     profile: usize,
+    /// `--workers URL,…`: resolve on these `metaxy-sql worker`s (a coordinator session).
+    workers: Vec<url::Url>,
 }
 
 fn args() -> Args {
@@ -64,6 +69,7 @@ fn args() -> Args {
         explain: false,
         experiment: false,
         profile: 0,
+        workers: vec![],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,6 +84,9 @@ fn args() -> Args {
             "--explain" => a.explain = true,
             "--experiment" => a.experiment = true,
             "--profile" => a.profile = value().parse().expect("--profile"),
+            "--workers" => {
+                a.workers = datafusion_metaxy::distributed::parse_workers(&value()).expect("--workers")
+            }
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -304,7 +313,15 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
     };
     for _ in 0..a.rounds {
         let dir = seed(a, phase, roots_in, mutated).await;
-        let ctx = SessionContext::new();
+        let ctx = if a.workers.is_empty() {
+            SessionContext::new()
+        } else {
+            datafusion_metaxy::new_context(datafusion_metaxy::SessionOptions {
+                workers: a.workers.clone(),
+                ..Default::default()
+            })
+            .unwrap()
+        };
         let store = open(dir.path());
         if std::env::var_os("METAXY_BENCH_KEEP").is_some() {
             eprintln!("store kept at {}", dir.path().display());

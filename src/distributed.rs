@@ -1,0 +1,158 @@
+//! Past one machine: the plans of a session run on a cluster of workers, with
+//! [datafusion-distributed](https://github.com/datafusion-contrib/datafusion-distributed) 4.
+//!
+//! - A **worker** ([`serve_worker`], `metaxy-sql worker --listen HOST:PORT`) executes the plan
+//!   stages it is sent, with our hash functions, our plan nodes ([`MetaxyCodec`]) and the object
+//!   stores of the configured stores (so it reads the same Delta tables: a local path every
+//!   machine mounts, or an object store URL with credentials in the configuration).
+//! - A **coordinator** is any session built with workers ([`crate::SessionOptions::workers`],
+//!   `metaxy-sql --workers URL,…` or `METAXY_WORKERS`): DataFusion plans as usual, then the
+//!   distributed planner cuts the physical plan into stages at its repartitions and sends them
+//!   to the workers (`EXPLAIN` shows `DistributedExec` and the `Network…Exec` stage
+//!   boundaries). Writes stay on the coordinator.
+//!
+//! Merge-on-read is planned differently on a cluster: the index operator
+//! ([`crate::store::latest::LatestRowsIndexExec`]) needs every id of a feature in one place,
+//! while a stage's tasks each scan a part of the files; so a distributed session uses
+//! [`crate::store::latest::LatestRowsExec`], whose input is shuffled by sample, and each
+//! sample's rows meet in one task.
+//!
+//! Workers execute whatever plan they are sent: run them on a private network only (the crate
+//! has no authentication of its own; put TLS and authentication in front, e.g. a service mesh).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::DataFusionError;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder};
+use datafusion::prelude::SessionConfig;
+use datafusion_distributed::{
+    DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver,
+};
+use url::Url;
+
+use crate::error::{MetaxyError, Result};
+use crate::store::codec::MetaxyCodec;
+use crate::store::MetadataStore;
+
+/// The environment variable naming the workers when `--workers` is not given.
+pub const WORKERS_ENV: &str = "METAXY_WORKERS";
+
+/// Worker URLs from a comma-separated list (`http://host:port,…`); an empty list is no
+/// cluster.
+pub fn parse_workers(list: &str) -> Result<Vec<Url>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let url = Url::parse(w).map_err(|e| {
+                MetaxyError::Config(format!("worker '{w}' is not a URL (http://host:port): {e}"))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(MetaxyError::Config(format!(
+                    "worker '{w}' must be an http:// or https:// URL with a host and port"
+                )));
+            }
+            Ok(url)
+        })
+        .collect()
+}
+
+/// The fixed list of workers a coordinator sends stages to.
+#[derive(Debug, Clone)]
+struct Workers(Vec<Url>);
+
+#[async_trait]
+impl WorkerResolver for Workers {
+    fn get_urls(&self) -> std::result::Result<Vec<Url>, DataFusionError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Whether a session plans for a cluster (built by [`coordinator_state`] or by an embedder
+/// with datafusion-distributed's planner).
+pub fn is_distributed(config: &datafusion::config::ConfigOptions) -> bool {
+    config
+        .extensions
+        .get::<datafusion_distributed::DistributedConfig>()
+        .is_some()
+}
+
+/// `EXPLAIN` (without `ANALYZE`) of a statement in a distributed session: DataFusion's
+/// `EXPLAIN` shows the plan before distributed planning, so this gives the logical plan and the
+/// distributed one, its stages and network boundaries (`plan_type`, `plan`, as `EXPLAIN`).
+/// `None` for any other statement or session.
+pub(crate) async fn explain(
+    ctx: &datafusion::prelude::SessionContext,
+    plan: &LogicalPlan,
+) -> Result<Option<Vec<RecordBatch>>> {
+    let LogicalPlan::Explain(explain) = plan else {
+        return Ok(None);
+    };
+    let state = ctx.state();
+    if !is_distributed(state.config_options()) {
+        return Ok(None);
+    }
+    let physical = state.create_physical_plan(&explain.plan).await?;
+    let kinds = StringArray::from(vec!["logical_plan", "distributed_plan"]);
+    let texts = StringArray::from(vec![
+        explain.plan.display_indent().to_string(),
+        datafusion_distributed::display_plan_ascii(physical.as_ref(), false),
+    ]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("plan_type", DataType::Utf8, false),
+        Field::new("plan", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(kinds), Arc::new(texts)])?;
+    Ok(Some(vec![batch]))
+}
+
+/// A coordinator's session state: DataFusion's defaults with `config`, planning every
+/// statement for `workers`.
+pub(crate) fn coordinator_state(config: SessionConfig, workers: Vec<Url>) -> SessionState {
+    SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_distributed_worker_resolver(Workers(workers))
+        .with_distributed_user_codec(MetaxyCodec::default())
+        .with_distributed_planner()
+        .build()
+}
+
+/// The session a worker runs one query's stages in: DataFusion's defaults, our hash functions
+/// and our plan nodes.
+async fn worker_session(
+    ctx: WorkerQueryContext,
+) -> std::result::Result<SessionState, DataFusionError> {
+    let mut state = ctx
+        .builder
+        .with_distributed_user_codec(MetaxyCodec::default())
+        .build();
+    for udf in datafusion_metaxy_udfs::all_udfs() {
+        state.register_udf(udf)?;
+    }
+    Ok(state)
+}
+
+/// Runs a worker on `listen` until the process is stopped, reading the stores' object stores
+/// (each store of `stores` and its fallbacks).
+pub async fn serve_worker(listen: SocketAddr, stores: &[Arc<MetadataStore>]) -> Result<()> {
+    let runtime = Arc::new(RuntimeEnv::default());
+    for store in stores {
+        store.register_object_stores(&runtime)?;
+    }
+    let worker = Worker::from_session_builder(worker_session).with_runtime_env(runtime);
+    tonic::transport::Server::builder()
+        .add_service(worker.into_worker_server())
+        .serve(listen)
+        .await
+        .map_err(|source| MetaxyError::Worker {
+            listen: listen.to_string(),
+            source,
+        })
+}
