@@ -27,9 +27,9 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::DataFusionError;
-use datafusion::logical_expr::LogicalPlan;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion_distributed::{
     DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver,
@@ -63,9 +63,44 @@ pub fn parse_workers(list: &str) -> Result<Vec<Url>> {
         .collect()
 }
 
-/// The fixed list of workers a coordinator sends stages to.
+/// The fixed list of workers a coordinator sends stages to (also in its session's
+/// configuration, to name them in errors).
 #[derive(Debug, Clone)]
 struct Workers(Vec<Url>);
+
+/// `error` of a statement in a distributed session, naming the workers when it is the loss of
+/// one (a connection refused or broken): the raw gRPC error does not say which machine or why.
+pub(crate) fn name_workers(
+    ctx: &datafusion::prelude::SessionContext,
+    error: MetaxyError,
+) -> MetaxyError {
+    let Some(workers) = ctx.state().config().get_extension::<Workers>() else {
+        return error;
+    };
+    let text = error.to_string().to_lowercase();
+    let lost = [
+        "h2 protocol error",
+        "transport error",
+        "broken pipe",
+        "connection refused",
+        "tcp connect error",
+        "connection reset",
+    ]
+    .iter()
+    .any(|m| text.contains(m));
+    if !lost {
+        return error;
+    }
+    let workers: Vec<String> = workers
+        .0
+        .iter()
+        .map(|u| u.as_str().trim_end_matches('/').to_string())
+        .collect();
+    MetaxyError::Cluster {
+        workers: workers.join(", "),
+        source: Box::new(error),
+    }
+}
 
 #[async_trait]
 impl WorkerResolver for Workers {
@@ -115,6 +150,7 @@ pub(crate) async fn explain(
 /// A coordinator's session state: DataFusion's defaults with `config`, planning every
 /// statement for `workers`.
 pub(crate) fn coordinator_state(config: SessionConfig, workers: Vec<Url>) -> SessionState {
+    let config = config.with_extension(Arc::new(Workers(workers.clone())));
     SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()

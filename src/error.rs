@@ -82,6 +82,15 @@ pub enum MetaxyError {
     /// Invalid configuration (metaxy.toml, options).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A statement failed on the cluster because a worker could not be reached or stopped
+    /// during it (nothing was written).
+    #[error("the cluster failed (workers {workers}): a worker is unreachable or stopped during the statement; nothing was written: {}", without_backtrace(&.source.to_string()))]
+    Cluster {
+        /// The workers of the session.
+        workers: String,
+        /// The error the coordinator got.
+        source: Box<MetaxyError>,
+    },
     /// A worker could not serve (its address is taken, …).
     #[error("worker on {listen}: {source}")]
     Worker {

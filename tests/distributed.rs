@@ -41,7 +41,10 @@ impl WorkerProcess {
             .expect("start a worker");
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the worker on {port} did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the worker on {port} did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Self {
@@ -65,9 +68,14 @@ impl Drop for WorkerProcess {
 /// Every conformance case replayed on a Delta store with its reads and increments computed on
 /// two workers, each scan split across them: the same rows as the reference (and so as one
 /// node), merge-on-read shuffled by sample.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_on_a_cluster_of_two_workers() {
+#[test]
+fn conformance_on_a_cluster_of_two_workers() {
     let _heavy = heavy();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let workers = [
         WorkerProcess::start(scratch.path(), None),
@@ -79,13 +87,12 @@ async fn conformance_on_a_cluster_of_two_workers() {
     for case in conformance_cases() {
         let dir = tempfile::tempdir().unwrap();
         let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
-        compared += replay_steps(
+        compared += runtime.block_on(replay_steps(
             &case,
             MetadataStore::new("dev", Arc::new(backend)),
             true,
             &Run::OnCluster(urls.clone()),
-        )
-        .await;
+        ));
     }
     let distributed = DISTRIBUTED_PLANS.load(std::sync::atomic::Ordering::Relaxed) - before;
     assert!(compared >= 30, "{compared} reads and increments");
@@ -154,7 +161,14 @@ fn metaxy_sql_with_workers_answers_as_one_node() {
         // What has no files to scan stays on the coordinator.
         let tables = ok(&["--workers", &list, "--format", "csv", "-c", "SHOW TABLES"]);
         assert!(tables.contains("example__crop"), "{tables}");
-        let features = ok(&["--workers", &list, "--format", "csv", "-c", "SELECT count(*) AS n FROM metaxy_features()"]);
+        let features = ok(&[
+            "--workers",
+            &list,
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS n FROM metaxy_features()",
+        ]);
         assert_eq!(features, "n\n4\n");
         // A write with its read on the cluster: the rows are written by the coordinator.
         ok(&[
@@ -182,9 +196,105 @@ fn metaxy_sql_with_workers_answers_as_one_node() {
             "INSERT INTO example__crop SELECT video_id, metaxy_provenance_by_field FROM example__video",
         ]);
         assert!(!success, "{name}: a statement on a dead worker succeeded");
-        assert!(started.elapsed() < Duration::from_secs(60), "{name}: {:?}", started.elapsed());
-        assert!(!err.contains("backtrace") && !err.contains("panicked"), "{err}");
-        assert!(err.to_lowercase().contains("worker") || err.contains("127.0.0.1"), "{name}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            !err.contains("backtrace") && !err.contains("panicked"),
+            "{err}"
+        );
+        assert!(
+            err.to_lowercase().contains("worker") || err.contains("127.0.0.1"),
+            "{name}: {err}"
+        );
         assert_eq!(ok(&["--format", "csv", "-c", history]), stored, "{name}");
     }
+}
+
+/// CPU time (user + system, in clock ticks) the process `pid` has used, from `/proc`.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// A worker killed while it executes its part of a statement: the statement fails on the
+/// coordinator with a clear error within a bounded time, and its write commits nothing.
+#[test]
+fn a_worker_killed_mid_statement_fails_it_and_writes_nothing() {
+    let _heavy = heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "dev", LOCAL_DEV);
+    let ok = |args: &[&str]| {
+        let o = metaxy_sql(&config, args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(&["-c", "INSERT INTO example__video SELECT v AS video_id, named_struct('audio', 'a' || v, 'frames', 'f') AS metaxy_provenance_by_field FROM unnest(range(0, 30000)) AS t(v)"]);
+    let history = "SELECT count(*) AS n FROM history.example__crop";
+    let before = ok(&["--format", "csv", "-c", history]);
+    let mut workers = [
+        WorkerProcess::start(dir.path(), Some(&config)),
+        WorkerProcess::start(dir.path(), Some(&config)),
+    ];
+    let list = format!("{},{}", workers[0].url, workers[1].url);
+    // The read behind the write takes seconds on the workers: a join of 180M row pairs.
+    let mut coordinator = Command::new(env!("CARGO_BIN_EXE_metaxy-sql"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--features")
+        .arg(crate::common::repo_root().join("tests/data/video.toml"))
+        .args(["--workers", &list, "-c", "SET distributed.file_scan_config_bytes_per_partition = 1", "-c",
+            "INSERT INTO example__crop SELECT video_id, metaxy_provenance_by_field FROM example__video \
+             WHERE video_id IN (SELECT a.video_id FROM example__video a JOIN example__video b \
+             ON a.video_id % 5 = b.video_id % 5 WHERE length(a.metaxy_provenance || b.metaxy_provenance) > 0)"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed once it has done a fifth of a second of the work.
+    let pid = workers[0].child.id();
+    let idle = cpu_ticks(pid).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cpu_ticks(pid).unwrap_or(idle) < idle + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never started working"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        coordinator.try_wait().unwrap().is_none(),
+        "the statement ended before the worker was killed: make it longer"
+    );
+    workers[0].kill();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(status) = coordinator.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "the coordinator hangs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut coordinator.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "the statement succeeded: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert!(err.starts_with("Error: "), "{err}");
+    eprintln!("coordinator after the kill ({:?}): {err}", killed.elapsed());
+    assert_eq!(ok(&["--format", "csv", "-c", history]), before);
 }

@@ -1,8 +1,8 @@
 //! All integration tests, in one binary (each test binary links DataFusion again).
 
 mod cli;
-mod distributed;
 mod common;
+mod distributed;
 mod faults;
 mod fuzz;
 mod graph;

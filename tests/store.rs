@@ -207,8 +207,7 @@ pub(crate) async fn replay_steps(
                 }
             }
             "read" => {
-                let ours =
-                    current_batches(&store, &ctx, &graph, key.as_ref().unwrap(), how).await;
+                let ours = current_batches(&store, &ctx, &graph, key.as_ref().unwrap(), how).await;
                 let expected =
                     parquet_batches(&ctx, &case.join(step["expect"].as_str().unwrap())).await;
                 assert_same_rows(&ours, &expected, &what);

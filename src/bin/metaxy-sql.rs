@@ -74,6 +74,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_cancelled_task_panics();
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -147,6 +148,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// datafusion-distributed 4.0 panics in a background task of the coordinator ("task N was
+/// cancelled") when a statement is abandoned after a worker failed; the statement's own error
+/// is reported all the same. That panic is not printed (any other is, as Rust prints it).
+fn quiet_cancelled_task_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let cancelled = message.starts_with("task ") && message.ends_with(" was cancelled");
+        let in_runtime = std::thread::current().name().is_some_and(|n| {
+            n.starts_with("tokio-runtime-worker") || n.starts_with("tokio-rt-worker")
+        });
+        if !(cancelled && in_runtime) {
+            default(info);
+        }
+    }));
 }
 
 async fn run_scripts(shell: &mut Shell, args: &Args) -> Result<(), MetaxyError> {

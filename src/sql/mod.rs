@@ -92,7 +92,7 @@ pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result
     for view in views {
         ctx.deregister_table(view.as_str())?;
     }
-    result
+    result.map_err(|e| crate::distributed::name_workers(ctx, e))
 }
 
 /// Runs every statement of `sql` in order, printing each result to `out` in `format`. Stops at

@@ -85,7 +85,8 @@ fn args() -> Args {
             "--experiment" => a.experiment = true,
             "--profile" => a.profile = value().parse().expect("--profile"),
             "--workers" => {
-                a.workers = datafusion_metaxy::distributed::parse_workers(&value()).expect("--workers")
+                a.workers =
+                    datafusion_metaxy::distributed::parse_workers(&value()).expect("--workers")
             }
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
