@@ -124,16 +124,6 @@ impl DeltaBackend {
         Ok(self.stores()?.0)
     }
 
-    /// Registers the object store the feature scans read through ([`store_url`]) in `runtime`:
-    /// the sessions reading this store do it, and so must a worker running their plans.
-    pub fn register_object_store(
-        &self,
-        runtime: &datafusion::execution::runtime_env::RuntimeEnv,
-    ) -> Result<()> {
-        runtime.register_object_store(store_url(&self.root).as_ref(), self.stores()?.1);
-        Ok(())
-    }
-
     /// The object stores at the root and of its bucket, built once.
     fn stores(
         &self,
@@ -360,11 +350,14 @@ impl StoreBackend for DeltaBackend {
         Ok(())
     }
 
+    /// The object store the feature scans read through ([`store_url`]): the sessions reading
+    /// this store register it, and so must a worker running their plans.
     fn register_object_stores(
         &self,
         runtime: &datafusion::execution::runtime_env::RuntimeEnv,
     ) -> Result<()> {
-        self.register_object_store(runtime)
+        runtime.register_object_store(store_url(&self.root).as_ref(), self.stores()?.1);
+        Ok(())
     }
 
     async fn list(&self) -> Result<Vec<FeatureKey>> {

@@ -262,7 +262,7 @@ impl TableProvider for DeltaFilesTable {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        filters: &[Expr],
+        _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         state
@@ -277,7 +277,6 @@ impl TableProvider for DeltaFilesTable {
         parquet.global.pushdown_filters = true;
         // The filters are not set here: DataFusion keeps them above the scan (inexact) and
         // its physical optimizer pushes them into the parquet source.
-        let _ = filters;
         let source =
             ParquetSource::new(Arc::clone(&self.schema)).with_table_parquet_options(parquet);
         let partitions = state.config_options().execution.target_partitions.max(1);
