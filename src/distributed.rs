@@ -38,6 +38,7 @@ use url::Url;
 
 use crate::error::{MetaxyError, Result};
 use crate::store::codec::MetaxyCodec;
+use crate::store::latest::is_distributed;
 use crate::store::MetadataStore;
 
 /// The environment variable naming the workers when `--workers` is not given.
@@ -107,15 +108,6 @@ impl WorkerResolver for Workers {
     fn get_urls(&self) -> std::result::Result<Vec<Url>, DataFusionError> {
         Ok(self.0.clone())
     }
-}
-
-/// Whether a session plans for a cluster (built by [`coordinator_state`] or by an embedder
-/// with datafusion-distributed's planner).
-pub fn is_distributed(config: &datafusion::config::ConfigOptions) -> bool {
-    config
-        .extensions
-        .get::<datafusion_distributed::DistributedConfig>()
-        .is_some()
 }
 
 /// `EXPLAIN` (without `ANALYZE`) of a statement in a distributed session: DataFusion's

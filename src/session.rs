@@ -161,15 +161,7 @@ pub struct Engine {
 /// # }
 /// ```
 pub async fn open(options: &EngineOptions) -> Result<Engine> {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let config_file = options
-        .config
-        .clone()
-        .or_else(|| MetaxyConfig::discover(&cwd));
-    let config = match &config_file {
-        Some(path) => MetaxyConfig::load(path)?,
-        None => MetaxyConfig::default(),
-    };
+    let (config_file, config) = load_config(options.config.clone())?;
     let store = open_store(&config, options.store.as_deref())?;
     let (graph, graph_source) = load_graph(&config, &options.features, &store).await?;
     let ctx = new_context(SessionOptions {
@@ -197,11 +189,7 @@ pub async fn open(options: &EngineOptions) -> Result<Engine> {
 /// every store the configuration (`config`, else discovered as [`open`] does) defines, or the
 /// embedded default store when it defines none.
 pub async fn serve_worker(listen: std::net::SocketAddr, config: Option<PathBuf>) -> Result<()> {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let config = match config.or_else(|| MetaxyConfig::discover(&cwd)) {
-        Some(path) => MetaxyConfig::load(&path)?,
-        None => MetaxyConfig::default(),
-    };
+    let (_, config) = load_config(config)?;
     let names: Vec<String> = config
         .stores
         .as_ref()
@@ -216,6 +204,18 @@ pub async fn serve_worker(listen: std::net::SocketAddr, config: Option<PathBuf>)
             .collect::<Result<Vec<_>>>()?
     };
     crate::distributed::serve_worker(listen, &stores).await
+}
+
+/// The configuration file (`explicit`, else discovered from the current directory) and its
+/// contents; the defaults when there is none.
+fn load_config(explicit: Option<PathBuf>) -> Result<(Option<PathBuf>, MetaxyConfig)> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let file = explicit.or_else(|| MetaxyConfig::discover(&cwd));
+    let config = match &file {
+        Some(path) => MetaxyConfig::load(path)?,
+        None => MetaxyConfig::default(),
+    };
+    Ok((file, config))
 }
 
 fn open_store(config: &MetaxyConfig, name: Option<&str>) -> Result<Arc<MetadataStore>> {

@@ -95,7 +95,10 @@ fn main() -> ExitCode {
         return match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("Error: {e}");
+                eprintln!(
+                    "Error: {}",
+                    datafusion_metaxy::error::without_backtrace(&e.to_string())
+                );
                 ExitCode::FAILURE
             }
         };

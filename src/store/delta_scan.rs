@@ -122,11 +122,6 @@ impl DeltaFilesTable {
             statistics,
         })
     }
-
-    /// The files read, with their statistics.
-    pub fn files(&self) -> &[PartitionedFile] {
-        &self.files
-    }
 }
 
 /// The active files of an `add_actions_table(flatten = true)` batch: paths under `prefix`,

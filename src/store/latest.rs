@@ -172,7 +172,7 @@ impl TableProvider for LatestRowsTable {
         };
         // On a cluster, a stage's tasks each scan a part of the files: the index of one task
         // would miss the other tasks' rows, so the rows are shuffled by sample instead.
-        let distributed = crate::distributed::is_distributed(state.config_options());
+        let distributed = is_distributed(state.config_options());
         let latest: Arc<dyn ExecutionPlan> = match self.keys.as_slice() {
             [id] if !distributed && schema.field_with_name(id)?.data_type().is_integer() => {
                 let mut id_columns: Vec<usize> = vec![];
@@ -204,6 +204,15 @@ impl TableProvider for LatestRowsTable {
         });
         Ok(Arc::new(ProjectionExec::try_new(exprs, latest)?))
     }
+}
+
+/// Whether a session plans for a cluster (datafusion-distributed's planner is set, by
+/// [`crate::distributed`] or by an embedder).
+pub fn is_distributed(config: &datafusion::config::ConfigOptions) -> bool {
+    config
+        .extensions
+        .get::<datafusion_distributed::DistributedConfig>()
+        .is_some()
 }
 
 /// The parquet scans of `plan` set to evaluate the filters pushed into them as row filters
