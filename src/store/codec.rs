@@ -38,6 +38,8 @@ use serde_json::{json, Value};
 use datafusion::physical_expr_common::physical_expr::proto_decode::PhysicalExprDecodeCtx;
 use datafusion::physical_expr_common::physical_expr::proto_encode::PhysicalExprEncodeCtx;
 
+use super::candidates::InCandidates;
+use super::checkpoint::RecordExec;
 use super::latest_index::{IsLatestExpr, LatestRowsIndexExec, LatestTimes};
 use super::latest_sort::LatestRowsExec;
 
@@ -104,6 +106,13 @@ impl PhysicalExtensionCodec for MetaxyCodec {
                     self.times(times_id(&node)?),
                 )?))
             }
+            (Some("ResolveCheckpointExec"), [input]) => {
+                let mode = field(&node, "mode")?.as_str().unwrap_or_default();
+                Ok(Arc::new(RecordExec::passing(
+                    Arc::clone(input),
+                    mode.to_string(),
+                )))
+            }
             (Some("LatestRowsExec"), [input]) => {
                 let keys: Vec<String> = field(&node, "keys")?
                     .as_array()
@@ -134,6 +143,9 @@ impl PhysicalExtensionCodec for MetaxyCodec {
             })
         } else if let Some(exec) = node.downcast_ref::<LatestRowsExec>() {
             json!({"node": "LatestRowsExec", "keys": exec.key_names()})
+        } else if let Some(exec) = node.downcast_ref::<RecordExec>() {
+            // Decoded elsewhere, it passes the rows and writes no checkpoint.
+            json!({"node": "ResolveCheckpointExec", "mode": exec.mode()})
         } else {
             return not_impl_err!("no metaxy codec for plan node {}", node.name());
         };
@@ -174,7 +186,20 @@ impl PhysicalExtensionCodec for MetaxyCodec {
         serde_json::to_writer(buf, &value).map_err(|e| internal_datafusion_err!("{e}"))
     }
 
-    fn try_decode_udf(&self, name: &str, _buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if let Some(candidates) = node.inner().downcast_ref::<InCandidates>() {
+            serde_json::to_writer(buf, &candidates.encode())
+                .map_err(|e| internal_datafusion_err!("{e}"))?;
+        }
+        Ok(())
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        if name == "metaxy_candidate" {
+            return InCandidates::decode(&parse(buf)?)
+                .map(Arc::new)
+                .ok_or_else(|| internal_datafusion_err!("bad metaxy_candidate set"));
+        }
         // Found here when the receiving session lacks them.
         datafusion_metaxy_udfs::all_udfs()
             .into_iter()

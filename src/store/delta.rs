@@ -71,6 +71,13 @@ fn object_store_error(what: &str, e: object_store::Error) -> MetaxyError {
     }
 }
 
+/// Where the engine's state blob `name` lives under the root: `_metaxy/<name>`, beside the
+/// feature tables (no `.delta` directory, so neither we nor metaxy list it as a feature).
+fn state_path(name: &str) -> Result<object_store::path::Path> {
+    object_store::path::Path::parse(format!("_metaxy/{name}"))
+        .map_err(|e| object_store_error(&format!("state location {name}"), e.into()))
+}
+
 /// A store error without an underlying error value (a location that is not a path, …).
 fn location_error(what: &str, detail: impl std::fmt::Display) -> MetaxyError {
     MetaxyError::Store(format!("{what}: {detail}"))
@@ -234,7 +241,11 @@ impl StoreBackend for DeltaBackend {
             self.stores()?.1,
             &prefix,
         )?);
-        Ok(Some(FeatureScan { provider, facts }))
+        Ok(Some(FeatureScan {
+            files: Some(provider.file_paths()),
+            provider,
+            facts,
+        }))
     }
 
     async fn schema(&self, key: &FeatureKey) -> Result<Option<SchemaRef>> {
@@ -357,6 +368,34 @@ impl StoreBackend for DeltaBackend {
         runtime: &datafusion::execution::runtime_env::RuntimeEnv,
     ) -> Result<()> {
         runtime.register_object_store(store_url(&self.root).as_ref(), self.stores()?.1);
+        Ok(())
+    }
+
+    async fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = state_path(name)?;
+        match self.root_store()?.get(&path).await {
+            Ok(got) => Ok(Some(
+                got.bytes()
+                    .await
+                    .map_err(|e| {
+                        object_store_error(&format!("reading {path} in {}", self.root), e)
+                    })?
+                    .to_vec(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(object_store_error(
+                &format!("reading {path} in {}", self.root),
+                e,
+            )),
+        }
+    }
+
+    async fn save_state(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = state_path(name)?;
+        self.root_store()?
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| object_store_error(&format!("writing {path} in {}", self.root), e))?;
         Ok(())
     }
 

@@ -124,6 +124,36 @@ impl DeltaFilesTable {
     }
 }
 
+impl DeltaFilesTable {
+    /// Each active file's path in the object store.
+    pub fn file_paths(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .map(|f| f.object_meta.location.to_string())
+            .collect()
+    }
+
+    /// The same table reduced to the files whose path `keep` accepts.
+    pub fn files_only(&self, keep: &dyn Fn(&str) -> bool) -> Self {
+        let files: Vec<PartitionedFile> = self
+            .files
+            .iter()
+            .filter(|f| keep(f.object_meta.location.as_ref()))
+            .cloned()
+            .collect();
+        let statistics = Statistics::try_merge_iter(
+            files.iter().filter_map(|f| f.statistics.as_deref()),
+            &self.schema,
+        )
+        .unwrap_or_else(|_| Statistics::new_unknown(&self.schema));
+        Self {
+            files,
+            statistics,
+            ..self.clone()
+        }
+    }
+}
+
 /// The active files of an `add_actions_table(flatten = true)` batch: paths under `prefix`,
 /// sizes, and statistics where the Delta ones are exact bounds.
 fn files_of(

@@ -22,6 +22,7 @@ use crate::graph::FeatureKey;
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     tables: RwLock<BTreeMap<FeatureKey, (SchemaRef, Vec<RecordBatch>)>>,
+    states: RwLock<BTreeMap<String, Vec<u8>>>,
 }
 
 impl MemoryBackend {
@@ -44,11 +45,24 @@ impl StoreBackend for MemoryBackend {
         Ok(self.tables.read().expect("lock").contains_key(key))
     }
 
+    async fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.states.read().expect("lock").get(name).cloned())
+    }
+
+    async fn save_state(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        self.states
+            .write()
+            .expect("lock")
+            .insert(name.to_string(), bytes);
+        Ok(())
+    }
+
     async fn scan(&self, key: &FeatureKey) -> Result<Option<FeatureScan>> {
         Ok(match self.get(key) {
             Some((schema, batches)) => Some(FeatureScan {
                 provider: Arc::new(MemTable::try_new(schema, vec![batches])?),
                 facts: StoredFacts::default(),
+                files: None,
             }),
             None => None,
         })

@@ -3,6 +3,8 @@
 //! two implementations: [`memory::MemoryBackend`] and [`delta::DeltaBackend`] (the layout the
 //! Python metaxy's Delta store writes, so both can share a store).
 
+pub mod candidates;
+pub mod checkpoint;
 pub mod codec;
 pub mod config;
 pub mod delta;
@@ -11,7 +13,7 @@ pub mod latest;
 mod latest_index;
 mod latest_sort;
 pub mod memory;
-mod read;
+pub(crate) mod read;
 mod row_times;
 mod ties;
 mod write;
@@ -136,6 +138,15 @@ pub trait StoreBackend: Debug + Send + Sync {
     }
     /// Features with a table.
     async fn list(&self) -> Result<Vec<FeatureKey>>;
+    /// A small blob the engine keeps beside the tables under `name` (e.g. an incremental
+    /// resolve's checkpoint); `None` when absent or when the backend keeps none.
+    async fn load_state(&self, _name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// Stores (replaces) the blob `name`; ignored by a backend that keeps none.
+    async fn save_state(&self, _name: &str, _bytes: Vec<u8>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A feature's stored rows ([`StoreBackend::scan`]).
@@ -145,6 +156,20 @@ pub struct FeatureScan {
     pub provider: Arc<dyn TableProvider>,
     /// What the table's metadata proves of them.
     pub facts: StoredFacts,
+    /// The immutable files the rows are in, when the backend names them (Delta: each file's
+    /// path): an append adds files and removes none, so files not in an earlier list hold
+    /// every row written since.
+    pub files: Option<Vec<String>>,
+}
+
+impl FeatureScan {
+    /// The rows of the files `keep` accepts, when the backend can scan a part of its files.
+    pub fn files_only(&self, keep: &dyn Fn(&str) -> bool) -> Option<Arc<dyn TableProvider>> {
+        let table = self
+            .provider
+            .downcast_ref::<delta_scan::DeltaFilesTable>()?;
+        Some(Arc::new(table.files_only(keep)))
+    }
 }
 
 /// Facts about a feature's stored rows a backend knows without reading them

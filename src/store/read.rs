@@ -60,42 +60,59 @@ pub(crate) async fn plan(
     options: &ReadOptions,
     lookup: Lookup,
 ) -> Result<Option<LogicalPlan>> {
-    // This store first: one look at its table when it has the feature.
-    if let Some(plan) = plan_here(store, graph, key, options).await? {
-        return Ok(Some(plan));
+    match locate(store, key, lookup).await? {
+        Some(scan) => Ok(Some(plan_scan(scan, graph, key, options, None)?)),
+        None => Ok(None),
+    }
+}
+
+/// The stored rows a read of `key` would read (one look at each table consulted): this
+/// store's table, else (with [`Lookup::WithFallbacks`]) the first fallback's.
+pub(crate) async fn locate(
+    store: &MetadataStore,
+    key: &FeatureKey,
+    lookup: Lookup,
+) -> Result<Option<FeatureScan>> {
+    if let Some(scan) = store.backend.scan(key).await? {
+        return Ok(Some(scan));
     }
     if lookup == Lookup::ThisStore {
         return Ok(None);
     }
     match store.fallback_holding(key).await? {
-        Some(owner) => plan_here(owner, graph, key, options).await,
+        Some(owner) => owner.backend.scan(key).await,
         None => Ok(None),
     }
 }
 
-/// The plan of a read from this store only; `None` when it has no table for the feature.
-async fn plan_here(
-    store: &MetadataStore,
+/// The plan of a read of the stored rows `scan`. `restrict`: a filter on the feature's id
+/// columns only, applied before the latest row per sample is chosen (it keeps or drops whole
+/// samples, so the reduction is unchanged for the samples it keeps).
+pub(crate) fn plan_scan(
+    scan: FeatureScan,
     graph: &FeatureGraph,
     key: &FeatureKey,
     options: &ReadOptions,
-) -> Result<Option<LogicalPlan>> {
+    restrict: Option<Expr>,
+) -> Result<LogicalPlan> {
     let feature = graph.feature(key)?;
-    let Some(FeatureScan { provider, facts }) = store.backend.scan(key).await? else {
-        return Ok(None);
-    };
+    let FeatureScan {
+        provider, facts, ..
+    } = scan;
     let wanted = options
         .feature_version
         .as_ref()
         .unwrap_or(&feature.versions.feature_version);
     // Not filtered when every stored row is known to be of the wanted version.
-    let before: Vec<Expr> = if (options.all_feature_versions && options.feature_version.is_none())
+    let mut before: Vec<Expr> = if (options.all_feature_versions
+        && options.feature_version.is_none())
         || facts.feature_version.as_ref() == Some(wanted)
     {
         vec![]
     } else {
         vec![col(FEATURE_VERSION).eq(lit(wanted.clone()))]
     };
+    before.extend(restrict);
     let builder = if !options.history && !facts.single_timestamp {
         let keys: Vec<String> = feature.spec().id_columns.clone();
         let latest = LatestRowsTable::new(provider, keys, before);
@@ -114,7 +131,7 @@ async fn plan_here(
             None => builder,
         }
     };
-    Ok(Some(builder.build()?))
+    Ok(builder.build()?)
 }
 
 /// The columns a feature's table has before anything was written to it: the id columns (typed

@@ -8,6 +8,7 @@
 //!   (anti-join for new and orphaned, join for stale; 1:N expansion collapses the stored
 //!   children to their parent first).
 
+mod incremental;
 mod provenance;
 mod upstream;
 
@@ -23,7 +24,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use crate::error::{MetaxyError, Result};
 use crate::graph::{FeatureGraph, FeatureKey, Lineage};
 use crate::store::columns::*;
-use crate::store::{column_names, MetadataStore, ReadOptions};
+use crate::store::{column_names, MetadataStore};
 
 /// Options of [`resolve_update`], metaxy's keyword arguments of the same names. Filters and
 /// predicates are SQL boolean expressions.
@@ -47,6 +48,10 @@ pub struct ResolveOptions {
     /// Skip the comparison: every expected sample is returned as new, stale and orphaned are
     /// empty.
     pub skip_comparison: bool,
+    /// Always resolve over every stored row, neither reading nor leaving the checkpoint of an
+    /// incremental resolve (by default a resolve is incremental when the store can prove what
+    /// changed since the last one; see the README's "Incremental resolve").
+    pub full_resolve: bool,
 }
 
 impl ResolveOptions {
@@ -75,7 +80,7 @@ pub struct Increment {
 }
 
 impl Increment {
-    /// Everything expected is new.
+    /// Everything expected is new (`expected` as the caller's `wrap` returned it).
     fn all_new(expected: DataFrame, nothing: DataFrame) -> Result<Self> {
         Ok(Self {
             changes: expected.clone().with_column(CHANGE, lit("new"))?,
@@ -147,17 +152,81 @@ async fn compared(
 ) -> Result<Increment> {
     let feature = graph.feature(key)?;
     let spec = feature.spec();
-    let truncate = graph.hash_truncation_length();
-    let struct_keys: Vec<String> = spec.fields.iter().map(|f| f.key.struct_key()).collect();
     let target_filters: Vec<&String> = options
         .filters_of(key)
         .chain(&options.global_filters)
         .chain(&options.target_filters)
         .collect();
 
+    // metaxy compares on the input id columns (after lineage), else the feature's id columns.
+    let ids: Vec<String> = if feature.plan.join_columns.is_empty() {
+        spec.id_columns.clone()
+    } else {
+        feature.plan.join_columns.clone()
+    };
+    let inputs = incremental::Inputs::locate(ctx, graph, store, key, &options, &ids).await?;
+    let distributed = crate::store::latest::is_distributed(ctx.state().config_options());
+    // `changes` goes through the node that says how it was resolved and leaves the checkpoint
+    // (not on a cluster: the checkpoint is written where the plan ends, the coordinator).
+    let wrap = |changes: DataFrame| -> Result<DataFrame> {
+        if distributed {
+            Ok(changes)
+        } else {
+            inputs.recorded(ctx, changes)
+        }
+    };
+    let mut increment = compare_inputs(
+        ctx,
+        graph,
+        store,
+        key,
+        &options,
+        &inputs,
+        &target_filters,
+        &ids,
+        &wrap,
+    )
+    .await?;
+    if inputs.is_incremental() {
+        // Orphaned samples need not have been touched: that part reads everything.
+        let everything = inputs.unrestricted();
+        let full = compare_inputs(
+            ctx,
+            graph,
+            store,
+            key,
+            &options,
+            &everything,
+            &target_filters,
+            &ids,
+            &Ok,
+        )
+        .await?;
+        increment.orphaned = full.orphaned;
+    }
+    Ok(increment)
+}
+
+/// The increment computed from `inputs` (restricted to candidate samples or not).
+#[allow(clippy::too_many_arguments)]
+async fn compare_inputs(
+    ctx: &SessionContext,
+    graph: &FeatureGraph,
+    store: &MetadataStore,
+    key: &FeatureKey,
+    options: &ResolveOptions,
+    inputs: &incremental::Inputs,
+    target_filters: &[&String],
+    ids: &[String],
+    wrap: &(dyn Fn(DataFrame) -> Result<DataFrame> + Sync),
+) -> Result<Increment> {
+    let feature = graph.feature(key)?;
+    let spec = feature.spec();
+    let truncate = graph.hash_truncation_length();
+    let struct_keys: Vec<String> = spec.fields.iter().map(|f| f.key.struct_key()).collect();
     let expected = match options.samples.clone() {
         Some(mut samples) => {
-            for f in &target_filters {
+            for f in target_filters {
                 samples = filter_sql(samples, f, &format!("filter on the samples of {key}"))?;
             }
             provenance::with_defaults(samples, &struct_keys, store, truncate)?
@@ -169,14 +238,12 @@ async fn compared(
             )))
         }
         None => {
-            let joined = upstream::joined_upstream(ctx, graph, store, key, &options).await?;
+            let joined = upstream::joined_upstream(ctx, graph, inputs, store, key, options).await?;
             provenance::field_provenance(joined, graph, store, key)?
         }
     };
     let nothing = expected.clone().filter(lit(false))?;
-    let current = store
-        .read_local(ctx, graph, key, &ReadOptions::default())
-        .await?;
+    let current = inputs.read(ctx, graph, key)?;
     if options.skip_comparison || current.is_none() {
         // Nothing to compare with, but every SQL fragment given is checked all the same
         // (against the columns the stored rows have, or would have).
@@ -187,23 +254,16 @@ async fn compared(
                 vec![vec![]],
             )?))?,
         };
-        for f in &target_filters {
+        for f in target_filters {
             stored = filter_sql(stored, f, &format!("filter on the stored rows of {key}"))?;
         }
         staleness(&stored, &options.staleness_predicates, key)?;
-        return Increment::all_new(expected, nothing);
+        return Increment::all_new(wrap(expected)?, nothing);
     }
-
-    // metaxy compares on the input id columns (after lineage), else the feature's id columns.
-    let ids: Vec<String> = if feature.plan.join_columns.is_empty() {
-        spec.id_columns.clone()
-    } else {
-        feature.plan.join_columns.clone()
-    };
     let Some(mut current) = current else {
-        return Increment::all_new(expected, nothing);
+        return Increment::all_new(wrap(expected)?, nothing);
     };
-    for f in &target_filters {
+    for f in target_filters {
         current = filter_sql(current, f, &format!("filter on the stored rows of {key}"))?;
     }
     if spec
@@ -211,9 +271,16 @@ async fn compared(
         .iter()
         .any(|d| matches!(d.lineage, Lineage::Expansion { .. }))
     {
-        current = collapse(current, &ids)?;
+        current = collapse(current, ids)?;
     }
-    compare(expected, current, &ids, &options.staleness_predicates, key)
+    compare(
+        expected,
+        current,
+        ids,
+        &options.staleness_predicates,
+        key,
+        wrap,
+    )
 }
 
 /// The staleness predicates over the stored rows `current` as one expression (`None` without
@@ -266,6 +333,7 @@ fn compare(
     ids: &[String],
     staleness_predicates: &[String],
     key: &FeatureKey,
+    wrap: &(dyn Fn(DataFrame) -> Result<DataFrame> + Sync),
 ) -> Result<Increment> {
     let stale_by_predicate = staleness(&current, staleness_predicates, key)?;
     // Only what the comparison needs from the stored rows, under names that cannot clash.
@@ -305,6 +373,7 @@ fn compare(
         .join(stored, JoinType::Left, &left_ids, &right_ids, None)?
         .select(out)?
         .filter(col(CHANGE).is_not_null())?;
+    let changes = wrap(changes)?;
     let part = |name: &str| -> Result<DataFrame> {
         Ok(changes.clone().filter(col(CHANGE).eq(lit(name)))?.select(
             exp_names

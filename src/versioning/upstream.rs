@@ -9,11 +9,12 @@ use datafusion::logical_expr::{col, lit, Expr, ExprFunctionExt, LogicalPlanBuild
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion_metaxy_udfs::functions::metaxy_hash;
 
+use super::incremental::Inputs;
 use super::ResolveOptions;
 use crate::error::{MetaxyError, Result};
 use crate::graph::{FeatureDep, FeatureGraph, FeatureKey, Lineage};
 use crate::store::columns::*;
-use crate::store::{column_names, MetadataStore, ReadOptions};
+use crate::store::{column_names, MetadataStore};
 
 /// The column holding a dependency's data versions by field in the joined upstream frame
 /// (metaxy's `metaxy_data_version_by_field__<struct key>`).
@@ -28,6 +29,7 @@ pub(super) fn data_version_column(feature: &FeatureKey) -> String {
 pub(super) async fn joined_upstream(
     ctx: &SessionContext,
     graph: &FeatureGraph,
+    inputs: &Inputs,
     store: &MetadataStore,
     key: &FeatureKey,
     options: &ResolveOptions,
@@ -42,7 +44,9 @@ pub(super) async fn joined_upstream(
 
     let mut prepared = Vec::with_capacity(deps.len());
     for dep in &deps {
-        prepared.push(prepare_dependency(ctx, graph, store, key, dep, options).await?);
+        prepared.push(prepare_dependency(
+            ctx, graph, inputs, store, key, dep, options,
+        )?);
     }
     check_collisions(key, &deps, &prepared, join)?;
 
@@ -118,9 +122,10 @@ fn join_on(
 /// One dependency's upstream rows: the current view (with the caller's filters for that
 /// feature and the global filters), renamed, filtered by the dependency's `filters`, reduced to
 /// the selected columns, then transformed by its lineage.
-async fn prepare_dependency(
+fn prepare_dependency(
     ctx: &SessionContext,
     graph: &FeatureGraph,
+    inputs: &Inputs,
     store: &MetadataStore,
     key: &FeatureKey,
     dep: &FeatureDep,
@@ -132,9 +137,12 @@ async fn prepare_dependency(
     let upstream = graph.feature(&dep.feature)?;
     let up_spec = upstream.spec();
 
-    let mut df = store
-        .read(ctx, graph, &dep.feature, &ReadOptions::default())
-        .await?;
+    let mut df = inputs.read(ctx, graph, &dep.feature)?.ok_or_else(|| {
+        MetaxyError::Store(format!(
+            "feature {} has no table in store '{}' or its fallbacks (write to it first)",
+            dep.feature, store.name
+        ))
+    })?;
     for f in options
         .filters_of(&dep.feature)
         .chain(&options.global_filters)

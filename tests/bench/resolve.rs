@@ -12,6 +12,10 @@
 //!   10% of its rows carrying a new audio version. Each round seeds a fresh store, opens it
 //!   again, then times `resolve_update(leaf)` plus collecting `new` and `stale` (as
 //!   `Increment::changes`, one plan holding both).
+//! - `incremental` (phase `--phases incremental`): leaf materialised and resolved once (which
+//!   leaves the checkpoint an incremental resolve starts from), then 0.1% of root_0's samples
+//!   written again with a new audio version; times the (incremental) resolve. `incremental_full`
+//!   times the full resolve (`full_resolve`) of the same state, for the ratio.
 //! - `--data DIR`: read the inputs `metaxy_peer_bench.py --export` wrote
 //!   (`DIR/root_<i>.parquet`, `DIR/root_0_mutated.parquet`), so both engines see identical
 //!   data; without it the same shapes are generated here.
@@ -291,6 +295,52 @@ async fn seed(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> te
             .unwrap();
         store.write(&graph, key, df).await.unwrap();
     }
+    if phase.starts_with("incremental") {
+        let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
+            .await
+            .unwrap();
+        store.write(&graph, &leaf, inc.new).await.unwrap();
+        // Nothing to do now; this resolve leaves the checkpoint.
+        let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(count(inc.changes).await, 0);
+        // 0.1% of root_0's samples get a new audio version.
+        let root = ctx
+            .read_parquet(roots_in[0].to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        let fields: Vec<String> = match root
+            .schema()
+            .field_with_name(None, "metaxy_provenance_by_field")
+            .unwrap()
+            .data_type()
+        {
+            DataType::Struct(f) => f.iter().map(|f| f.name().clone()).collect(),
+            _ => unreachable!(),
+        };
+        let parts: Vec<String> = fields
+            .iter()
+            .map(|f| {
+                let v = format!("get_field(metaxy_provenance_by_field, '{f}')");
+                if f == &fields[0] {
+                    format!("'{f}', concat({v}, '_inc')")
+                } else {
+                    format!("'{f}', {v}")
+                }
+            })
+            .collect();
+        ctx.register_table("bench_root", root.into_view()).unwrap();
+        let change = ctx
+            .sql(&format!(
+                "SELECT sample_uid, named_struct({}) AS metaxy_provenance_by_field \
+                 FROM bench_root WHERE sample_uid % 1000 = 7",
+                parts.join(", ")
+            ))
+            .await
+            .unwrap();
+        store.write(&graph, &roots[0], change).await.unwrap();
+    }
     if phase == "stale" {
         let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
             .await
@@ -328,9 +378,13 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
             eprintln!("store kept at {}", dir.path().display());
             std::mem::forget(dir);
         }
+        let options = || ResolveOptions {
+            full_resolve: phase == "incremental_full",
+            ..Default::default()
+        };
         reset_peak_rss();
         let t0 = Instant::now();
-        let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
+        let inc = resolve_update(&ctx, &graph, &store, &leaf, options())
             .await
             .unwrap();
         if a.explain {
@@ -350,7 +404,7 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
         cell.rows = rows;
         // `--profile K`: K more resolves on this store, for `perf record` of the timed part.
         for _ in 0..a.profile {
-            let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
+            let inc = resolve_update(&ctx, &graph, &store, &leaf, options())
                 .await
                 .unwrap();
             count(inc.changes).await;
@@ -549,7 +603,7 @@ async fn main() {
         ours(&a, phase, &roots_in, &mutated)
             .await
             .report("ours", &a, phase);
-        if a.floor {
+        if a.floor && !phase.starts_with("incremental") {
             floor(&a, phase, &roots_in, &mutated)
                 .await
                 .report("floor", &a, phase);

@@ -1,0 +1,349 @@
+//! Incremental `resolve_update`: at the cost of the change instead of the whole feature.
+//!
+//! **The rule.** A sample's outcome (new, stale, or neither) depends only on the stored rows of
+//! that sample (the target's and every upstream's, by the comparison's id columns). A resolve
+//! whose `changes` are read to the end leaves a *checkpoint* beside the tables
+//! (`_metaxy/resolve/<table>.parquet`): the files each input table had and the ids of the
+//! samples that were new or stale then. Tables are append-only, so on the next resolve the
+//! samples that can have changed outcome are the *candidates*: ids in files added since the
+//! checkpoint (any input table) and the ids the checkpoint lists. Every other sample had
+//! neither outcome then, and nothing of it was written since: it still has neither. So the
+//! resolve reads every input table restricted to the candidate samples (a filter on the id
+//! columns, applied before the latest row per sample is chosen, which it cannot change), and
+//! its `new`, `stale` and `changes` are exactly the full resolve's.
+//!
+//! **Falls back to the full resolve**, saying why in `EXPLAIN`, when nothing proves what
+//! changed: no checkpoint yet; the definitions (feature versions, lineage, filters, hash
+//! settings) or the options differ from the checkpoint's; a file the checkpoint lists is gone
+//! (a hard delete, an overwrite or a compaction rewrote the table); the store does not name its
+//! files (in memory); `samples` were given; an input's ids do not cover the comparison's; or the
+//! session plans for a cluster. The `orphaned` part always reads everything (its samples need
+//! not have been touched).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::logical_expr::{col, Expr};
+use datafusion::prelude::{DataFrame, SessionContext};
+use sha2::{Digest, Sha256};
+
+use super::ResolveOptions;
+use crate::error::Result;
+use crate::graph::{FeatureGraph, FeatureKey};
+use crate::store::candidates::candidate_filter;
+use crate::store::checkpoint::{state_name, Pending, RecordingTable, MAX_CHECKPOINT_IDS};
+use crate::store::read::{locate, plan_scan, Lookup};
+use crate::store::{FeatureScan, MetadataStore, ReadOptions};
+
+/// The input tables of one resolve, each looked at once, and the restriction to candidate
+/// samples when the resolve is incremental.
+pub(super) struct Inputs {
+    scans: HashMap<FeatureKey, Option<FeatureScan>>,
+    /// Per input table, its own column for each comparison id.
+    columns: HashMap<FeatureKey, Vec<String>>,
+    candidates: Option<Arc<Vec<RecordBatch>>>,
+    /// What the plan's `EXPLAIN` says, and the checkpoint to leave when `changes` is read.
+    mode: String,
+    record: Option<Arc<Pending>>,
+}
+
+impl Inputs {
+    /// Looks at every input table of resolving `key` (its dependencies with fallbacks, the
+    /// target in `store` only) and decides between the incremental and the full resolve.
+    pub(super) async fn locate(
+        ctx: &SessionContext,
+        graph: &FeatureGraph,
+        store: &MetadataStore,
+        key: &FeatureKey,
+        options: &ResolveOptions,
+        ids: &[String],
+    ) -> Result<Self> {
+        let feature = graph.feature(key)?;
+        let mut scans = HashMap::new();
+        let mut columns = HashMap::new();
+        let mut uncovered: Option<String> = None;
+        for dep in &feature.spec().deps {
+            if scans.contains_key(&dep.feature) {
+                continue;
+            }
+            let scan = locate(store, &dep.feature, Lookup::WithFallbacks).await?;
+            scans.insert(dep.feature.clone(), scan);
+            // The dependency's own id column for each comparison id (through its rename).
+            let up_ids = &graph.feature(&dep.feature)?.spec().id_columns;
+            let mapped: Option<Vec<String>> = ids
+                .iter()
+                .map(|c| up_ids.iter().find(|u| dep.renamed(u) == *c).cloned())
+                .collect();
+            match mapped {
+                Some(m) => {
+                    columns.insert(dep.feature.clone(), m);
+                }
+                None => {
+                    uncovered.get_or_insert_with(|| {
+                        format!(
+                            "the id columns of {} do not cover the comparison's ({})",
+                            dep.feature,
+                            ids.join(", ")
+                        )
+                    });
+                }
+            }
+        }
+        let target = locate(store, key, Lookup::ThisStore).await?;
+        scans.insert(key.clone(), target);
+        if ids.iter().all(|c| feature.spec().id_columns.contains(c)) {
+            columns.insert(key.clone(), ids.to_vec());
+        } else {
+            uncovered
+                .get_or_insert_with(|| format!("the comparison's ids are not id columns of {key}"));
+        }
+        let mut inputs = Self {
+            scans,
+            columns,
+            candidates: None,
+            mode: String::new(),
+            record: None,
+        };
+        let full = |inputs: &mut Self, why: String| {
+            inputs.mode = format!("full resolve: {why}");
+        };
+        if options.full_resolve {
+            full(&mut inputs, "asked for".into());
+            return Ok(inputs);
+        }
+        if options.samples.is_some() || options.skip_comparison {
+            let why = if options.samples.is_some() {
+                "samples were given"
+            } else {
+                "no comparison"
+            };
+            full(&mut inputs, why.into());
+            return Ok(inputs);
+        }
+        if crate::store::latest::is_distributed(ctx.state().config_options()) {
+            full(&mut inputs, "the session plans for a cluster".into());
+            return Ok(inputs);
+        }
+        if let Some(why) = uncovered {
+            full(&mut inputs, why);
+            return Ok(inputs);
+        }
+        let mut tables = BTreeMap::new();
+        let mut keys = HashMap::new();
+        let mut unnamed: Option<String> = None;
+        for (k, scan) in &inputs.scans {
+            keys.insert(k.to_string(), k.clone());
+            match scan {
+                None => {
+                    tables.insert(k.to_string(), vec![]);
+                }
+                Some(FeatureScan { files: Some(f), .. }) => {
+                    tables.insert(k.to_string(), f.clone());
+                }
+                Some(_) => {
+                    unnamed.get_or_insert_with(|| k.to_string());
+                }
+            }
+        }
+        if let Some(k) = unnamed {
+            full(
+                &mut inputs,
+                format!("the store holding {k} does not name its files"),
+            );
+            return Ok(inputs);
+        }
+        let fingerprint = fingerprint(graph, store, key, options)?;
+        let name = state_name(&key.table_name());
+        inputs.record = Some(Arc::new(Pending {
+            store: store.clone(),
+            name: name.clone(),
+            fingerprint: fingerprint.clone(),
+            tables: tables.clone(),
+            ids: ids.to_vec(),
+        }));
+        let checkpoint = match Pending::load(store, &name).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                full(&mut inputs, "no checkpoint yet".into());
+                return Ok(inputs);
+            }
+            Err(e) => {
+                full(&mut inputs, format!("the checkpoint is unreadable ({e})"));
+                return Ok(inputs);
+            }
+        };
+        if checkpoint.fingerprint != fingerprint {
+            full(
+                &mut inputs,
+                "the definitions or options differ from the checkpoint's".into(),
+            );
+            return Ok(inputs);
+        }
+        // Per input table, the files added since the checkpoint; none may be gone.
+        let mut touched: Vec<RecordBatch> = checkpoint.ids.clone();
+        let mut added_files = 0;
+        for (k, now) in &tables {
+            let before: HashSet<&String> = checkpoint
+                .tables
+                .get(k)
+                .map(|f| f.iter().collect())
+                .unwrap_or_default();
+            let now_set: HashSet<&String> = now.iter().collect();
+            if let Some(gone) = before.iter().find(|f| !now_set.contains(**f)) {
+                full(
+                    &mut inputs,
+                    format!(
+                        "file {gone} of {k} is gone since the checkpoint (a hard delete, an \
+                         overwrite or a compaction)"
+                    ),
+                );
+                return Ok(inputs);
+            }
+            let added = now.iter().filter(|f| !before.contains(f)).count();
+            if added == 0 {
+                continue;
+            }
+            added_files += added;
+            let key = &keys[k];
+            let Some(Some(scan)) = inputs.scans.get(key) else {
+                continue;
+            };
+            let Some(provider) = scan.files_only(&|p| !before.contains(&p.to_string())) else {
+                full(
+                    &mut inputs,
+                    format!("the store holding {k} cannot read a part of its files"),
+                );
+                return Ok(inputs);
+            };
+            let own = &inputs.columns[key];
+            let df = ctx.read_table(provider)?.select(
+                own.iter()
+                    .zip(ids)
+                    .map(|(o, c)| col(o.as_str()).alias(c.as_str()))
+                    .collect::<Vec<Expr>>(),
+            )?;
+            touched.extend(df.distinct()?.collect().await?);
+        }
+        let listed: usize = checkpoint.ids.iter().map(|b| b.num_rows()).sum();
+        let rows: usize = touched.iter().map(|b| b.num_rows()).sum();
+        if rows > MAX_CHECKPOINT_IDS {
+            full(
+                &mut inputs,
+                format!("{rows} candidate samples, more than an incremental resolve takes"),
+            );
+            return Ok(inputs);
+        }
+        inputs.mode = format!(
+            "incremental resolve: {rows} candidate ids ({} in {added_files} files added since \
+             the checkpoint, {listed} new or stale then)",
+            rows.saturating_sub(listed)
+        );
+        inputs.candidates = Some(Arc::new(touched));
+        Ok(inputs)
+    }
+
+    /// Whether reads are restricted to candidate samples.
+    pub(super) fn is_incremental(&self) -> bool {
+        self.candidates.is_some()
+    }
+
+    /// The same inputs without the restriction (for the `orphaned` part).
+    pub(super) fn unrestricted(&self) -> Self {
+        Self {
+            scans: self.scans.clone(),
+            columns: self.columns.clone(),
+            candidates: None,
+            mode: self.mode.clone(),
+            record: None,
+        }
+    }
+
+    /// The current view of input `key` (restricted to the candidates when incremental);
+    /// `None` when no store has it.
+    pub(super) fn read(
+        &self,
+        ctx: &SessionContext,
+        graph: &FeatureGraph,
+        key: &FeatureKey,
+    ) -> Result<Option<DataFrame>> {
+        let Some(Some(scan)) = self.scans.get(key) else {
+            return Ok(None);
+        };
+        let restrict = match &self.candidates {
+            Some(candidates) => {
+                let own = &self.columns[key];
+                let schema = scan.provider.schema();
+                let mut types = vec![];
+                for c in own {
+                    types.push(schema.field_with_name(c)?.data_type().clone());
+                }
+                Some(candidate_filter(candidates, own, &types)?)
+            }
+            None => None,
+        };
+        let plan = plan_scan(scan.clone(), graph, key, &ReadOptions::default(), restrict)?;
+        Ok(Some(DataFrame::new(ctx.state(), plan)))
+    }
+
+    /// `changes` read through a node that names the mode in `EXPLAIN` and, once every row has
+    /// been read, leaves the checkpoint for the next resolve.
+    pub(super) fn recorded(&self, ctx: &SessionContext, changes: DataFrame) -> Result<DataFrame> {
+        let table = RecordingTable::new(
+            changes.logical_plan().clone(),
+            Arc::new(changes.schema().as_arrow().clone()),
+            self.mode.clone(),
+            self.record.clone(),
+        );
+        Ok(ctx.read_table(Arc::new(table))?)
+    }
+}
+
+/// What a checkpoint is valid for: the target's and its dependencies' versions and definitions,
+/// the hash settings, the store, and the options' SQL.
+fn fingerprint(
+    graph: &FeatureGraph,
+    store: &MetadataStore,
+    key: &FeatureKey,
+    options: &ResolveOptions,
+) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update(s.len().to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    put("metaxy resolve checkpoint 1");
+    let feature = graph.feature(key)?;
+    let mut features = vec![feature];
+    for dep in &feature.spec().deps {
+        features.push(graph.feature(&dep.feature)?);
+    }
+    for f in features {
+        put(&f.key().to_string());
+        put(&f.versions.feature_version);
+        put(&f.versions.definition_version);
+    }
+    put(&format!("{:?}", store.hash_algorithm()));
+    put(&graph.hash_truncation_length().to_string());
+    let mut filters: Vec<String> = options
+        .filters
+        .iter()
+        .flat_map(|(k, v)| v.iter().map(move |f| format!("{k}: {f}")))
+        .collect();
+    filters.sort();
+    for f in filters
+        .iter()
+        .chain(options.global_filters.iter().map(|f| f as &String))
+    {
+        put(f);
+    }
+    put("target");
+    for f in &options.target_filters {
+        put(f);
+    }
+    put("staleness");
+    for p in &options.staleness_predicates {
+        put(p);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
