@@ -30,6 +30,11 @@ pub struct SessionOptions {
     /// Workers to run every statement's plan on (`http://host:port`, see
     /// [`crate::distributed`]); empty: this process alone.
     pub workers: Vec<url::Url>,
+    /// Bounded memory: the bytes DataFusion's memory pool may hand out (a fair pool shared by
+    /// the operators that spill). Joins are then planned as sort-merge joins, whose sorts spill
+    /// to disk, instead of hash joins, whose tables cannot: slower, but a resolve of any size
+    /// fits. `None`: no limit, hash joins.
+    pub memory_limit: Option<usize>,
 }
 
 /// Builds a `SessionContext` with everything datafusion-metaxy offers registered: the hash UDFs
@@ -57,15 +62,37 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
         .store
         .unwrap_or_else(|| Arc::new(MetadataStore::in_memory()));
     let state = MetaxyState::new(graph, store, options.metaxy.clone());
-    let config = options
+    let mut config = options
         .config
         .unwrap_or_else(|| SessionConfig::new().with_information_schema(true))
         .with_extension(Arc::new(state.clone()));
+    let mut runtime = None;
+    if let Some(limit) = options.memory_limit {
+        if !options.workers.is_empty() {
+            return Err(crate::MetaxyError::Config(
+                "a memory limit applies to this process's plans; it cannot be combined with \
+                 workers"
+                    .into(),
+            ));
+        }
+        config.options_mut().optimizer.prefer_hash_join = false;
+        runtime = Some(
+            datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+                .with_memory_pool(Arc::new(
+                    datafusion::execution::memory_pool::FairSpillPool::new(limit),
+                ))
+                .build_arc()?,
+        );
+    }
     let session = if options.workers.is_empty() {
-        SessionStateBuilder::new()
+        let builder = SessionStateBuilder::new()
             .with_config(config)
-            .with_default_features()
-            .build()
+            .with_default_features();
+        match runtime {
+            Some(runtime) => builder.with_runtime_env(runtime),
+            None => builder,
+        }
+        .build()
     } else {
         crate::distributed::coordinator_state(config, options.workers.clone())
     };
@@ -131,6 +158,34 @@ pub struct EngineOptions {
     pub features: Vec<PathBuf>,
     /// Workers to run the statements on ([`SessionOptions::workers`]).
     pub workers: Vec<url::Url>,
+    /// Bounded memory ([`SessionOptions::memory_limit`]).
+    pub memory_limit: Option<usize>,
+}
+
+/// A size such as `6GiB`, `512MB`, `100k` or `1000000` (bytes) as bytes.
+pub fn parse_size(text: &str) -> Result<usize> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let invalid = || MetaxyError::Config(format!("invalid size '{text}' (e.g. 6GiB, 512MB)"));
+    let number: f64 = number.parse().map_err(|_| invalid())?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(invalid()),
+    };
+    let bytes = number * scale;
+    if !(bytes >= 1.0 && bytes < usize::MAX as f64) {
+        return Err(invalid());
+    }
+    Ok(bytes as usize)
 }
 
 /// An engine opened from configuration ([`open`]).
@@ -170,6 +225,7 @@ pub async fn open(options: &EngineOptions) -> Result<Engine> {
         graph: Some(Arc::new(graph)),
         store: Some(store),
         workers: options.workers.clone(),
+        memory_limit: options.memory_limit,
     })?;
     let state = ctx
         .state()

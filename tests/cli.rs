@@ -323,3 +323,22 @@ fn sql_on_feature_tables_is_honoured_or_refused() {
         assert!(!plan.contains("DeltaScan"), "{sql}: {plan}");
     }
 }
+
+/// A statement running for over a second shows progress on a terminal only: piped, stderr
+/// stays empty and stdout holds just the result.
+#[test]
+fn no_progress_line_in_piped_output() {
+    let started = std::time::Instant::now();
+    let o = metaxy_sql(&[
+        "-c",
+        "SELECT count(DISTINCT md5(CAST(v AS VARCHAR))) AS n FROM generate_series(1, 6000000) AS t(v)",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        started.elapsed() > std::time::Duration::from_secs(1),
+        "the statement must outlast the progress delay to show anything"
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+    assert!(stdout(&o).contains("6000000"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains('\r'), "{}", stdout(&o));
+}

@@ -99,6 +99,7 @@ fn file_options(file: &std::path::Path) -> datafusion_metaxy::SessionOptions {
         graph: Some(std::sync::Arc::new(graph)),
         store: None,
         workers: vec![],
+        memory_limit: None,
     }
 }
 

@@ -43,6 +43,11 @@ struct Args {
     #[arg(long, value_name = "URL,...")]
     workers: Option<String>,
 
+    /// Bounded memory: DataFusion's memory pool size (e.g. 6GiB); joins become sort-merge
+    /// joins that spill to disk. Default: no limit.
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
+
     #[command(subcommand)]
     command_kind: Option<Command>,
 
@@ -116,6 +121,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let memory_limit = match args
+        .memory_limit
+        .as_deref()
+        .map(datafusion_metaxy::session::parse_size)
+        .transpose()
+    {
+        Ok(limit) => limit,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = ShellOptions {
         config: args.config.clone(),
         store: args.store.clone(),
@@ -123,6 +140,7 @@ fn main() -> ExitCode {
         format: args.format,
         quiet: args.quiet,
         workers,
+        memory_limit,
     };
     let mut shell = match runtime.block_on(Shell::open(&options)) {
         Ok(shell) => shell,
@@ -134,9 +152,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Progress on long statements: on a terminal only, never in piped output.
+    shell.progress = datafusion_metaxy::cli::stderr_is_terminal();
     let result = if args.command.is_empty() && args.file.is_empty() {
         shell.timing = !args.quiet;
-        shell.progress = datafusion_metaxy::cli::stderr_is_terminal();
         repl::run(&mut shell, &runtime, args.quiet)
     } else {
         runtime.block_on(run_scripts(&mut shell, &args))

@@ -20,6 +20,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureGraph;
+use crate::progress::{short_bytes, short_count, Progress};
 use crate::sql::catalog::MetaxyState;
 use crate::sql::{parse_statements, print_batches, run_statement, OutputFormat};
 
@@ -40,6 +41,8 @@ pub struct ShellOptions {
     pub quiet: bool,
     /// Workers to run the statements on (see [`crate::distributed`]).
     pub workers: Vec<url::Url>,
+    /// Bounded memory ([`crate::SessionOptions::memory_limit`]).
+    pub memory_limit: Option<usize>,
 }
 
 /// Whether a statement is done.
@@ -79,6 +82,7 @@ impl Shell {
             store: options.store.clone(),
             features: options.features.clone(),
             workers: options.workers.clone(),
+            memory_limit: options.memory_limit,
         })
         .await?;
         Ok(Self {
@@ -148,7 +152,20 @@ impl Shell {
     pub async fn execute(&mut self, sql: &str, out: &mut dyn Write) -> Result<()> {
         for statement in parse_statements(&self.ctx, sql)? {
             let started = Instant::now();
-            let spinner = self.progress.then(|| spawn_spinner(started));
+            let spinner = self.progress.then(|| {
+                let progress = self.ctx.state().config().get_extension::<Progress>();
+                let progress = progress.unwrap_or_else(|| {
+                    let progress = Arc::new(Progress::default());
+                    self.ctx
+                        .state_ref()
+                        .write()
+                        .config_mut()
+                        .set_extension(Arc::clone(&progress));
+                    progress
+                });
+                progress.start();
+                spawn_spinner(started, progress)
+            });
             let result = run_statement(&self.ctx, statement).await;
             if let Some(spinner) = spinner {
                 spinner.abort();
@@ -176,17 +193,21 @@ impl Shell {
     }
 }
 
-/// A spinner with the elapsed time on stderr, after a short delay.
-fn spawn_spinner(started: Instant) -> tokio::task::JoinHandle<()> {
+/// A progress line on stderr once a statement has run for a second: the elapsed time, the rows
+/// its plans' sources produced and the bytes its parquet scans read (from the live metrics).
+fn spawn_spinner(started: Instant, progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let mut i = 0;
         loop {
+            let done = progress.snapshot();
             eprint!(
-                "\r{} running… {:.1}s",
+                "\r\x1b[2K{} {:.1}s · {} rows · {} read",
                 FRAMES[i % FRAMES.len()],
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                short_count(done.rows),
+                short_bytes(done.bytes),
             );
             let _ = std::io::stderr().flush();
             i += 1;

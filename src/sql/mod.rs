@@ -82,7 +82,7 @@ pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result
         let df = ctx.execute_logical_plan(plan).await?;
         // A query without rows still says what its columns are (printed as a header).
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-        let mut batches = df.collect().await?;
+        let mut batches = crate::progress::collect(df).await?;
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(schema));
         }

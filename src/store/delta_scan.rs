@@ -274,6 +274,10 @@ impl TableProvider for DeltaFilesTable {
         TableType::Base
     }
 
+    fn statistics(&self) -> Option<Statistics> {
+        Some(self.statistics.clone())
+    }
+
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],

@@ -304,9 +304,9 @@ pub(crate) async fn write(
             .collect();
         prepared = prepared.select(exprs)?;
     }
-    let batches = prepared.collect().await.map_err(|e| {
+    let batches = crate::progress::collect(prepared).await.map_err(|e| {
         if converted.is_empty() {
-            MetaxyError::from(e)
+            e
         } else {
             invalid(format!(
                 "converting column(s) {} to the stored table's types: {e}",

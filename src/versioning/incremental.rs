@@ -216,6 +216,18 @@ impl Inputs {
                 );
                 return Ok(inputs);
             };
+            // Too many rows added for an incremental resolve to pay off: known from the log.
+            let added_rows = provider
+                .statistics()
+                .and_then(|s| s.num_rows.get_value().copied())
+                .unwrap_or(0);
+            if added_rows > MAX_CHECKPOINT_IDS {
+                full(
+                    &mut inputs,
+                    format!("{added_rows} rows added to {k} since the checkpoint"),
+                );
+                return Ok(inputs);
+            }
             let own = &inputs.columns[key];
             let df = ctx.read_table(provider)?.select(
                 own.iter()
@@ -295,7 +307,13 @@ impl Inputs {
             self.mode.clone(),
             self.record.clone(),
         );
-        Ok(ctx.read_table(Arc::new(table))?)
+        let plan = datafusion::logical_expr::LogicalPlanBuilder::scan(
+            "resolve_update",
+            datafusion::datasource::provider_as_source(Arc::new(table)),
+            None,
+        )?
+        .build()?;
+        Ok(DataFrame::new(ctx.state(), plan))
     }
 }
 

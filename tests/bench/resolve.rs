@@ -23,6 +23,9 @@
 //! - `--workers URL,…`: run the timed resolve on a cluster of `metaxy-sql worker`s (start them
 //!   first; the store is on local disk, which they read directly). `--explain` then shows the
 //!   stages with their metrics (elapsed compute per stage, rows and bytes sent over the network).
+//! - `--memory-limit SIZE` (e.g. `6GiB`): the timed resolve runs with that memory pool
+//!   (`SessionOptions::memory_limit`); for the 100M cell:
+//!   `cargo bench --bench resolve -- --n 100000000 --phases stale --rounds 1 --memory-limit 6GiB`.
 //! - `--floor`: also time a hand-written SQL query doing the same joins and hashes directly
 //!   over the parquet files (no store, no merge-on-read).
 //!
@@ -60,6 +63,9 @@ struct Args {
     profile: usize,
     /// `--workers URL,…`: resolve on these `metaxy-sql worker`s (a coordinator session).
     workers: Vec<url::Url>,
+    /// `--memory-limit SIZE`: the timed resolve in a session with that memory pool
+    /// (`SessionOptions::memory_limit`: sort-merge joins that spill).
+    memory_limit: Option<usize>,
 }
 
 fn args() -> Args {
@@ -74,6 +80,7 @@ fn args() -> Args {
         experiment: false,
         profile: 0,
         workers: vec![],
+        memory_limit: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -91,6 +98,10 @@ fn args() -> Args {
             "--workers" => {
                 a.workers =
                     datafusion_metaxy::distributed::parse_workers(&value()).expect("--workers")
+            }
+            "--memory-limit" => {
+                a.memory_limit =
+                    Some(datafusion_metaxy::session::parse_size(&value()).expect("--memory-limit"))
             }
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
@@ -159,74 +170,110 @@ fn inputs(a: &Args, dir: &Path) -> (Vec<PathBuf>, PathBuf) {
     } else {
         WIDE_FIELDS.to_vec()
     };
+    // Written in chunks of a million rows, so that 100M samples need little memory.
     let mut files = Vec::new();
-    let mut mutated = None;
+    let mutated = dir.join("root_0_mutated.parquet");
+    let mut bumps = rand::rngs::StdRng::seed_from_u64(777);
     for i in 0..roots {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
-        let values: Vec<Vec<String>> = fields
-            .iter()
-            .map(|f| {
-                let c = &f[..1];
-                (0..a.n)
-                    .map(|_| format!("{c}{}", rng.random_range(0..=1u32 << 20)))
-                    .collect()
-            })
-            .collect();
         let path = dir.join(format!("root_{i}.parquet"));
-        write_root(&path, &fields, &values, a.n);
-        files.push(path);
-        if i == 0 {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(777);
-            let mut values = values;
-            for v in values[0].iter_mut() {
-                if rng.random::<f64>() < 0.1 {
-                    v.push_str("_bumped");
+        let mut writer = RootWriter::new(&path, &fields);
+        let mut mutated_writer = (i == 0).then(|| RootWriter::new(&mutated, &fields));
+        let mut rngs: Vec<rand::rngs::StdRng> = (0..fields.len())
+            .map(|f| rand::rngs::StdRng::seed_from_u64((i * 100 + f) as u64))
+            .collect();
+        let mut start = 0;
+        while start < a.n {
+            let len = (a.n - start).min(1 << 20);
+            let mut values: Vec<Vec<String>> = fields
+                .iter()
+                .zip(rngs.iter_mut())
+                .map(|(f, rng)| {
+                    let c = &f[..1];
+                    (0..len)
+                        .map(|_| format!("{c}{}", rng.random_range(0..=1u32 << 20)))
+                        .collect()
+                })
+                .collect();
+            writer.write(start, &values);
+            if let Some(w) = mutated_writer.as_mut() {
+                for v in values[0].iter_mut() {
+                    if bumps.random::<f64>() < 0.1 {
+                        v.push_str("_bumped");
+                    }
                 }
+                w.write(start, &values);
             }
-            let path = dir.join("root_0_mutated.parquet");
-            write_root(&path, &fields, &values, a.n);
-            mutated = Some(path);
+            start += len;
         }
+        writer.close();
+        if let Some(w) = mutated_writer {
+            w.close();
+        }
+        files.push(path);
     }
-    (files, mutated.unwrap())
+    (files, mutated)
 }
 
-fn write_root(path: &Path, fields: &[&str], values: &[Vec<String>], n: usize) {
-    let children: Vec<ArrayRef> = values
-        .iter()
-        .map(|v| {
-            let mut b = StringBuilder::new();
-            for s in v {
-                b.append_value(s);
-            }
-            Arc::new(b.finish()) as ArrayRef
-        })
-        .collect();
-    let struct_fields: Fields = fields
-        .iter()
-        .map(|f| Field::new(*f, DataType::Utf8, true))
-        .collect();
-    let pbf = StructArray::new(struct_fields.clone(), children, None);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("sample_uid", DataType::UInt64, false),
-        Field::new(
-            "metaxy_provenance_by_field",
-            DataType::Struct(struct_fields),
-            true,
-        ),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(UInt64Array::from_iter_values(0..n as u64)),
-            Arc::new(pbf),
-        ],
-    )
-    .unwrap();
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+/// A root input file: `sample_uid` and `metaxy_provenance_by_field`, written a chunk at a time.
+struct RootWriter {
+    schema: Arc<Schema>,
+    fields: Fields,
+    writer: datafusion::parquet::arrow::ArrowWriter<std::fs::File>,
+}
+
+impl RootWriter {
+    fn new(path: &Path, fields: &[&str]) -> Self {
+        let fields: Fields = fields
+            .iter()
+            .map(|f| Field::new(*f, DataType::Utf8, true))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("sample_uid", DataType::UInt64, false),
+            Field::new(
+                "metaxy_provenance_by_field",
+                DataType::Struct(fields.clone()),
+                true,
+            ),
+        ]));
+        let file = std::fs::File::create(path).unwrap();
+        let writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+        Self {
+            schema,
+            fields,
+            writer,
+        }
+    }
+
+    fn write(&mut self, start: usize, values: &[Vec<String>]) {
+        let len = values[0].len();
+        let children: Vec<ArrayRef> = values
+            .iter()
+            .map(|v| {
+                let mut b = StringBuilder::new();
+                for s in v {
+                    b.append_value(s);
+                }
+                Arc::new(b.finish()) as ArrayRef
+            })
+            .collect();
+        let pbf = StructArray::new(self.fields.clone(), children, None);
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                Arc::new(UInt64Array::from_iter_values(
+                    start as u64..(start + len) as u64,
+                )),
+                Arc::new(pbf),
+            ],
+        )
+        .unwrap();
+        self.writer.write(&batch).unwrap();
+    }
+
+    fn close(self) {
+        self.writer.close().unwrap();
+    }
 }
 
 fn open(dir: &Path) -> MetadataStore {
@@ -234,13 +281,43 @@ fn open(dir: &Path) -> MetadataStore {
     MetadataStore::new("bench", Arc::new(backend)).with_hash_algorithm(HashAlgorithm::Xxhash64)
 }
 
+/// The rows of `df`, counted as they stream (not kept).
 async fn count(df: datafusion::prelude::DataFrame) -> usize {
-    df.collect()
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum()
+    use futures::StreamExt;
+    let mut stream = df.execute_stream().await.unwrap();
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        rows += batch.unwrap().num_rows();
+    }
+    rows
+}
+
+/// The leaf's new samples written, ten million at a time (by sample_uid range), so that seeding
+/// 100M samples does not hold them all at once.
+async fn write_leaf_new(
+    a: &Args,
+    ctx: &SessionContext,
+    graph: &FeatureGraph,
+    store: &MetadataStore,
+    leaf: &FeatureKey,
+) {
+    const SLICE: usize = 10_000_000;
+    let mut start = 0;
+    while start < a.n {
+        let options = ResolveOptions {
+            global_filters: vec![format!(
+                "sample_uid >= {start} AND sample_uid < {}",
+                start + SLICE
+            )],
+            full_resolve: true,
+            ..Default::default()
+        };
+        let inc = resolve_update(ctx, graph, store, leaf, options)
+            .await
+            .unwrap();
+        store.write(graph, leaf, inc.new).await.unwrap();
+        start += SLICE;
+    }
 }
 
 /// Resets the process's peak RSS (Linux: `clear_refs` 5), then reads it back later.
@@ -296,10 +373,7 @@ async fn seed(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> te
         store.write(&graph, key, df).await.unwrap();
     }
     if phase.starts_with("incremental") {
-        let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
-            .await
-            .unwrap();
-        store.write(&graph, &leaf, inc.new).await.unwrap();
+        write_leaf_new(a, &ctx, &graph, &store, &leaf).await;
         // Nothing to do now; this resolve leaves the checkpoint.
         let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
             .await
@@ -342,10 +416,7 @@ async fn seed(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> te
         store.write(&graph, &roots[0], change).await.unwrap();
     }
     if phase == "stale" {
-        let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
-            .await
-            .unwrap();
-        store.write(&graph, &leaf, inc.new).await.unwrap();
+        write_leaf_new(a, &ctx, &graph, &store, &leaf).await;
         let df = ctx
             .read_parquet(mutated.to_str().unwrap(), ParquetReadOptions::default())
             .await
@@ -364,11 +435,12 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
     };
     for _ in 0..a.rounds {
         let dir = seed(a, phase, roots_in, mutated).await;
-        let ctx = if a.workers.is_empty() {
+        let ctx = if a.workers.is_empty() && a.memory_limit.is_none() {
             SessionContext::new()
         } else {
             datafusion_metaxy::new_context(datafusion_metaxy::SessionOptions {
                 workers: a.workers.clone(),
+                memory_limit: a.memory_limit,
                 ..Default::default()
             })
             .unwrap()
