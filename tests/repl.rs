@@ -274,6 +274,27 @@ fn quickstart_shows_exactly_the_affected_samples() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     let second = repl(dir.path(), dir.path(), &args, &[], "");
     assert_eq!(text(&first.stdout), text(&second.stdout));
+    // Bounded memory plans sort-merge joins (and spills): the same answers.
+    let bounded: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--memory-limit", "64MiB"])
+        .collect();
+    let third = repl(dir.path(), dir.path(), &bounded, &[], "");
+    assert!(third.status.success(), "{}", text(&third.stderr));
+    assert_eq!(text(&first.stdout), text(&third.stdout));
+    let bad: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--memory-limit", "lots"])
+        .collect();
+    let refused = repl(dir.path(), dir.path(), &bad, &[], "");
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("invalid size 'lots'"),
+        "{}",
+        text(&refused.stderr)
+    );
     let out = text(&first.stdout);
     // Step 2: every video is new for crop.
     assert!(

@@ -138,7 +138,8 @@ impl KeySet {
                     values.iter().copied().max().unwrap_or(0),
                 );
                 let span = (max as i128 - min as i128 + 1) as u128;
-                if span <= (1 << 27) && span <= 64 * values.len().max(1) as u128 {
+                // A bitmap of up to 32 MB: one bit test per row.
+                if span <= (1 << 28) {
                     let mut bits = vec![0u64; span.div_ceil(64) as usize];
                     for v in values {
                         let i = (v - min) as usize;
@@ -166,30 +167,14 @@ impl KeySet {
     fn contains_all(&self, arrays: &[ArrayRef]) -> DFResult<BooleanArray> {
         match self {
             KeySet::Dense { min, bits } => {
-                let values = as_i64(&arrays[0]).ok_or_else(|| {
-                    DataFusionError::Internal("candidate ids: not integers".into())
-                })?;
                 let span = (bits.len() * 64) as i64;
-                Ok(values
-                    .into_iter()
-                    .map(|v| {
-                        Some(v.is_some_and(|v| {
-                            let i = v.wrapping_sub(*min);
-                            (0..span).contains(&i)
-                                && bits[i as usize / 64] & (1 << (i as usize % 64)) != 0
-                        }))
-                    })
-                    .collect())
+                let min = *min;
+                test_ints(&arrays[0], |v| {
+                    let i = v.wrapping_sub(min);
+                    (0..span).contains(&i) && bits[i as usize / 64] & (1 << (i as usize % 64)) != 0
+                })
             }
-            KeySet::Ints(set) => {
-                let values = as_i64(&arrays[0]).ok_or_else(|| {
-                    DataFusionError::Internal("candidate ids: not integers".into())
-                })?;
-                Ok(values
-                    .into_iter()
-                    .map(|v| Some(v.is_some_and(|v| set.contains(&v))))
-                    .collect())
-            }
+            KeySet::Ints(set) => test_ints(&arrays[0], |v| set.contains(&v)),
             KeySet::Rows(_, converter, set) => {
                 let rows = converter.convert_columns(arrays)?;
                 Ok(rows
@@ -198,6 +183,38 @@ impl KeySet {
                     .collect())
             }
         }
+    }
+}
+
+/// `test` of every value of an integer array (as i64; unsigned values reinterpreted), false
+/// for NULLs, read straight from the value buffer.
+fn test_ints(array: &ArrayRef, test: impl Fn(i64) -> bool) -> DFResult<BooleanArray> {
+    use datafusion::arrow::buffer::BooleanBuffer;
+    use datafusion::arrow::datatypes::*;
+    macro_rules! run {
+        ($t:ty) => {{
+            let a = array.as_primitive::<$t>();
+            let values = a.values();
+            let hits = BooleanBuffer::collect_bool(a.len(), |i| test(values[i] as i64));
+            let hits = match a.nulls() {
+                Some(nulls) => &hits & nulls.inner(),
+                None => hits,
+            };
+            Ok(BooleanArray::new(hits, None))
+        }};
+    }
+    match array.data_type() {
+        DataType::Int8 => run!(Int8Type),
+        DataType::Int16 => run!(Int16Type),
+        DataType::Int32 => run!(Int32Type),
+        DataType::Int64 => run!(Int64Type),
+        DataType::UInt8 => run!(UInt8Type),
+        DataType::UInt16 => run!(UInt16Type),
+        DataType::UInt32 => run!(UInt32Type),
+        DataType::UInt64 => run!(UInt64Type),
+        other => Err(DataFusionError::Internal(format!(
+            "candidate ids: {other} is not an integer type"
+        ))),
     }
 }
 

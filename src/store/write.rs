@@ -393,19 +393,48 @@ fn one_row_per_sample(
             .flat_map(|a| a.as_primitive::<Int64Type>().values().to_vec())
             .collect();
         // Ascending ids (the usual generated or sorted input) are distinct: no hashing.
-        if !ids.windows(2).all(|w| w[0] < w[1]) {
-            let mut seen = std::collections::HashSet::with_capacity(total);
-            let mut at = total;
-            for (b, batch) in batches.iter().enumerate().rev() {
-                for r in (0..batch.num_rows()).rev() {
-                    at -= 1;
-                    if !seen.insert(ids[at]) {
-                        keep[b][r] = false;
-                        dropped += 1;
-                    }
+        if ids.windows(2).all(|w| w[0] < w[1]) {
+            return Ok(batches);
+        }
+        let mut seen = std::collections::HashSet::with_capacity(total);
+        let mut at = total;
+        for (b, batch) in batches.iter().enumerate().rev() {
+            for r in (0..batch.num_rows()).rev() {
+                at -= 1;
+                if !seen.insert(ids[at]) {
+                    keep[b][r] = false;
+                    dropped += 1;
                 }
             }
         }
+        if dropped > 0 {
+            log::info!(
+                "write to {key}: {dropped} earlier row(s) of samples given twice were dropped"
+            );
+        }
+        // Stored in id order: the id column then encodes in a few bits per row and scans of
+        // ids (merge-on-read, an incremental resolve's candidates) decode it quickly.
+        let kept: Vec<i64> = ids
+            .iter()
+            .zip(keep.iter().flatten())
+            .filter(|(_, k)| **k)
+            .map(|(id, _)| *id)
+            .collect();
+        let batches = batches
+            .iter()
+            .zip(keep)
+            .map(|(b, k)| filter_record_batch(b, &BooleanArray::from(k)))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if kept.len() > u32::MAX as usize {
+            return Ok(batches);
+        }
+        let all = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
+        drop(batches);
+        let mut order: Vec<u32> = (0..kept.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| kept[i as usize]);
+        let order = datafusion::arrow::array::UInt32Array::from(order);
+        let sorted = datafusion::arrow::compute::take_record_batch(&all, &order)?;
+        return Ok(vec![sorted]);
     } else {
         use datafusion::arrow::row::{RowConverter, SortField};
         let converter = RowConverter::new(

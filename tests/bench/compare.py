@@ -7,9 +7,16 @@ which also writes its inputs as parquet; then `cargo bench --bench resolve` on t
 same query with merge-on-read written in SQL over the store's own files, the "store floor");
 then prints one table with the ratios.
 
+It also times the whole release `metaxy-sql` process resolving the same store (`process`,
+min of the rounds), the incremental cell (`--incremental simple:10000000`: 0.1% of the root's
+samples rewritten after a resolve; metaxy has no incremental resolve, so its ratio is taken
+against its stale resolve of the same N) and the big cell (`--big simple:100000000`: stale,
+ours only, with `--memory-limit`).
+
 Usage (from the repository root, with the test venv, which has the reference stack):
   .venv/bin/python tests/bench/compare.py [--cells simple:100000,simple:1000000,...]
-      [--rounds 3] [--skip-python]
+      [--rounds 3] [--skip-python] [--incremental CELL|none] [--big CELL|none]
+      [--memory-limit 6GiB]
 """
 from __future__ import annotations
 
@@ -52,8 +59,16 @@ def main() -> None:
     ap.add_argument("--cells", default="simple:100000,simple:1000000,wide:1000000,simple:10000000")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-python", action="store_true")
+    ap.add_argument("--incremental", default="simple:10000000")
+    ap.add_argument("--big", default="simple:100000000")
+    ap.add_argument("--memory-limit", default="6GiB")
     a = ap.parse_args()
     results = {}
+    # The release build of the binary the process column times (one build with the bench).
+    subprocess.run(["cargo", "build", "-q", "--release", "--bin", "metaxy-sql"], cwd=ROOT, check=True)
+    binary = str(ROOT / "target" / "release" / "metaxy-sql")
+    if os.environ.get("CARGO_TARGET_DIR"):
+        binary = str(Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "metaxy-sql")
     with tempfile.TemporaryDirectory(prefix="mxcompare") as tmp:
         for cell in a.cells.split(","):
             scenario, n = cell.split(":")
@@ -65,23 +80,43 @@ def main() -> None:
             results.update(parse(run(py)))
             env = dict(os.environ)
             ours = ["cargo", "bench", "-q", "--bench", "resolve", "--", "--scenario", scenario,
-                    "--n", n, "--rounds", str(a.rounds), "--data", str(data), "--floor"]
+                    "--n", n, "--rounds", str(a.rounds), "--data", str(data), "--floor",
+                    "--process", binary]
+            results.update(parse(run(ours, cwd=ROOT, env=env)))
+        if a.incremental != "none":
+            scenario, n = a.incremental.split(":")
+            data = Path(tmp) / f"{scenario}_{n}"
+            ours = ["cargo", "bench", "-q", "--bench", "resolve", "--", "--scenario", scenario,
+                    "--n", n, "--rounds", str(a.rounds), "--phases", "incremental,incremental_full",
+                    "--process", binary]
+            if data.exists():
+                ours += ["--data", str(data)]
+            results.update(parse(run(ours, cwd=ROOT, env=env)))
+        if a.big != "none":
+            scenario, n = a.big.split(":")
+            ours = ["cargo", "bench", "-q", "--bench", "resolve", "--", "--scenario", scenario,
+                    "--n", n, "--rounds", "1", "--phases", "stale", "--memory-limit", a.memory_limit]
             results.update(parse(run(ours, cwd=ROOT, env=env)))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"Machine: {os.cpu_count()} cores, {cpu}; {platform.system()} {platform.release()}; {date.today()}")
     print(f"Command: {' '.join([Path(sys.executable).name, 'tests/bench/compare.py'] + sys.argv[1:])}")
     print()
-    print("| scenario | N | phase | metaxy 0.1.11 Delta (median) | ours (median / min) | speed-up | SQL floor (median) | ours / floor | store floor (median) | ours / store floor | ours peak RSS | rows |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    keys = sorted({(s, n, p) for (_, s, n, p) in results}, key=lambda k: (k[0], k[1], k[2]))
+    print("| scenario | N | phase | metaxy 0.1.11 Delta (median) | ours (median / min) | speed-up | ours, whole process (min) | speed-up | SQL floor (median) | ours / floor | store floor (median) | ours / store floor | ours peak RSS | rows |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    order = {"new": 0, "stale": 1, "incremental": 2, "incremental_full": 3}
+    keys = sorted({(s, n, p) for (w, s, n, p) in results if w == "ours"},
+                  key=lambda k: (k[1], k[0], order.get(k[2], 9)))
     for s, n, p in keys:
-        ref = results.get(("delta", s, n, p))
+        # metaxy has no incremental resolve: its resolve after a change is a stale resolve.
+        ref = results.get(("delta", s, n, "stale" if p.startswith("incremental") else p))
         ours = results.get(("ours", s, n, p))
+        proc = results.get(("process", s, n, p))
         floor = results.get(("floor", s, n, p))
-        if not ours:
-            continue
-        ref_s = f"{ref['median']:.3f} s" if ref and not a.skip_python else "—"
-        speed = f"{ref['median'] / ours['median']:.1f}×" if ref and not a.skip_python else "—"
+        has_ref = ref and not a.skip_python
+        ref_s = f"{ref['median']:.3f} s" if has_ref else "—"
+        speed = f"{ref['median'] / ours['median']:.1f}×" if has_ref else "—"
+        proc_s = f"{proc['min']:.3f} s" if proc else "—"
+        proc_speed = f"{ref['median'] / proc['min']:.1f}×" if has_ref and proc else "—"
         store = results.get(("store_floor", s, n, p))
         fl = f"{floor['median']:.3f} s" if floor else "—"
         vs_floor = f"{ours['median'] / floor['median']:.2f}" if floor else "—"
@@ -89,11 +124,13 @@ def main() -> None:
         vs_store = f"{ours['median'] / store['median']:.2f}" if store else "—"
         # Every engine and floor must return the same rows (a floor computing other values
         # would not be a floor).
-        others = [(w, r) for w, r in (("metaxy", ref), ("floor", floor), ("store floor", store))
+        others = [(w, r) for w, r in (("metaxy", ref if not p.startswith("incremental") else None),
+                                      ("floor", floor), ("store floor", store), ("process", proc))
                   if r and r["rows"] != ours["rows"]]
         rows_ok = "".join(f" ({w}: {r['rows']:,})" for w, r in others)
-        print(f"| {s} | {n:,} | {p} | {ref_s} | {ours['median']:.3f} / {ours['min']:.3f} s | {speed} | {fl} | "
-              f"{vs_floor} | {sfl} | {vs_store} | {ours['rss']:.0f} MB | {ours['rows']:,}{rows_ok} |")
+        rss = f"{ours['rss']:.0f} MB" if ours["rss"] is not None else "—"
+        print(f"| {s} | {n:,} | {p} | {ref_s} | {ours['median']:.3f} / {ours['min']:.3f} s | {speed} | "
+              f"{proc_s} | {proc_speed} | {fl} | {vs_floor} | {sfl} | {vs_store} | {rss} | {ours['rows']:,}{rows_ok} |")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ struct Args {
     /// `--memory-limit SIZE`: the timed resolve in a session with that memory pool
     /// (`SessionOptions::memory_limit`: sort-merge joins that spill).
     memory_limit: Option<usize>,
+    /// `--process PATH`: also time the whole `metaxy-sql` process (PATH) resolving the same
+    /// store, one run per round (`process …` lines).
+    process: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -81,6 +84,7 @@ fn args() -> Args {
         profile: 0,
         workers: vec![],
         memory_limit: None,
+        process: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -103,6 +107,7 @@ fn args() -> Args {
                 a.memory_limit =
                     Some(datafusion_metaxy::session::parse_size(&value()).expect("--memory-limit"))
             }
+            "--process" => a.process = Some(value().into()),
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -320,8 +325,20 @@ async fn write_leaf_new(
     }
 }
 
-/// Resets the process's peak RSS (Linux: `clear_refs` 5), then reads it back later.
+/// Resets the process's peak RSS (Linux: `clear_refs` 5), then reads it back later. Memory the
+/// seeding freed is first given back to the system (glibc keeps it otherwise, and the peak of
+/// the timed part would start from it).
 fn reset_peak_rss() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only releases free heap memory.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
@@ -426,12 +443,17 @@ async fn seed(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> te
     dir
 }
 
-async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Cell {
+async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> (Cell, Cell) {
     let (graph, _, leaf) = graph(&a.scenario);
     let mut cell = Cell {
         times: vec![],
         rows: 0,
         peak_mb: 0.0,
+    };
+    let mut process = Cell {
+        times: vec![],
+        rows: 0,
+        peak_mb: f64::NAN,
     };
     for _ in 0..a.rounds {
         let dir = seed(a, phase, roots_in, mutated).await;
@@ -446,6 +468,7 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
             .unwrap()
         };
         let store = open(dir.path());
+        let root = dir.path().to_path_buf();
         if std::env::var_os("METAXY_BENCH_KEEP").is_some() {
             eprintln!("store kept at {}", dir.path().display());
             std::mem::forget(dir);
@@ -481,8 +504,85 @@ async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> Ce
                 .unwrap();
             count(inc.changes).await;
         }
+        if let Some(bin) = &a.process {
+            // new and stale are timed as full resolves: the checkpoint the run above left goes.
+            if !phase.starts_with("incremental") {
+                let _ = std::fs::remove_dir_all(root.join("_metaxy"));
+            }
+            let (t, n) = time_process(bin, &a.scenario, &root, phase == "incremental_full");
+            assert_eq!(n, rows, "the process and the library disagree");
+            process.times.push(t);
+            process.rows = n;
+        }
     }
-    cell
+    (cell, process)
+}
+
+/// The wall time of one `metaxy-sql` process resolving the leaf on the store at `root`
+/// (configuration and features written next to it), and the rows it counted.
+fn time_process(bin: &Path, scenario: &str, root: &Path, full: bool) -> (f64, usize) {
+    let dir = root.with_extension("process");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("metaxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "project = \"bench\"\nstore = \"bench\"\n[stores.bench]\ntype = \"delta\"\n\
+             [stores.bench.config]\nroot_path = \"{}\"\nhash_algorithm = \"xxhash64\"\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let features = dir.join("features.toml");
+    let definitions = if scenario == "simple" {
+        "project = \"bench\"\n[features.\"bench/simple_root\"]\nid_columns = [\"sample_uid\"]\n\
+         fields = { audio = \"1\", frames = \"1\" }\n[features.\"bench/simple_leaf\"]\n\
+         id_columns = [\"sample_uid\"]\ndeps = [\"bench/simple_root\"]\nfields = { prediction = \"1\" }\n"
+            .to_string()
+    } else {
+        let fields = WIDE_FIELDS
+            .iter()
+            .map(|f| format!("{f} = \"1\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "project = \"bench\"\n[features.\"bench/wide_root_0\"]\nid_columns = [\"sample_uid\"]\n\
+             fields = {{ {fields} }}\n[features.\"bench/wide_root_1\"]\nid_columns = [\"sample_uid\"]\n\
+             fields = {{ {fields} }}\n[features.\"bench/wide_leaf\"]\nid_columns = [\"sample_uid\"]\n\
+             deps = [\"bench/wide_root_0\", \"bench/wide_root_1\"]\nfields = {{ a = \"1\", b = \"1\" }}\n"
+        )
+    };
+    std::fs::write(&features, definitions).unwrap();
+    if full {
+        // A full resolve of the same state: no checkpoint to start from.
+        let _ = std::fs::remove_dir_all(root.join("_metaxy"));
+    }
+    let sql = format!("SELECT count(*) AS n FROM resolve_update('bench/{scenario}_leaf')");
+    let t0 = Instant::now();
+    let out = std::process::Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .arg("--features")
+        .arg(&features)
+        .args(["--quiet", "--format", "csv", "-c", &sql])
+        .output()
+        .unwrap();
+    let t = t0.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let n = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap();
+    if std::env::var_os("METAXY_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    (t, n)
 }
 
 /// The leaf's expected rows written by hand: the same field strings and hashes (field
@@ -672,9 +772,11 @@ async fn main() {
         return;
     }
     for phase in &a.phases {
-        ours(&a, phase, &roots_in, &mutated)
-            .await
-            .report("ours", &a, phase);
+        let (cell, process) = ours(&a, phase, &roots_in, &mutated).await;
+        cell.report("ours", &a, phase);
+        if a.process.is_some() {
+            process.report("process", &a, phase);
+        }
         if a.floor && !phase.starts_with("incremental") {
             floor(&a, phase, &roots_in, &mutated)
                 .await
