@@ -1,24 +1,13 @@
 //! Incremental `resolve_update`: at the cost of the change instead of the whole feature.
 //!
-//! **The rule.** A sample's outcome (new, stale, or neither) depends only on the stored rows of
-//! that sample (the target's and every upstream's, by the comparison's id columns). A resolve
-//! whose `changes` are read to the end leaves a *checkpoint* beside the tables
-//! (`_metaxy/resolve/<table>.parquet`): the files each input table had and the ids of the
-//! samples that were new or stale then. Tables are append-only, so on the next resolve the
-//! samples that can have changed outcome are the *candidates*: ids in files added since the
-//! checkpoint (any input table) and the ids the checkpoint lists. Every other sample had
-//! neither outcome then, and nothing of it was written since: it still has neither. So the
-//! resolve reads every input table restricted to the candidate samples (a filter on the id
-//! columns, applied before the latest row per sample is chosen, which it cannot change), and
-//! its `new`, `stale` and `changes` are exactly the full resolve's.
-//!
-//! **Falls back to the full resolve**, saying why in `EXPLAIN`, when nothing proves what
-//! changed: no checkpoint yet; the definitions (feature versions, lineage, filters, hash
-//! settings) or the options differ from the checkpoint's; a file the checkpoint lists is gone
-//! (a hard delete, an overwrite or a compaction rewrote the table); the store does not name its
-//! files (in memory); `samples` were given; an input's ids do not cover the comparison's; or the
-//! session plans for a cluster. The `orphaned` part always reads everything (its samples need
-//! not have been touched).
+//! A sample's outcome depends only on its own stored rows. A resolve whose `changes` are read
+//! to the end leaves a checkpoint ([`crate::store::checkpoint`]): each input table's files and
+//! the ids then new or stale. Tables are append-only, so the next resolve re-examines only the
+//! *candidates* (ids in files added since, plus those ids), reading every input restricted to
+//! them ([`crate::store::candidates`]) before the latest row per sample is chosen; its results
+//! are the full resolve's. Otherwise (no checkpoint, changed definitions or options, a file
+//! gone, samples given, an in-memory store, a cluster, …) it resolves in full and `EXPLAIN`
+//! says why. The rule in full: docs/design.md, "Incremental resolve".
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

@@ -383,11 +383,7 @@ async fn seed(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> te
     let ctx = SessionContext::new();
     let store = open(dir.path());
     for (key, file) in roots.iter().zip(roots_in) {
-        let df = ctx
-            .read_parquet(file.to_str().unwrap(), ParquetReadOptions::default())
-            .await
-            .unwrap();
-        store.write(&graph, key, df).await.unwrap();
+        write_slices(a, &ctx, &graph, &store, key, file).await;
     }
     if phase.starts_with("incremental") {
         write_leaf_new(a, &ctx, &graph, &store, &leaf).await;
@@ -434,13 +430,42 @@ async fn seed(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> te
     }
     if phase == "stale" {
         write_leaf_new(a, &ctx, &graph, &store, &leaf).await;
-        let df = ctx
-            .read_parquet(mutated.to_str().unwrap(), ParquetReadOptions::default())
-            .await
-            .unwrap();
-        store.write(&graph, &roots[0], df).await.unwrap();
+        write_slices(a, &ctx, &graph, &store, &roots[0], mutated).await;
     }
     dir
+}
+
+/// A root input file written to the store ten million rows at a time (one commit each; one
+/// commit up to 10M), so that seeding 100M samples does not hold them all at once.
+async fn write_slices(
+    a: &Args,
+    ctx: &SessionContext,
+    graph: &FeatureGraph,
+    store: &MetadataStore,
+    key: &FeatureKey,
+    file: &Path,
+) {
+    const SLICE: usize = 10_000_000;
+    let mut start = 0;
+    while start < a.n {
+        let df = ctx
+            .read_parquet(file.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        let df = if a.n > SLICE {
+            let slice = df
+                .parse_sql_expr(&format!(
+                    "sample_uid >= {start} AND sample_uid < {}",
+                    start + SLICE
+                ))
+                .unwrap();
+            df.filter(slice).unwrap()
+        } else {
+            df
+        };
+        store.write(graph, key, df).await.unwrap();
+        start += SLICE;
+    }
 }
 
 async fn ours(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> (Cell, Cell) {
