@@ -17,12 +17,10 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{LogicalPlan, TableType};
-use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
-    PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
 use futures::StreamExt;
 
@@ -30,8 +28,10 @@ use super::MetadataStore;
 use crate::error::{MetaxyError, Result};
 
 /// At most this many ids are kept in a checkpoint; a resolve with more changes leaves none
-/// (the next one is then a full one).
-pub const MAX_CHECKPOINT_IDS: usize = 4_000_000;
+/// (the next one is then a full one). A large increment is usually processed and written next,
+/// which puts its ids in added files anyway, so keeping them would buy little and cost the
+/// resolve the time to record them.
+pub const MAX_CHECKPOINT_IDS: usize = 100_000;
 /// The key-value metadata entry of a checkpoint file holding its fingerprint and files.
 const META_KEY: &str = "metaxy.resolve_checkpoint";
 
@@ -220,6 +220,7 @@ impl TableProvider for RecordingTable {
 /// why not); and when its input ends, writes the checkpoint for the next resolve.
 #[derive(Debug)]
 pub struct RecordExec {
+    seen: Arc<Mutex<Seen>>,
     input: Arc<dyn ExecutionPlan>,
     mode: String,
     record: Option<Arc<Pending>>,
@@ -238,13 +239,16 @@ impl RecordExec {
     }
 
     fn new(input: Arc<dyn ExecutionPlan>, mode: String, record: Option<Arc<Pending>>) -> Self {
+        // Rows pass unchanged: the input's partitions, orderings and equivalences hold.
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(input.schema()),
-            datafusion::physical_plan::Partitioning::UnknownPartitioning(1),
+            input.equivalence_properties().clone(),
+            input.output_partitioning().clone(),
             input.pipeline_behavior(),
             input.boundedness(),
         ));
+        let seen = Arc::new(Mutex::new(Seen::default()));
         Self {
+            seen,
             input,
             mode,
             record,
@@ -276,8 +280,8 @@ impl ExecutionPlan for RecordExec {
     ) -> DFResult<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
-    fn required_input_distribution(&self) -> Vec<Distribution> {
-        vec![Distribution::SinglePartition]
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
     }
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.input]
@@ -307,15 +311,13 @@ impl ExecutionPlan for RecordExec {
             .iter()
             .map(|c| schema.index_of(c))
             .collect::<std::result::Result<_, _>>()?;
-        let seen = Arc::new(Mutex::new(Seen {
-            ids: vec![],
-            rows: 0,
-            failed: false,
-        }));
+        // Every partition adds its ids to one record; the last to finish writes it.
+        let partitions = self.properties.output_partitioning().partition_count();
+        let seen = Arc::clone(&self.seen);
         let tap = Arc::clone(&seen);
         let id_schema = Arc::new(schema.project(&indices)?);
         let rows = input.map(move |batch| {
-            let mut seen = tap.lock().expect("lock");
+            let mut seen = tap.lock().unwrap_or_else(|e| e.into_inner());
             match &batch {
                 Ok(b) if !seen.failed => {
                     seen.rows += b.num_rows();
@@ -335,16 +337,17 @@ impl ExecutionPlan for RecordExec {
             batch
         });
         let save = futures::stream::once(async move {
-            let seen = std::mem::replace(
-                &mut *seen.lock().expect("lock"),
-                Seen {
-                    ids: vec![],
-                    rows: 0,
-                    failed: true,
-                },
-            );
-            if !seen.failed {
-                if let Err(e) = pending.save(id_schema, seen.ids).await {
+            let done = {
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.finished += 1;
+                if seen.finished == partitions && !seen.failed {
+                    Some(std::mem::take(&mut seen.ids))
+                } else {
+                    None
+                }
+            };
+            if let Some(ids) = done {
+                if let Err(e) = pending.save(id_schema, ids).await {
                     log::warn!("resolve checkpoint not written: {e}");
                 }
             }
@@ -357,10 +360,13 @@ impl ExecutionPlan for RecordExec {
     }
 }
 
+/// What the partitions of one [`RecordExec`] have seen.
+#[derive(Debug, Default)]
 struct Seen {
     ids: Vec<RecordBatch>,
     rows: usize,
     failed: bool,
+    finished: usize,
 }
 
 impl Pending {

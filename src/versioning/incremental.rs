@@ -21,9 +21,13 @@ use super::ResolveOptions;
 use crate::error::Result;
 use crate::graph::{FeatureGraph, FeatureKey};
 use crate::store::candidates::candidate_filter;
-use crate::store::checkpoint::{state_name, Pending, RecordingTable, MAX_CHECKPOINT_IDS};
+use crate::store::checkpoint::{state_name, Pending, RecordingTable};
 use crate::store::read::{locate, plan_scan, Lookup};
 use crate::store::{FeatureScan, MetadataStore, ReadOptions};
+
+/// More candidate samples (or rows added to one input since the checkpoint) than this, and the
+/// resolve is a full one: restricting to them would save little.
+const MAX_CANDIDATES: usize = 4_000_000;
 
 /// The input tables of one resolve, each looked at once, and the restriction to candidate
 /// samples when the resolve is incremental.
@@ -210,7 +214,7 @@ impl Inputs {
                 .statistics()
                 .and_then(|s| s.num_rows.get_value().copied())
                 .unwrap_or(0);
-            if added_rows > MAX_CHECKPOINT_IDS {
+            if added_rows > MAX_CANDIDATES {
                 full(
                     &mut inputs,
                     format!("{added_rows} rows added to {k} since the checkpoint"),
@@ -228,7 +232,7 @@ impl Inputs {
         }
         let listed: usize = checkpoint.ids.iter().map(|b| b.num_rows()).sum();
         let rows: usize = touched.iter().map(|b| b.num_rows()).sum();
-        if rows > MAX_CHECKPOINT_IDS {
+        if rows > MAX_CANDIDATES {
             full(
                 &mut inputs,
                 format!("{rows} candidate samples, more than an incremental resolve takes"),
