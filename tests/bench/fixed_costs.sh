@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 N=${1:-100000}
 PHASE=${2:-new}
 R=${3:-10}
-BIN=${CARGO_TARGET_DIR:-target}/release/metaxy-sql
+BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/release/metaxy-sql
 cargo build -q --release --bin metaxy-sql
 store=$(METAXY_BENCH_KEEP=1 cargo bench -q --bench resolve -- --scenario simple --n "$N" \
   --phases "$PHASE" --rounds 1 --process "$BIN" 2>&1 | sed -n 's/^store kept at //p' | tail -1)
