@@ -12,7 +12,7 @@
 //! let progress = Arc::new(Progress::default());
 //! let config = SessionConfig::new().with_extension(Arc::clone(&progress));
 //! let ctx = SessionContext::new_with_config(config);
-//! let df = ctx.sql("SELECT * FROM (VALUES (1), (2), (3)) AS t(x)").await?;
+//! let df = ctx.sql("SELECT * FROM generate_series(1, 3)").await?;
 //! let batches = collect(df).await?;
 //! assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
 //! // Finished plans are kept until the next statement starts: the totals say what it read.
@@ -37,7 +37,8 @@ pub struct Progress {
 /// What the registered plans have done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Done {
-    /// Rows the plans' sources produced (scans, values, memory tables).
+    /// Rows the plans' sources produced (the sources that report metrics: file scans,
+    /// generated series).
     pub rows: usize,
     /// Bytes the parquet scans read.
     pub bytes: usize,

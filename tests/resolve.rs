@@ -400,7 +400,7 @@ async fn incremental_resolve_equals_the_full_resolve() {
             };
             match action {
                 // Upstream writes: new samples and new versions of existing ones.
-                0 | 1 | 2 | 3 => {
+                0..=3 => {
                     let (k, fields) = if action % 2 == 0 {
                         ("d/root", vec!["a", "b"])
                     } else {
