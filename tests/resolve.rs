@@ -541,6 +541,14 @@ async fn incremental_resolve_equals_the_full_resolve() {
                 "{what}: orphaned"
             );
         }
+        // Dropping the feature drops its checkpoint.
+        let checkpoint = dir
+            .path()
+            .join("_metaxy/resolve")
+            .join(format!("{}.parquet", leaf.table_name()));
+        assert!(checkpoint.is_file(), "{}", checkpoint.display());
+        store.drop_feature(&leaf).await.unwrap();
+        assert!(!checkpoint.exists());
     }
     eprintln!("{incremental_steps} incremental and {full_steps} full resolves compared");
     assert!(

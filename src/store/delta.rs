@@ -399,6 +399,17 @@ impl StoreBackend for DeltaBackend {
         Ok(())
     }
 
+    async fn delete_state(&self, name: &str) -> Result<()> {
+        let path = state_path(name)?;
+        match self.root_store()?.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(object_store_error(
+                &format!("removing {path} in {}", self.root),
+                e,
+            )),
+        }
+    }
+
     async fn list(&self) -> Result<Vec<FeatureKey>> {
         if self.root.scheme() != "file" {
             // Every `<path>.delta/_delta_log/` under the root is a feature table.

@@ -57,6 +57,11 @@ impl StoreBackend for MemoryBackend {
         Ok(())
     }
 
+    async fn delete_state(&self, name: &str) -> Result<()> {
+        self.states.write().expect("lock").remove(name);
+        Ok(())
+    }
+
     async fn scan(&self, key: &FeatureKey) -> Result<Option<FeatureScan>> {
         Ok(match self.get(key) {
             Some((schema, batches)) => Some(FeatureScan {

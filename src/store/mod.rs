@@ -147,6 +147,10 @@ pub trait StoreBackend: Debug + Send + Sync {
     async fn save_state(&self, _name: &str, _bytes: Vec<u8>) -> Result<()> {
         Ok(())
     }
+    /// Removes the blob `name` (nothing when absent).
+    async fn delete_state(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A feature's stored rows ([`StoreBackend::scan`]).
@@ -290,7 +294,11 @@ impl MetadataStore {
 
     /// Drops the feature's table in this store.
     pub async fn drop_feature(&self, key: &FeatureKey) -> Result<()> {
-        self.backend.drop_table(key).await
+        self.backend.drop_table(key).await?;
+        // Its incremental resolve checkpoint goes with it.
+        self.backend
+            .delete_state(&checkpoint::state_name(&key.table_name()))
+            .await
     }
 
     /// The store holding the feature: this one, or else the first fallback (depth first) that
