@@ -297,8 +297,27 @@ async fn count(df: datafusion::prelude::DataFrame) -> usize {
     rows
 }
 
-/// The leaf's new samples written, ten million at a time (by sample_uid range), so that seeding
-/// 100M samples does not hold them all at once.
+/// Seeding writes at most this many samples at once (one commit each), so that 100M samples are
+/// never held in memory together.
+const SLICE: usize = 10_000_000;
+
+/// The `sample_uid` ranges of the seeding's writes, as SQL predicates (one slice: none).
+fn slices(n: usize) -> Vec<Option<String>> {
+    if n <= SLICE {
+        return vec![None];
+    }
+    (0..n)
+        .step_by(SLICE)
+        .map(|start| {
+            Some(format!(
+                "sample_uid >= {start} AND sample_uid < {}",
+                start + SLICE
+            ))
+        })
+        .collect()
+}
+
+/// The leaf's new samples written a slice at a time.
 async fn write_leaf_new(
     a: &Args,
     ctx: &SessionContext,
@@ -306,14 +325,9 @@ async fn write_leaf_new(
     store: &MetadataStore,
     leaf: &FeatureKey,
 ) {
-    const SLICE: usize = 10_000_000;
-    let mut start = 0;
-    while start < a.n {
+    for slice in slices(a.n) {
         let options = ResolveOptions {
-            global_filters: vec![format!(
-                "sample_uid >= {start} AND sample_uid < {}",
-                start + SLICE
-            )],
+            global_filters: slice.into_iter().collect(),
             full_resolve: true,
             ..Default::default()
         };
@@ -321,7 +335,6 @@ async fn write_leaf_new(
             .await
             .unwrap();
         store.write(graph, leaf, inc.new).await.unwrap();
-        start += SLICE;
     }
 }
 
@@ -435,8 +448,7 @@ async fn seed(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &Path) -> te
     dir
 }
 
-/// A root input file written to the store ten million rows at a time (one commit each; one
-/// commit up to 10M), so that seeding 100M samples does not hold them all at once.
+/// A root input file written to the store a slice at a time.
 async fn write_slices(
     a: &Args,
     ctx: &SessionContext,
@@ -445,26 +457,16 @@ async fn write_slices(
     key: &FeatureKey,
     file: &Path,
 ) {
-    const SLICE: usize = 10_000_000;
-    let mut start = 0;
-    while start < a.n {
-        let df = ctx
+    for slice in slices(a.n) {
+        let mut df = ctx
             .read_parquet(file.to_str().unwrap(), ParquetReadOptions::default())
             .await
             .unwrap();
-        let df = if a.n > SLICE {
-            let slice = df
-                .parse_sql_expr(&format!(
-                    "sample_uid >= {start} AND sample_uid < {}",
-                    start + SLICE
-                ))
-                .unwrap();
-            df.filter(slice).unwrap()
-        } else {
-            df
-        };
+        if let Some(slice) = slice {
+            let predicate = df.parse_sql_expr(&slice).unwrap();
+            df = df.filter(predicate).unwrap();
+        }
         store.write(graph, key, df).await.unwrap();
-        start += SLICE;
     }
 }
 
