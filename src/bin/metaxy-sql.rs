@@ -99,13 +99,7 @@ fn main() -> ExitCode {
         ));
         return match served {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!(
-                    "Error: {}",
-                    datafusion_metaxy::error::without_backtrace(&e.to_string())
-                );
-                ExitCode::FAILURE
-            }
+            Err(e) => fail(e),
         };
     }
     let workers = args
@@ -116,10 +110,7 @@ fn main() -> ExitCode {
         .transpose();
     let workers = match workers {
         Ok(w) => w.unwrap_or_default(),
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(e),
     };
     let memory_limit = match args
         .memory_limit
@@ -128,10 +119,7 @@ fn main() -> ExitCode {
         .transpose()
     {
         Ok(limit) => limit,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(e),
     };
     let options = ShellOptions {
         config: args.config.clone(),
@@ -144,13 +132,7 @@ fn main() -> ExitCode {
     };
     let mut shell = match runtime.block_on(Shell::open(&options)) {
         Ok(shell) => shell,
-        Err(e) => {
-            eprintln!(
-                "Error: {}",
-                datafusion_metaxy::error::without_backtrace(&e.to_string())
-            );
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(e),
     };
     // Progress on long statements: on a terminal only, never in piped output.
     shell.progress = datafusion_metaxy::cli::stderr_is_terminal();
@@ -162,14 +144,17 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!(
-                "Error: {}",
-                datafusion_metaxy::error::without_backtrace(&e.to_string())
-            );
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(e),
     }
+}
+
+/// Prints `e` as users see every error (no backtrace) and gives the failing exit code.
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!(
+        "Error: {}",
+        datafusion_metaxy::error::without_backtrace(&e.to_string())
+    );
+    ExitCode::FAILURE
 }
 
 /// datafusion-distributed 4.0 panics in a background task of the coordinator ("task N was

@@ -72,31 +72,18 @@ impl fmt::Debug for KeySet {
     }
 }
 
-/// An integer array's values as i64 (unsigned ones reinterpreted), `None` for other types.
-fn as_i64(array: &ArrayRef) -> Option<Vec<Option<i64>>> {
-    use datafusion::arrow::datatypes::*;
-    macro_rules! ints {
-        ($t:ty) => {
-            Some(
-                array
-                    .as_primitive::<$t>()
-                    .iter()
-                    .map(|v| v.map(|v| v as i64))
-                    .collect(),
-            )
-        };
-    }
-    match array.data_type() {
-        DataType::Int8 => ints!(Int8Type),
-        DataType::Int16 => ints!(Int16Type),
-        DataType::Int32 => ints!(Int32Type),
-        DataType::Int64 => ints!(Int64Type),
-        DataType::UInt8 => ints!(UInt8Type),
-        DataType::UInt16 => ints!(UInt16Type),
-        DataType::UInt32 => ints!(UInt32Type),
-        DataType::UInt64 => ints!(UInt64Type),
-        _ => None,
-    }
+/// An integer array as i64 values: u64 reinterpreted (as [`test_ints`] reads them), every other
+/// integer type widened.
+fn as_i64(array: &ArrayRef) -> DFResult<datafusion::arrow::array::Int64Array> {
+    use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
+    Ok(match array.data_type() {
+        DataType::UInt64 => array
+            .as_primitive::<UInt64Type>()
+            .unary::<_, Int64Type>(|v| v as i64),
+        _ => datafusion::arrow::compute::cast(array, &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .clone(),
+    })
 }
 
 impl KeySet {
@@ -124,7 +111,7 @@ impl KeySet {
             let mut values: Vec<i64> = vec![];
             let mut nulls = false;
             for (b, array) in columns[0].iter().enumerate() {
-                for (row, v) in as_i64(array).expect("integer").into_iter().enumerate() {
+                for (row, v) in as_i64(array)?.iter().enumerate() {
                     match v {
                         Some(v) => values.push(v),
                         None if keep(b, row) => nulls = true,
