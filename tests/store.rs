@@ -1064,8 +1064,8 @@ async fn latest_rows_match_their_definition() {
 }
 
 /// The parquet files of a Delta append: row groups of at most 128K rows (so one large append is
-/// scanned in parallel), snappy, no dictionary for the hash columns, integer columns
-/// delta-encoded.
+/// scanned in parallel), snappy, integer columns delta-encoded, the hash columns
+/// `DELTA_LENGTH_BYTE_ARRAY` without dictionary or compression.
 #[tokio::test]
 async fn delta_files_are_laid_out_for_parallel_scans() {
     use datafusion::parquet::basic::{Compression, Encoding};
@@ -1086,16 +1086,30 @@ async fn delta_files_are_laid_out_for_parallel_scans() {
     assert_eq!(sizes, [131072, 8928]);
     for column in meta.row_group(0).columns() {
         let path = column.column_path().string();
-        assert_eq!(column.compression(), Compression::SNAPPY, "{path}");
-        let dictionary = column.encodings().any(|e| e == Encoding::RLE_DICTIONARY);
-        let delta = column
-            .encodings()
-            .any(|e| e == Encoding::DELTA_BINARY_PACKED);
         let hash = path.starts_with("metaxy_provenance") || path.starts_with("metaxy_data_version");
+        let expected = if hash {
+            Compression::UNCOMPRESSED
+        } else {
+            Compression::SNAPPY
+        };
+        assert_eq!(column.compression(), expected, "{path}");
+        let has = |encoding| column.encodings().any(|e| e == encoding);
         let integer = path == "id";
-        assert_eq!(dictionary, !hash && !integer, "{path}");
-        assert_eq!(delta, integer, "{path}");
+        assert_eq!(has(Encoding::RLE_DICTIONARY), !hash && !integer, "{path}");
+        assert_eq!(has(Encoding::DELTA_BINARY_PACKED), integer, "{path}");
+        assert_eq!(has(Encoding::DELTA_LENGTH_BYTE_ARRAY), hash, "{path}");
     }
+    // Every hash column is there (the whole ones and each field's).
+    let hashed = meta
+        .row_group(0)
+        .columns()
+        .iter()
+        .filter(|c| {
+            c.encodings()
+                .any(|e| e == Encoding::DELTA_LENGTH_BYTE_ARRAY)
+        })
+        .count();
+    assert_eq!(hashed, 4);
 }
 
 /// Every data file carries the types the Delta table declares: the first append creates the

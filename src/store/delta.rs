@@ -13,7 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::basic::{Compression, Encoding};
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::prelude::SessionContext;
 use datafusion_metaxy_udfs::HashAlgorithm;
@@ -490,10 +490,17 @@ fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
 
 /// Parquet settings of the files we append: snappy (as the Python deltalake writer), row
 /// groups of at most [`ROW_GROUP_ROWS`] rows, so that a scan of one large append is split
-/// across partitions (DataFusion parallelises a file by row group), and no dictionary for the
-/// hash columns (provenance and data versions, whose values are nearly all distinct: a
-/// dictionary only costs time when writing and reading them); integer columns delta-encoded
-/// (`DELTA_BINARY_PACKED`, a standard parquet encoding; metaxy reads it: tested).
+/// across partitions (DataFusion parallelises a file by row group); integer columns
+/// delta-encoded (`DELTA_BINARY_PACKED`, a standard parquet encoding; metaxy reads it: tested).
+///
+/// The hash columns (provenance and data versions, whole and by field) hold nearly distinct,
+/// high-entropy strings: no dictionary (it only costs time), `DELTA_LENGTH_BYTE_ARRAY` (their
+/// equal lengths pack to almost nothing: 8 bytes a value for the bench's 8-character hashes,
+/// 12 plain) and no compression. Snappy saved a third of the plain size, the size this encoding
+/// saves without it, and its decompression was the largest cost of an incremental resolve,
+/// which reads a few rows spread over every page: the `resolve` bench's simple 10M incremental
+/// cell went from 0.30–0.35 s to 0.17–0.21 s, the full resolve unchanged within noise
+/// (docs/benchmarks.md, issue 19).
 fn writer_properties(schema: &Schema) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -508,16 +515,26 @@ fn writer_properties(schema: &Schema) -> WriterProperties {
                 .set_column_dictionary_enabled(ColumnPath::from(name), false)
                 .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
         }
-        if name == PROVENANCE || name == DATA_VERSION {
-            builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
+        let hash_column = |builder: WriterPropertiesBuilder, path: ColumnPath| {
+            builder
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path.clone(), Encoding::DELTA_LENGTH_BYTE_ARRAY)
+                .set_column_compression(path, Compression::UNCOMPRESSED)
+        };
+        let text =
+            |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        if (name == PROVENANCE || name == DATA_VERSION) && text(field.data_type()) {
+            builder = hash_column(builder, ColumnPath::from(name));
         }
         if let (true, DataType::Struct(children)) = (
             name == PROVENANCE_BY_FIELD || name == DATA_VERSION_BY_FIELD,
             field.data_type(),
         ) {
             for child in children {
-                let path = ColumnPath::new(vec![name.to_string(), child.name().clone()]);
-                builder = builder.set_column_dictionary_enabled(path, false);
+                if text(child.data_type()) {
+                    let path = ColumnPath::new(vec![name.to_string(), child.name().clone()]);
+                    builder = hash_column(builder, path);
+                }
             }
         }
     }
