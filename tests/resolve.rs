@@ -359,9 +359,53 @@ async fn resolve_mode(i: &Increment) -> String {
     text[at..].lines().next().unwrap().to_string()
 }
 
+/// metaxy 0.1.11 writing to a Delta store (`tests/python/metaxy_writer.py`): one Python process
+/// per store, fed a JSON command per line.
+struct MetaxyWriter {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl MetaxyWriter {
+    /// The writer of the store at `root` (project `tests`, hashes truncated to 8, xxhash64),
+    /// `None` without the reference Python.
+    fn start(root: &std::path::Path) -> Option<Self> {
+        use std::process::{Command, Stdio};
+        let python = crate::common::reference_python()?;
+        let mut child = Command::new(python)
+            .arg(crate::common::repo_root().join("tests/python/metaxy_writer.py"))
+            .args([root.to_str().unwrap(), "tests", "8", "xxhash64"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Some(Self { child, stdout })
+    }
+
+    /// Runs one command; panics with metaxy's error when it fails.
+    fn send(&mut self, command: serde_json::Value) {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+        let mut reply = String::new();
+        self.stdout.read_line(&mut reply).unwrap();
+        assert_eq!(reply.trim(), "ok", "metaxy failed on {command}");
+    }
+}
+
+impl Drop for MetaxyWriter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The randomized differential test of the incremental resolve: random writes (new samples and
 /// rewrites), pipeline steps writing part of the increment, soft and hard deletes and code
-/// version bumps, on a Delta store with integer and with string ids; after each step the
+/// version bumps, each done by this engine or by metaxy 0.1.11 (`MetaxyWriter`, about a third
+/// of the steps), on a Delta store with integer and with string ids; after each step the
 /// resolve (incremental whenever the store can prove what changed) equals the full resolve in
 /// every part, row for row.
 #[tokio::test]
@@ -375,6 +419,7 @@ async fn incremental_resolve_equals_the_full_resolve() {
         .unwrap_or(7);
     let mut incremental_steps = 0;
     let mut full_steps = 0;
+    let mut metaxy_steps = 0;
     for string_ids in [false, true] {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed + u64::from(string_ids));
         let dir = tempfile::tempdir().unwrap();
@@ -391,6 +436,22 @@ async fn incremental_resolve_equals_the_full_resolve() {
                 i.to_string()
             }
         };
+        let json_id = |i: u32| {
+            if string_ids {
+                serde_json::json!(format!("s{i}"))
+            } else {
+                serde_json::json!(i)
+            }
+        };
+        // The definitions metaxy writes with: a lock file per code version.
+        let locks = tempfile::tempdir().unwrap();
+        let lock = |graph: &FeatureGraph, code: i32| {
+            let path = locks.path().join(format!("code{code}.toml"));
+            std::fs::write(&path, graph.to_lock_file()).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let mut lock_path = lock(&graph, code);
+        let mut metaxy = MetaxyWriter::start(dir.path());
         for step in 0..40 {
             let what = format!("string ids {string_ids}, seed {seed}, step {step}");
             let action = if step < 2 {
@@ -398,6 +459,11 @@ async fn incremental_resolve_equals_the_full_resolve() {
             } else {
                 rng.random_range(0..10)
             };
+            let by_metaxy = rng.random_bool(0.35) && metaxy.is_some();
+            if by_metaxy {
+                metaxy_steps += 1;
+            }
+            let what = format!("{what} (by {})", if by_metaxy { "metaxy" } else { "us" });
             match action {
                 // Upstream writes: new samples and new versions of existing ones.
                 0..=3 => {
@@ -407,21 +473,68 @@ async fn incremental_resolve_equals_the_full_resolve() {
                         ("d/other", vec!["o"])
                     };
                     let n = rng.random_range(1..25);
-                    let rows: Vec<String> = (0..n)
-                        .map(|_| {
-                            let i = rng.random_range(0..120);
-                            let v = rng.random_range(0..4);
-                            let s = fields
-                                .iter()
-                                .map(|f| format!("'{f}', '{f}{i}v{v}'"))
-                                .collect::<Vec<_>>()
-                                .join(", ");
-                            format!("SELECT {} AS sample_uid, named_struct({s}) AS metaxy_provenance_by_field", id(i))
-                        })
+                    let picks: Vec<(u32, u32)> = (0..n)
+                        .map(|_| (rng.random_range(0..120), rng.random_range(0..4)))
                         .collect();
-                    write_sql(&ctx, &graph, &store, k, &rows.join(" UNION ALL ")).await;
+                    if by_metaxy {
+                        // One row per sample (metaxy keeps tied rows as given), then our read
+                        // must show each: the rows metaxy wrote are current to us.
+                        let picks: HashMap<u32, u32> = picks.into_iter().collect();
+                        let rows: Vec<serde_json::Value> = picks
+                            .iter()
+                            .map(|(&i, &v)| {
+                                let by_field: serde_json::Map<String, serde_json::Value> = fields
+                                    .iter()
+                                    .map(|f| {
+                                        (f.to_string(), serde_json::json!(format!("{f}{i}v{v}")))
+                                    })
+                                    .collect();
+                                serde_json::json!({
+                                    "sample_uid": json_id(i),
+                                    "metaxy_provenance_by_field": by_field,
+                                })
+                            })
+                            .collect();
+                        metaxy.as_mut().unwrap().send(serde_json::json!({
+                            "lock": lock_path, "op": "write", "feature": k, "rows": rows,
+                        }));
+                        let current = store
+                            .read(&ctx, &graph, &key(k), &Default::default())
+                            .await
+                            .unwrap();
+                        for (i, v) in picks {
+                            let f = fields[0];
+                            let this = current
+                                .parse_sql_expr(&format!(
+                                    "sample_uid = {} AND metaxy_provenance_by_field['{f}'] = '{f}{i}v{v}'",
+                                    id(i)
+                                ))
+                                .unwrap();
+                            let n = current.clone().filter(this).unwrap().count().await.unwrap();
+                            assert_eq!(n, 1, "{what}: sample {i} as metaxy wrote it");
+                        }
+                    } else {
+                        let rows: Vec<String> = picks
+                            .iter()
+                            .map(|(i, v)| {
+                                let s = fields
+                                    .iter()
+                                    .map(|f| format!("'{f}', '{f}{i}v{v}'"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ");
+                                format!("SELECT {} AS sample_uid, named_struct({s}) AS metaxy_provenance_by_field", id(*i))
+                            })
+                            .collect();
+                        write_sql(&ctx, &graph, &store, k, &rows.join(" UNION ALL ")).await;
+                    }
                 }
                 // The pipeline: part of the increment processed and written.
+                4..=6 if by_metaxy => {
+                    let keep = rng.random_range(1..=3);
+                    metaxy.as_mut().unwrap().send(serde_json::json!({
+                        "lock": lock_path, "op": "pipeline", "feature": "d/leaf", "keep": keep,
+                    }));
+                }
                 4..=6 => {
                     let inc =
                         resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
@@ -452,12 +565,17 @@ async fn incremental_resolve_equals_the_full_resolve() {
                             .parse_sql_expr(&id(i))
                             .unwrap(),
                     );
-                    if store
+                    let present = store
                         .read_if_present(&ctx, &graph, &key(k), &Default::default())
                         .await
                         .unwrap()
-                        .is_some()
-                    {
+                        .is_some();
+                    if present && by_metaxy {
+                        metaxy.as_mut().unwrap().send(serde_json::json!({
+                            "lock": lock_path, "op": "soft_delete", "feature": k,
+                            "at_most": json_id(i),
+                        }));
+                    } else if present {
                         store
                             .soft_delete(&ctx, &graph, &key(k), predicate)
                             .await
@@ -465,6 +583,20 @@ async fn incremental_resolve_equals_the_full_resolve() {
                     }
                 }
                 // A hard delete (files rewritten: the next resolve cannot be incremental).
+                8 if by_metaxy => {
+                    let i = rng.random_range(0..120);
+                    let present = store
+                        .read_if_present(&ctx, &graph, &key("d/root"), &Default::default())
+                        .await
+                        .unwrap()
+                        .is_some();
+                    if present {
+                        metaxy.as_mut().unwrap().send(serde_json::json!({
+                            "lock": lock_path, "op": "hard_delete", "feature": "d/root",
+                            "equal": json_id(i),
+                        }));
+                    }
+                }
                 8 => {
                     let i = rng.random_range(0..120);
                     let predicate = datafusion::prelude::col("sample_uid").eq(
@@ -485,6 +617,7 @@ async fn incremental_resolve_equals_the_full_resolve() {
                 _ => {
                     code = if code == 1 { 2 } else { 1 };
                     graph = parse_graph(&DIFF_GRAPH.replace("CODE", &code.to_string()));
+                    lock_path = lock(&graph, code);
                 }
             }
             if store
@@ -550,7 +683,13 @@ async fn incremental_resolve_equals_the_full_resolve() {
         store.drop_feature(&leaf).await.unwrap();
         assert!(!checkpoint.exists());
     }
-    eprintln!("{incremental_steps} incremental and {full_steps} full resolves compared");
+    eprintln!(
+        "{incremental_steps} incremental and {full_steps} full resolves compared, \
+         {metaxy_steps} steps by metaxy"
+    );
+    if crate::common::reference_python().is_some() {
+        assert!(metaxy_steps >= 15, "only {metaxy_steps} steps by metaxy");
+    }
     assert!(
         incremental_steps >= 20,
         "only {incremental_steps} incremental resolves"
