@@ -49,11 +49,10 @@ def run(store: DeltaMetadataStore, command: dict) -> None:
             store.write(key, pl.DataFrame(command["rows"]))
         elif op == "pipeline":
             increment = store.resolve_update(key)
-            parts = [increment.new.to_polars(), increment.stale.to_polars()]
-            rows = pl.concat([p for p in parts if p.height > 0], how="vertical_relaxed") if any(
-                p.height > 0 for p in parts
-            ) else None
-            if rows is not None:
+            parts = [p.to_polars() for p in (increment.new, increment.stale)]
+            parts = [p for p in parts if p.height > 0]
+            if parts:
+                rows = pl.concat(parts, how="vertical_relaxed")
                 keep = int(command["keep"])
                 chosen = rows.filter(
                     pl.col("metaxy_provenance").map_elements(
