@@ -53,15 +53,14 @@ impl Inputs {
         ids: &[String],
     ) -> Result<Self> {
         let feature = graph.feature(key)?;
-        let mut scans = HashMap::new();
+        let scans = open_all(store, feature.spec().deps.iter().map(|d| &d.feature), key).await?;
         let mut columns = HashMap::new();
         let mut uncovered: Option<String> = None;
+        let mut seen = HashSet::new();
         for dep in &feature.spec().deps {
-            if scans.contains_key(&dep.feature) {
+            if !seen.insert(&dep.feature) {
                 continue;
             }
-            let scan = locate(store, &dep.feature, Lookup::WithFallbacks).await?;
-            scans.insert(dep.feature.clone(), scan);
             // The dependency's own id column for each comparison id (through its rename).
             let up_ids = &graph.feature(&dep.feature)?.spec().id_columns;
             let mapped: Option<Vec<String>> = ids
@@ -83,8 +82,6 @@ impl Inputs {
                 }
             }
         }
-        let target = locate(store, key, Lookup::ThisStore).await?;
-        scans.insert(key.clone(), target);
         if ids.iter().all(|c| feature.spec().id_columns.contains(c)) {
             columns.insert(key.clone(), ids.to_vec());
         } else {
@@ -308,6 +305,39 @@ impl Inputs {
         .build()?;
         Ok(DataFrame::new(ctx.state(), plan))
     }
+}
+
+/// The stored tables of the dependencies `deps` (with fallbacks) and of `target` (this store
+/// only), their logs opened at once: each open is CPU-bound (delta-rs builds a snapshot), so on
+/// the multi-threaded runtime they run in parallel rather than one after another.
+async fn open_all(
+    store: &MetadataStore,
+    deps: impl Iterator<Item = &FeatureKey>,
+    target: &FeatureKey,
+) -> Result<HashMap<FeatureKey, Option<FeatureScan>>> {
+    let mut wanted: Vec<(FeatureKey, Lookup)> = vec![];
+    for dep in deps {
+        if !wanted.iter().any(|(k, _)| k == dep) {
+            wanted.push((dep.clone(), Lookup::WithFallbacks));
+        }
+    }
+    // Errors are reported in this order (the first dependency's first).
+    wanted.push((target.clone(), Lookup::ThisStore));
+    let opening = wanted.into_iter().map(|(k, lookup)| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let scan = locate(&store, &k, lookup).await;
+            (k, scan)
+        })
+    });
+    let mut scans = HashMap::new();
+    for opened in futures::future::join_all(opening).await {
+        let (k, scan) = opened.map_err(|e| {
+            crate::error::MetaxyError::Store(format!("opening an input table: {e}"))
+        })?;
+        scans.insert(k, scan?);
+    }
+    Ok(scans)
 }
 
 /// What a checkpoint is valid for: the target's and its dependencies' versions and definitions,
