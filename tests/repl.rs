@@ -275,20 +275,16 @@ fn quickstart_shows_exactly_the_affected_samples() {
     let second = repl(dir.path(), dir.path(), &args, &[], "");
     assert_eq!(text(&first.stdout), text(&second.stdout));
     // Bounded memory plans sort-merge joins (and spills): the same answers.
-    let bounded: Vec<&str> = args
-        .iter()
-        .copied()
-        .chain(["--memory-limit", "64MiB"])
-        .collect();
-    let third = repl(dir.path(), dir.path(), &bounded, &[], "");
+    let limited = |size: &'static str| -> Vec<&str> {
+        args.iter()
+            .copied()
+            .chain(["--memory-limit", size])
+            .collect()
+    };
+    let third = repl(dir.path(), dir.path(), &limited("64MiB"), &[], "");
     assert!(third.status.success(), "{}", text(&third.stderr));
     assert_eq!(text(&first.stdout), text(&third.stdout));
-    let bad: Vec<&str> = args
-        .iter()
-        .copied()
-        .chain(["--memory-limit", "lots"])
-        .collect();
-    let refused = repl(dir.path(), dir.path(), &bad, &[], "");
+    let refused = repl(dir.path(), dir.path(), &limited("lots"), &[], "");
     assert!(!refused.status.success());
     assert!(
         text(&refused.stderr).contains("invalid size 'lots'"),

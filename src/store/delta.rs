@@ -495,16 +495,24 @@ fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
 ///
 /// The hash columns (provenance and data versions, whole and by field) hold nearly distinct,
 /// high-entropy strings: no dictionary (it only costs time), `DELTA_LENGTH_BYTE_ARRAY` (their
-/// equal lengths pack to almost nothing: 8 bytes a value for the bench's 8-character hashes,
-/// 12 plain) and no compression. Snappy saved a third of the plain size, the size this encoding
-/// saves without it, and its decompression was the largest cost of an incremental resolve,
-/// which reads a few rows spread over every page: the `resolve` bench's simple 10M incremental
-/// cell went from 0.30–0.35 s to 0.17–0.21 s, the full resolve unchanged within noise
-/// (docs/benchmarks.md, issue 19).
+/// equal lengths pack to almost nothing) and no compression. On the `resolve` bench's simple
+/// root, bytes per value: 8.0 for the sample hash (snappy 7.8, plain 12.0), 7.3 for a field's
+/// (snappy 6.4, plain 10.9): snappy saved little more than the packed lengths do, and its
+/// decompression was the largest cost of an incremental resolve, which reads a few rows spread
+/// over every page: the bench's simple 10M incremental cell went from 0.30–0.35 s to 0.17–0.21
+/// s, the full resolve unchanged within noise (docs/benchmarks.md, issue 19).
 fn writer_properties(schema: &Schema) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    let hash_column = |builder: WriterPropertiesBuilder, path: ColumnPath| {
+        builder
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path.clone(), Encoding::DELTA_LENGTH_BYTE_ARRAY)
+            .set_column_compression(path, Compression::UNCOMPRESSED)
+    };
+    let text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     for field in schema.fields() {
         let name = field.name().as_str();
         // Integer columns (ids above all: sequential or clustered) delta-encoded: the ids and
@@ -515,14 +523,6 @@ fn writer_properties(schema: &Schema) -> WriterProperties {
                 .set_column_dictionary_enabled(ColumnPath::from(name), false)
                 .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
         }
-        let hash_column = |builder: WriterPropertiesBuilder, path: ColumnPath| {
-            builder
-                .set_column_dictionary_enabled(path.clone(), false)
-                .set_column_encoding(path.clone(), Encoding::DELTA_LENGTH_BYTE_ARRAY)
-                .set_column_compression(path, Compression::UNCOMPRESSED)
-        };
-        let text =
-            |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
         if (name == PROVENANCE || name == DATA_VERSION) && text(field.data_type()) {
             builder = hash_column(builder, ColumnPath::from(name));
         }
