@@ -19,7 +19,10 @@ use crate::store::{self, MetadataStore, ReadOptions};
 /// What the engine is built from.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
-    /// DataFusion configuration; `None` uses DataFusion's defaults with `information_schema` on.
+    /// DataFusion configuration; `None` uses DataFusion's defaults with `information_schema` on
+    /// and, in this process alone (no workers), hash joins whose smaller side is estimated
+    /// under 2M rows and 512 MiB built once and shared by every partition (DataFusion's
+    /// `hash_join_single_partition_threshold` settings; its defaults are 128Ki rows and 1 MiB).
     pub config: Option<SessionConfig>,
     /// metaxy's settings (project, hash truncation).
     pub metaxy: MetaxyConfig,
@@ -36,6 +39,16 @@ pub struct SessionOptions {
     /// fits. `None`: no limit, hash joins.
     pub memory_limit: Option<usize>,
 }
+
+/// Below this many rows (estimated) on its smaller side, a hash join of the default
+/// configuration builds one table shared by every partition instead of repartitioning both
+/// sides by the join key (DataFusion's default: 128Ki rows, 1 MiB). A resolve joins its roots
+/// and compares with the stored rows this way up to a few million samples: the `resolve`
+/// bench's wide 1M new cell went from 296–336 to 266–280 ms, simple 1M stale from 200–230 to
+/// 166–189 ms (whole processes, docs/benchmarks.md, issue 19).
+const SINGLE_PARTITION_JOIN_ROWS: usize = 2_000_000;
+/// The same bound in (estimated) bytes of the smaller side.
+const SINGLE_PARTITION_JOIN_BYTES: usize = 512 * 1024 * 1024;
 
 /// Builds a `SessionContext` with everything datafusion-metaxy offers registered: the hash UDFs
 /// (`xxhash64`, `metaxy_hash`, …), the graph functions (`metaxy_features()`,
@@ -62,9 +75,18 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
         .store
         .unwrap_or_else(|| Arc::new(MetadataStore::in_memory()));
     let state = MetaxyState::new(graph, store, options.metaxy.clone());
+    let local = options.workers.is_empty();
     let mut config = options
         .config
-        .unwrap_or_else(|| SessionConfig::new().with_information_schema(true))
+        .unwrap_or_else(|| {
+            let mut config = SessionConfig::new().with_information_schema(true);
+            if local {
+                let optimizer = &mut config.options_mut().optimizer;
+                optimizer.hash_join_single_partition_threshold_rows = SINGLE_PARTITION_JOIN_ROWS;
+                optimizer.hash_join_single_partition_threshold = SINGLE_PARTITION_JOIN_BYTES;
+            }
+            config
+        })
         .with_extension(Arc::new(state.clone()));
     let mut runtime = None;
     if let Some(limit) = options.memory_limit {

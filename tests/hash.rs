@@ -123,6 +123,60 @@ async fn hash_concat_over_columns_equals_the_hash_of_the_joined_string() {
     }
 }
 
+/// Parts of one width (as truncated hashes are), with a row of another width now and then,
+/// empty values and NULLs: every row equals the hash of its own joined string.
+#[tokio::test]
+async fn hash_concat_of_equal_width_parts_with_outliers_is_exact() {
+    let ctx = context();
+    let mut rng = StdRng::seed_from_u64(19);
+    let digits = |rng: &mut StdRng, n: usize| -> String {
+        (0..n)
+            .map(|_| rng.random_range(b'0'..=b'9') as char)
+            .collect()
+    };
+    let mut column = |seed: usize| -> Vec<Option<String>> {
+        (0..500)
+            .map(|i| match (i + seed) % 23 {
+                0 => None,
+                5 => Some(digits(&mut rng, 7)),
+                11 | 12 => Some(digits(&mut rng, 9)),
+                17 => Some(String::new()),
+                _ => Some(digits(&mut rng, 8)),
+            })
+            .collect()
+    };
+    let (a, b) = (column(0), column(7));
+    let batch = RecordBatch::try_from_iter([
+        ("a", Arc::new(StringArray::from(a.clone())) as ArrayRef),
+        ("b", Arc::new(StringArray::from(b.clone())) as ArrayRef),
+    ])
+    .unwrap();
+    ctx.register_batch("widths", batch).unwrap();
+    let rows = query_rows(
+        &ctx,
+        "SELECT metaxy_hash_concat('xxhash64', 8, '|', 'f', '1', 'up/x.audio', a, 'up/y.frames', b),
+                metaxy_hash_concat('md5', NULL, '|', a, 'up/y.frames', b, a)
+         FROM widths",
+    )
+    .await;
+    let xx = "xxhash64"
+        .parse::<datafusion_metaxy::udfs::HashAlgorithm>()
+        .unwrap();
+    let md5 = "md5"
+        .parse::<datafusion_metaxy::udfs::HashAlgorithm>()
+        .unwrap();
+    for (i, row) in rows.iter().enumerate() {
+        let (want0, want1) = match (&a[i], &b[i]) {
+            (Some(x), Some(y)) => (
+                xx.hash_str(&format!("f|1|up/x.audio|{x}|up/y.frames|{y}"), Some(8)),
+                md5.hash_str(&format!("{x}|up/y.frames|{y}|{x}"), None),
+            ),
+            _ => ("NULL".to_string(), "NULL".to_string()),
+        };
+        assert_eq!((&row[0], &row[1]), (&want0, &want1), "row {i}");
+    }
+}
+
 /// Random strings of the shapes that matter: ASCII, multi-byte unicode, empty, long, and with
 /// the `|` separator metaxy puts between parts.
 fn random_strings(n: usize) -> Vec<String> {

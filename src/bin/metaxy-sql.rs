@@ -15,6 +15,13 @@ use clap::Parser;
 use datafusion_metaxy::cli::{repl, Shell, ShellOptions};
 use datafusion_metaxy::{MetaxyError, OutputFormat};
 
+/// mimalloc, as DataFusion's own CLI: the system allocator returned and faulted in memory at
+/// every batch (a tenth of the CPU of the `resolve` bench's wide 1M new cell in the kernel's
+/// page-fault and TLB paths); with mimalloc that cell took 551 instead of 695 ms of CPU
+/// (docs/benchmarks.md, issue 19).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// SQL over metaxy feature metadata, on Apache DataFusion. Without -c or -f: an interactive
 /// REPL.
 #[derive(Debug, Parser)]

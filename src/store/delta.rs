@@ -264,6 +264,7 @@ impl StoreBackend for DeltaBackend {
         let declared = declared_schema(&schema)?;
         let batches = super::cast_batches(key, batches, &declared)?;
         let schema = declared;
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
         // One Delta commit: all rows or none. delta-rs retries appends that race with other
         // appends; writers racing to create the table conflict, so the losers retry against
         // the table the winner created.
@@ -285,7 +286,7 @@ impl StoreBackend for DeltaBackend {
             let mut write = table
                 .write(batches.clone())
                 .with_save_mode(SaveMode::Append)
-                .with_writer_properties(writer_properties(&schema));
+                .with_writer_properties(writer_properties(&schema, rows));
             if one_row_per_sample {
                 write =
                     write.with_commit_properties(CommitProperties::default().with_metadata([(
@@ -488,9 +489,9 @@ fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
     Ok(Arc::new(arrow))
 }
 
-/// Parquet settings of the files we append: snappy (as the Python deltalake writer), row
-/// groups of at most [`ROW_GROUP_ROWS`] rows, so that a scan of one large append is split
-/// across partitions (DataFusion parallelises a file by row group); integer columns
+/// Parquet settings of the files we append of `rows` rows: snappy (as the Python deltalake
+/// writer), row groups of [`row_group_rows`], so that a scan of one append is split across
+/// partitions (DataFusion parallelises a file by row group); integer columns
 /// delta-encoded (`DELTA_BINARY_PACKED`, a standard parquet encoding; metaxy reads it: tested).
 ///
 /// The hash columns (provenance and data versions, whole and by field) hold nearly distinct,
@@ -501,10 +502,10 @@ fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
 /// decompression was the largest cost of an incremental resolve, which reads a few rows spread
 /// over every page: the bench's simple 10M incremental cell went from 0.30–0.35 s to 0.17–0.21
 /// s, the full resolve unchanged within noise (docs/benchmarks.md, issue 19).
-fn writer_properties(schema: &Schema) -> WriterProperties {
+fn writer_properties(schema: &Schema, rows: usize) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        .set_max_row_group_row_count(Some(row_group_rows(rows)));
     let hash_column = |builder: WriterPropertiesBuilder, path: ColumnPath| {
         builder
             .set_column_dictionary_enabled(path.clone(), false)
@@ -541,8 +542,15 @@ fn writer_properties(schema: &Schema) -> WriterProperties {
     builder.build()
 }
 
-/// Rows per parquet row group in the files we write.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows per parquet row group in an append of `rows` rows: at most 128Ki, and a quarter of the
+/// append down to 16Ki, so that an append of a few hundred thousand rows is still read (and
+/// hashed) by several cores: one 100K-row group left one of two cores idle in the bench's
+/// simple 100K cell (docs/benchmarks.md, issue 19).
+fn row_group_rows(rows: usize) -> usize {
+    const MOST: usize = 128 * 1024;
+    const LEAST: usize = 16 * 1024;
+    rows.div_ceil(4).clamp(LEAST, MOST)
+}
 
 /// What the add actions' statistics (one row per file) prove ([`StoredFacts`]): a single
 /// timestamp when every file's `metaxy_updated_at` has one value, the same in all files, and

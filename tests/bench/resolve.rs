@@ -789,6 +789,10 @@ async fn timed(a: &Args, ctx: &SessionContext, sql: &str) -> Cell {
     cell
 }
 
+/// The allocator `metaxy-sql` runs with, so that the in-process figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let a = args();
