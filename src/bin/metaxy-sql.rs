@@ -15,10 +15,13 @@ use clap::Parser;
 use datafusion_metaxy::cli::{repl, Shell, ShellOptions};
 use datafusion_metaxy::{MetaxyError, OutputFormat};
 
-/// mimalloc, as DataFusion's own CLI: the system allocator returned and faulted in memory at
-/// every batch (a tenth of the CPU of the `resolve` bench's wide 1M new cell in the kernel's
-/// page-fault and TLB paths); with mimalloc that cell took 551 instead of 695 ms of CPU
-/// (docs/benchmarks.md, issue 19).
+/// mimalloc, as DataFusion's own CLI: with the system allocator the kernel's page-fault paths
+/// took a tenth of the CPU of the `resolve` bench's wide 1M new cell; with mimalloc that cell
+/// runs in 0.359 / 0.371 s instead of 0.397 / 0.406 s (mean of 8 processes, two alternating
+/// runs). Built without transparent huge pages (`no_thp`): with them a 100K-row resolve spent
+/// up to 0.2 s clearing 2 MiB pages when the machine's free memory had just been released by
+/// another process (docs/benchmarks.md, issue 19). The library leaves the allocator to
+/// embedders.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -789,10 +789,6 @@ async fn timed(a: &Args, ctx: &SessionContext, sql: &str) -> Cell {
     cell
 }
 
-/// The allocator `metaxy-sql` runs with, so that the in-process figures are the binary's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() {
     let a = args();
