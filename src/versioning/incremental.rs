@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::common::runtime::SpawnedTask;
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{col, Expr};
 use datafusion::prelude::{DataFrame, SessionContext};
 use sha2::{Digest, Sha256};
@@ -323,18 +325,24 @@ async fn open_all(
     }
     // Errors are reported in this order (the first dependency's first).
     wanted.push((target.clone(), Lookup::ThisStore));
-    let opening = wanted.into_iter().map(|(k, lookup)| {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let scan = locate(&store, &k, lookup).await;
-            (k, scan)
+    // Spawned as merge-on-read's index spawns its partitions: dropped (a cancelled plan), the
+    // tasks are aborted; a panic in one is resumed here.
+    let opening: Vec<_> = wanted
+        .into_iter()
+        .map(|(k, lookup)| {
+            let store = store.clone();
+            SpawnedTask::spawn(async move {
+                let scan = locate(&store, &k, lookup).await;
+                (k, scan)
+            })
         })
-    });
+        .collect();
     let mut scans = HashMap::new();
-    for opened in futures::future::join_all(opening).await {
-        let (k, scan) = opened.map_err(|e| {
-            crate::error::MetaxyError::Store(format!("opening an input table: {e}"))
-        })?;
+    for task in opening {
+        let (k, scan) = task
+            .join_unwind()
+            .await
+            .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?;
         scans.insert(k, scan?);
     }
     Ok(scans)
