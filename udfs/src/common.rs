@@ -193,6 +193,69 @@ pub(crate) fn render_rows(
     Ok(unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(values), nulls) })
 }
 
+/// [`render_rows`] for a kernel that first builds each row's bytes (`build(i, buf)` appends
+/// row `i`'s to `buf`), then hashes them with `r`. Where `r` hashes eight strings at once
+/// ([`RenderHash::lanes8`]), eight consecutive valid rows are built end to end and hashed
+/// together; any other row alone.
+pub(crate) fn render_built_rows<R: RenderHash>(
+    function: &'static str,
+    len: usize,
+    nulls: Option<NullBuffer>,
+    width: usize,
+    r: R,
+    mut build: impl FnMut(usize, &mut Vec<u8>),
+) -> std::result::Result<StringArray, UdfError> {
+    // Grows to the longest rows within the first rows, then is reused.
+    let mut block: Vec<u8> = Vec::with_capacity(if r.lanes8() { 4096 } else { 512 });
+    if !r.lanes8() {
+        return render_rows(function, len, nulls, width, |i, out| {
+            block.clear();
+            build(i, &mut block);
+            r.render(&block, out);
+        });
+    }
+    if len.saturating_mul(width) > i32::MAX as usize {
+        return Err(UdfError::OutputTooLarge {
+            function,
+            rows: len,
+        });
+    }
+    let mut offsets: Vec<i32> = Vec::with_capacity(len + 1);
+    let mut values: Vec<u8> = Vec::with_capacity(len * width);
+    offsets.push(0);
+    let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+    let mut starts = [0usize; 9];
+    let mut ends = [0usize; 8];
+    let mut i = 0;
+    while i < len {
+        if i + 8 <= len && (i..i + 8).all(valid) {
+            block.clear();
+            for (k, start) in starts.iter_mut().take(8).enumerate() {
+                *start = block.len();
+                build(i + k, &mut block);
+            }
+            starts[8] = block.len();
+            let rows: [&[u8]; 8] = std::array::from_fn(|k| &block[starts[k]..starts[k + 1]]);
+            r.render8(rows, &mut values, &mut ends);
+            offsets.extend(ends.iter().map(|&e| e as i32));
+            i += 8;
+            continue;
+        }
+        if valid(i) {
+            block.clear();
+            build(i, &mut block);
+            r.render(&block, &mut values);
+        }
+        offsets.push(values.len() as i32);
+        i += 1;
+    }
+    debug_assert!(values.len() <= len * width);
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    // SAFETY: as in `render_rows`: offsets start at 0, never decrease and end at
+    // `values.len()` (at most `width` bytes per row, checked above); renderings are ASCII.
+    Ok(unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(values), nulls) })
+}
+
 /// Declares a one-argument hash function `name(s)`: its `ScalarUDFImpl`, its documentation, a
 /// `<name>_udf()` singleton and an `expr_fn` helper. The per-value work is the `$append` function.
 macro_rules! make_hash_udf {

@@ -39,6 +39,7 @@ mod metaxy_hash;
 mod metaxy_hash_concat;
 mod wyhash;
 mod xxh3_64;
+mod xxh64_lanes;
 mod xxhash32;
 mod xxhash64;
 

@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::algorithm::{HashKernel, RenderHash};
-use crate::common::{algorithm_arg, extend_small, render_rows, truncate_arg};
+use crate::common::{algorithm_arg, extend_small, render_built_rows, truncate_arg};
 use crate::error::UdfError;
 use crate::HashAlgorithm;
 
@@ -135,17 +135,13 @@ impl<V: Values> HashKernel for ConcatKernel<'_, V> {
 
     fn run<R: RenderHash>(self, r: R) -> Result<StringArray, UdfError> {
         let Layout { prefix, columns } = self.layout;
-        // Grows to the longest row within the first rows, then is reused.
-        let mut joined: Vec<u8> = Vec::with_capacity(512);
-        render_rows(NAME, self.rows, self.nulls, self.width, |i, out| {
-            joined.clear();
-            extend_small(&mut joined, prefix);
+        render_built_rows(NAME, self.rows, self.nulls, self.width, r, |i, joined| {
+            extend_small(joined, prefix);
             for (values, constant) in columns {
                 // SAFETY: `i < rows`, and every column part has `rows` values (checked).
-                extend_small(&mut joined, unsafe { values.value(i) });
-                extend_small(&mut joined, constant);
+                extend_small(joined, unsafe { values.value(i) });
+                extend_small(joined, constant);
             }
-            r.render(&joined, out);
         })
     }
 }
