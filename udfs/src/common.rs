@@ -159,6 +159,48 @@ impl HashKernel for ArrayKernel<'_> {
     }
 }
 
+/// A hash kernel's output: offsets and bytes pre-sized for `len` renderings of at most `width`
+/// bytes each (an error when they could not fit a Utf8 array).
+struct Rendered {
+    offsets: Vec<i32>,
+    values: Vec<u8>,
+}
+
+impl Rendered {
+    fn with_capacity(
+        function: &'static str,
+        len: usize,
+        width: usize,
+    ) -> std::result::Result<Self, UdfError> {
+        if len.saturating_mul(width) > i32::MAX as usize {
+            return Err(UdfError::OutputTooLarge {
+                function,
+                rows: len,
+            });
+        }
+        let mut offsets: Vec<i32> = Vec::with_capacity(len + 1);
+        offsets.push(0);
+        Ok(Self {
+            offsets,
+            values: Vec::with_capacity(len * width),
+        })
+    }
+
+    /// Ends the current row (empty when nothing was appended: a NULL row).
+    #[inline(always)]
+    fn end_row(&mut self) {
+        self.offsets.push(self.values.len() as i32);
+    }
+
+    fn finish(self, nulls: Option<NullBuffer>) -> StringArray {
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
+        // SAFETY: offsets start at 0, never decrease and end at `values.len()`, which fits in
+        // i32 (at most `width` bytes per row, checked in `with_capacity`); every rendering is
+        // ASCII digits or hex, so the values are UTF-8.
+        unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(self.values), nulls) }
+    }
+}
+
 /// The kernel of every hash function: one pass over `len` rows, `render(i, out)` appending the
 /// rendering (at most `width` bytes, ASCII) of each row that `nulls` marks valid; output
 /// offsets and bytes pre-sized, the null mask reused.
@@ -169,28 +211,16 @@ pub(crate) fn render_rows(
     width: usize,
     mut render: impl FnMut(usize, &mut Vec<u8>),
 ) -> std::result::Result<StringArray, UdfError> {
-    if len.saturating_mul(width) > i32::MAX as usize {
-        return Err(UdfError::OutputTooLarge {
-            function,
-            rows: len,
-        });
-    }
-    let mut offsets: Vec<i32> = Vec::with_capacity(len + 1);
-    let mut values: Vec<u8> = Vec::with_capacity(len * width);
-    offsets.push(0);
+    let mut out = Rendered::with_capacity(function, len, width)?;
     for i in 0..len {
         if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
-            let start = values.len();
-            render(i, &mut values);
-            debug_assert!(values.len() - start <= width);
+            let start = out.values.len();
+            render(i, &mut out.values);
+            debug_assert!(out.values.len() - start <= width);
         }
-        offsets.push(values.len() as i32);
+        out.end_row();
     }
-    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-    // SAFETY: offsets start at 0, never decrease and end at `values.len()`, which fits in i32
-    // (at most `width` bytes per row, checked above); every rendering is ASCII digits or hex,
-    // so the values are UTF-8.
-    Ok(unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(values), nulls) })
+    Ok(out.finish(nulls))
 }
 
 /// [`render_rows`] for a kernel that first builds each row's bytes (`build(i, buf)` appends
@@ -214,15 +244,7 @@ pub(crate) fn render_built_rows<R: RenderHash>(
             r.render(&block, out);
         });
     }
-    if len.saturating_mul(width) > i32::MAX as usize {
-        return Err(UdfError::OutputTooLarge {
-            function,
-            rows: len,
-        });
-    }
-    let mut offsets: Vec<i32> = Vec::with_capacity(len + 1);
-    let mut values: Vec<u8> = Vec::with_capacity(len * width);
-    offsets.push(0);
+    let mut out = Rendered::with_capacity(function, len, width)?;
     let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
     let mut starts = [0usize; 9];
     let mut ends = [0usize; 8];
@@ -236,24 +258,21 @@ pub(crate) fn render_built_rows<R: RenderHash>(
             }
             starts[8] = block.len();
             let rows: [&[u8]; 8] = std::array::from_fn(|k| &block[starts[k]..starts[k + 1]]);
-            r.render8(rows, &mut values, &mut ends);
-            offsets.extend(ends.iter().map(|&e| e as i32));
+            r.render8(rows, &mut out.values, &mut ends);
+            out.offsets.extend(ends.iter().map(|&e| e as i32));
             i += 8;
             continue;
         }
         if valid(i) {
             block.clear();
             build(i, &mut block);
-            r.render(&block, &mut values);
+            r.render(&block, &mut out.values);
         }
-        offsets.push(values.len() as i32);
+        out.end_row();
         i += 1;
     }
-    debug_assert!(values.len() <= len * width);
-    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-    // SAFETY: as in `render_rows`: offsets start at 0, never decrease and end at
-    // `values.len()` (at most `width` bytes per row, checked above); renderings are ASCII.
-    Ok(unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(values), nulls) })
+    debug_assert!(out.values.len() <= len * width);
+    Ok(out.finish(nulls))
 }
 
 /// Declares a one-argument hash function `name(s)`: its `ScalarUDFImpl`, its documentation, a
