@@ -1,5 +1,6 @@
 //! XXH64 (seed 0) of eight byte strings at once, one string per 64-bit lane of an AVX-512
-//! register (a leaf: no other module of the crate is used here).
+//! register (a leaf: no other module of the crate is used here; xxhash-rust hashes what is
+//! hashed one at a time from the start).
 //!
 //! XXH64 is bound by its 64-bit multiplies: a scalar core does one per cycle, two per 8 input
 //! bytes. With AVX-512 (`vpmullq`) eight strings advance together through their common whole
@@ -36,7 +37,7 @@ pub(crate) fn xxh64_x8(rows: [&[u8]; 8]) -> [u64; 8] {
     assert!(available(), "xxh64_x8 needs AVX-512F and AVX-512DQ");
     let shortest = rows.iter().map(|r| r.len()).min().unwrap_or(0);
     if shortest < 32 {
-        return rows.map(|r| scalar::finish(scalar::start(), r, 0));
+        return rows.map(|r| xxhash_rust::xxh64::xxh64(r, 0));
     }
     #[cfg(target_arch = "x86_64")]
     {
