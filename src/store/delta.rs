@@ -31,6 +31,7 @@ use super::columns::{
     DATA_VERSION, DATA_VERSION_BY_FIELD, DELETED_AT, FEATURE_VERSION, PROVENANCE,
     PROVENANCE_BY_FIELD, UPDATED_AT,
 };
+use super::delta_log::{self, LogFile, LogRead, LogSnapshot, ONE_ROW_PER_SAMPLE};
 use super::delta_scan::{store_path, store_url, DeltaFilesTable};
 use super::{feature_path, FeatureScan, StoreBackend, StoredFacts};
 use crate::error::{MetaxyError, Result};
@@ -198,6 +199,36 @@ impl DeltaBackend {
     }
 }
 
+impl DeltaBackend {
+    /// The directory of a feature's table in the bucket's object store ([`store_url`]).
+    pub(crate) fn table_prefix(&self, key: &FeatureKey) -> Result<object_store::path::Path> {
+        let table_dir = object_store::path::Path::parse(format!("{}.delta", feature_path(key)))
+            .map_err(|e| object_store_error(&format!("table location of {key}"), e.into()))?;
+        Ok(object_store::path::Path::from_iter(
+            store_path(&self.root).parts().chain(table_dir.parts()),
+        ))
+    }
+
+    /// The feature table's current snapshot, `None` when it has no commit: read from its JSON
+    /// commits where the log is one [`delta_log::read_commits`] replays, else by delta-rs.
+    async fn snapshot(&self, key: &FeatureKey) -> Result<Option<LogSnapshot>> {
+        if !delta_log::uses_locking_provider(&self.storage_options) {
+            let bucket = self.stores()?.1;
+            match delta_log::read_commits(bucket.as_ref(), &self.table_prefix(key)?).await? {
+                LogRead::Absent => return Ok(None),
+                LogRead::Snapshot(snapshot) => return Ok(Some(*snapshot)),
+                LogRead::NotSimple(why) => {
+                    log::debug!("{key}: the Delta log is read by delta-rs: {why}");
+                }
+            }
+        }
+        match self.open(key).await? {
+            Some(table) => Ok(Some(LogSnapshot::from_table(&table).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
 #[async_trait]
 impl StoreBackend for DeltaBackend {
     fn describe(&self) -> String {
@@ -210,33 +241,24 @@ impl StoreBackend for DeltaBackend {
     }
 
     async fn exists(&self, key: &FeatureKey) -> Result<bool> {
-        Ok(self.open(key).await?.is_some())
+        Ok(self.snapshot(key).await?.is_some())
     }
 
     async fn scan(&self, key: &FeatureKey) -> Result<Option<FeatureScan>> {
-        let Some(table) = self.open(key).await? else {
+        let Some(snapshot) = self.snapshot(key).await? else {
             return Ok(None);
         };
         // From the per-file statistics of the log (none known when they are missing).
-        let mut facts = match table.snapshot().and_then(|s| s.add_actions_table(true)) {
-            Ok(files) => facts_from_stats(&files),
-            Err(_) => StoredFacts::default(),
-        };
+        let mut facts = facts_from_stats(&snapshot.files);
         // One timestamp in the statistics is not one write: Delta keeps timestamp statistics
         // in milliseconds, so two writes within a millisecond look like one. The table is
         // known to hold one row per sample only when it has one commit (version 0), written
         // by us (a write of ours keeps one row per sample and marks its commit).
-        if facts.single_timestamp {
-            facts.single_timestamp =
-                table.version() == Some(0) && first_commit_is_ours(&table).await;
-        }
-        let table_dir = object_store::path::Path::parse(format!("{}.delta", feature_path(key)))
-            .map_err(|e| object_store_error(&format!("table location of {key}"), e.into()))?;
-        let prefix = object_store::path::Path::from_iter(
-            store_path(&self.root).parts().chain(table_dir.parts()),
-        );
+        facts.single_timestamp &= snapshot.only_commit_ours;
+        let prefix = self.table_prefix(key)?;
         let provider = Arc::new(DeltaFilesTable::try_new(
-            &table,
+            &snapshot,
+            self.table_url(key)?.as_str(),
             store_url(&self.root),
             self.stores()?.1,
             &prefix,
@@ -464,19 +486,6 @@ impl StoreBackend for DeltaBackend {
     }
 }
 
-/// The commit metadata key a write of ours sets: the commit holds one row per sample.
-const ONE_ROW_PER_SAMPLE: &str = "metaxyOneRowPerSample";
-
-/// Whether the table's newest commit carries [`ONE_ROW_PER_SAMPLE`] (read from the log; any
-/// error reads as "not known").
-async fn first_commit_is_ours(table: &DeltaTable) -> bool {
-    let infos: Vec<_> = table.history(Some(1)).collect().await;
-    matches!(
-        infos.as_slice(),
-        [Ok(info)] if info.info.get(ONE_ROW_PER_SAMPLE) == Some(&serde_json::Value::Bool(true))
-    )
-}
-
 /// The arrow schema of the Delta table `schema` declares: each arrow type mapped to its Delta
 /// type and back, as a reader of the table sees it.
 fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
@@ -555,20 +564,16 @@ fn row_group_rows(rows: usize) -> usize {
 /// What the add actions' statistics (one row per file) prove ([`StoredFacts`]): a single
 /// timestamp when every file's `metaxy_updated_at` has one value, the same in all files, and
 /// `metaxy_deleted_at` is NULL in every row; likewise one feature version.
-fn facts_from_stats(files: &RecordBatch) -> StoredFacts {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::Int64Type;
-    let all_null = |name: &str| -> Option<bool> {
-        let nulls = files.column_by_name(&format!("null_count.{name}"))?;
-        let records = files.column_by_name("num_records")?;
-        let nulls = nulls.as_primitive_opt::<Int64Type>()?;
-        let records = records.as_primitive_opt::<Int64Type>()?;
-        Some((0..files.num_rows()).all(|i| {
-            nulls.is_valid(i) && records.is_valid(i) && nulls.value(i) == records.value(i)
-        }))
+pub(crate) fn facts_from_stats(files: &[LogFile]) -> StoredFacts {
+    // Every file records its NULLs of `column`, and they are all its rows.
+    let all_null = |column: &str| {
+        files.iter().all(|f| {
+            f.stats
+                .as_ref()
+                .is_some_and(|s| s.null_count.get(column) == Some(&s.num_records))
+        })
     };
-    let single_timestamp =
-        all_null(DELETED_AT) == Some(true) && single_value(files, UPDATED_AT).is_some();
+    let single_timestamp = all_null(DELETED_AT) && single_value(files, UPDATED_AT).is_some();
     let feature_version = match single_value(files, FEATURE_VERSION) {
         Some(ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v))) => Some(v),
         Some(ScalarValue::Utf8View(Some(v))) => Some(v),
@@ -584,31 +589,24 @@ fn facts_from_stats(files: &RecordBatch) -> StoredFacts {
 /// each file with rows, no NULL and min = max, the same in all files. (Statistics of long
 /// strings may be cut to a prefix; a read compares the value with the current feature version,
 /// which a cut prefix never equals, so a cut statistic only keeps the filter.)
-fn single_value(files: &RecordBatch, column: &str) -> Option<ScalarValue> {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::Int64Type;
-    let min = files.column_by_name(&format!("min.{column}"))?;
-    let max = files.column_by_name(&format!("max.{column}"))?;
-    let nulls = files.column_by_name(&format!("null_count.{column}"))?;
-    let nulls = nulls.as_primitive_opt::<Int64Type>()?;
-    let records = files.column_by_name("num_records")?;
-    let records = records.as_primitive_opt::<Int64Type>()?;
-    let mut seen: Option<ScalarValue> = None;
-    for i in 0..files.num_rows() {
-        if records.is_null(i) || nulls.is_null(i) || nulls.value(i) != 0 {
+fn single_value(files: &[LogFile], column: &str) -> Option<ScalarValue> {
+    let mut seen: Option<&ScalarValue> = None;
+    for file in files {
+        let stats = file.stats.as_ref()?;
+        if stats.null_count.get(column) != Some(&0) {
             return None;
         }
-        if records.value(i) == 0 {
+        if stats.num_records == 0 {
             continue;
         }
-        let lo = ScalarValue::try_from_array(min, i).ok()?;
-        let hi = ScalarValue::try_from_array(max, i).ok()?;
-        if lo.is_null() || lo != hi || seen.as_ref().is_some_and(|s| *s != lo) {
+        let lo = stats.min.get(column)?;
+        let hi = stats.max.get(column)?;
+        if lo.is_null() || lo != hi || seen.is_some_and(|s| s != lo) {
             return None;
         }
         seen = Some(lo);
     }
-    seen
+    seen.cloned()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A feature's Delta table read as DataFusion's own parquet scan.
 //!
-//! [`DeltaFilesTable`] is built from one Delta snapshot: its schema and the list of its active
-//! files with their sizes and per-file statistics. Its scan is DataFusion's `DataSourceExec`
+//! [`DeltaFilesTable`] is built from one Delta snapshot ([`super::delta_log`]): its schema and
+//! the list of its active files with their sizes and per-file statistics. Its scan is DataFusion's `DataSourceExec`
 //! over a `ParquetSource` (no delta-rs operator in the plan), so every node of a read or of
 //! `resolve_update` is a DataFusion built-in or one of ours, and the plan serialises with
 //! datafusion-proto ([`super::codec`]).
@@ -20,8 +20,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, Result, ScalarValue, Statistics};
@@ -33,11 +32,11 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
-use deltalake::DeltaTable;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use url::Url;
 
+use super::delta_log::{FileStats, LogFile, LogSnapshot};
 use crate::error::{MetaxyError, Result as MetaxyResult};
 
 /// The object store URL the files of the store rooted at `root` are read through: its scheme
@@ -63,24 +62,18 @@ pub struct DeltaFilesTable {
 }
 
 impl DeltaFilesTable {
-    /// The files of `table`'s loaded snapshot; `store` is the object store of `store_url`
+    /// The files of the table `url`'s `snapshot`; `store` is the object store of `store_url`
     /// (see [`store_url`]), and `prefix` the table's directory in it.
-    pub fn try_new(
-        table: &DeltaTable,
+    pub(crate) fn try_new(
+        snapshot: &LogSnapshot,
+        url: &str,
         store_url: ObjectStoreUrl,
         store: Arc<dyn ObjectStore>,
         prefix: &Path,
     ) -> MetaxyResult<Self> {
-        let refuse = |what: String| {
-            MetaxyError::Unsupported(format!("Delta table {}: {what}", table.table_url()))
-        };
-        let snapshot = table.snapshot().map_err(|e| MetaxyError::Delta {
-            context: format!("reading the snapshot of {}", table.table_url()),
-            source: Box::new(e),
-        })?;
-        let metadata = snapshot.metadata();
-        if let Some(mode) = metadata
-            .configuration()
+        let refuse = |what: String| MetaxyError::Unsupported(format!("Delta table {url}: {what}"));
+        if let Some(mode) = snapshot
+            .configuration
             .get("delta.columnMapping.mode")
             .filter(|m| !m.eq_ignore_ascii_case("none"))
         {
@@ -89,26 +82,18 @@ impl DeltaFilesTable {
                  never writes it"
             )));
         }
-        if !metadata.partition_columns().is_empty() {
+        if !snapshot.partition_columns.is_empty() {
             return Err(refuse(format!(
                 "partitioned tables (partitioned by {}) are not supported; metaxy writes \
                  unpartitioned tables",
-                metadata.partition_columns().join(", ")
+                snapshot.partition_columns.join(", ")
             )));
         }
-        let schema: Schema = snapshot
-            .schema()
-            .as_ref()
+        let schema: Schema = (&snapshot.schema)
             .try_into_arrow()
             .map_err(|e| refuse(format!("its schema has no arrow form: {e}")))?;
         let schema = Arc::new(schema);
-        let actions = snapshot
-            .add_actions_table(true)
-            .map_err(|e| MetaxyError::Delta {
-                context: format!("listing the files of {}", table.table_url()),
-                source: Box::new(e),
-            })?;
-        let files = files_of(&actions, &schema, prefix).map_err(refuse)?;
+        let files = files_of(&snapshot.files, &schema, prefix).map_err(refuse)?;
         let statistics = Statistics::try_merge_iter(
             files.iter().filter_map(|f| f.statistics.as_deref()),
             &schema,
@@ -154,35 +139,17 @@ impl DeltaFilesTable {
     }
 }
 
-/// The active files of an `add_actions_table(flatten = true)` batch: paths under `prefix`,
-/// sizes, and statistics where the Delta ones are exact bounds.
+/// The active files of a snapshot: paths under `prefix`, sizes, and statistics where the Delta
+/// ones are exact bounds.
 fn files_of(
-    actions: &RecordBatch,
+    log_files: &[LogFile],
     schema: &Schema,
     prefix: &Path,
 ) -> std::result::Result<Vec<PartitionedFile>, String> {
-    let int64 = |name: &str| {
-        actions
-            .column_by_name(name)?
-            .as_primitive_opt::<Int64Type>()
-    };
-    let paths = actions
-        .column_by_name("path")
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or("the log's file list has no path column")?;
-    let sizes = int64("size_bytes").ok_or("the log's file list has no size column")?;
-    let records = int64("num_records");
-    // Present only when the table supports deletion vectors, NULL for files without one.
-    let vectors = actions
-        .schema()
-        .fields()
-        .iter()
-        .find(|f| f.name().starts_with("deletion_vector."))
-        .and_then(|f| actions.column_by_name(f.name()).cloned());
-    let mut files = Vec::with_capacity(actions.num_rows());
-    for i in 0..actions.num_rows() {
-        let raw = paths.value(i);
-        if vectors.as_ref().is_some_and(|v| v.is_valid(i)) {
+    let mut files = Vec::with_capacity(log_files.len());
+    for log_file in log_files {
+        let raw = log_file.path.as_str();
+        if log_file.deletion_vector {
             return Err(format!(
                 "file {raw} has a deletion vector; deletion vectors are not supported (metaxy \
                  never writes them)"
@@ -196,16 +163,10 @@ fn files_of(
         let relative =
             Path::from_url_path(raw).map_err(|e| format!("file path {raw} is invalid: {e}"))?;
         let location = Path::from_iter(prefix.parts().chain(relative.parts()));
-        let size = u64::try_from(sizes.value(i)).map_err(|_| format!("file {raw}: bad size"))?;
+        let size = u64::try_from(log_file.size).map_err(|_| format!("file {raw}: bad size"))?;
         let mut file = PartitionedFile::new(location.to_string(), size);
-        if let Some(records) = records.filter(|r| r.is_valid(i)) {
-            file = file.with_statistics(Arc::new(file_statistics(
-                actions,
-                schema,
-                i,
-                records.value(i),
-                size,
-            )));
+        if let Some(stats) = &log_file.stats {
+            file = file.with_statistics(Arc::new(file_statistics(stats, schema, size)));
         }
         files.push(file);
     }
@@ -216,49 +177,35 @@ fn files_of(
 /// and the minimum and maximum of integer columns. Other bounds are left out: Delta cuts
 /// timestamp statistics to milliseconds and may cut strings to a prefix, so they are not
 /// bounds a pruning predicate may trust.
-fn file_statistics(
-    actions: &RecordBatch,
-    schema: &Schema,
-    row: usize,
-    records: i64,
-    size: u64,
-) -> Statistics {
-    let scalar = |name: String| -> Precision<ScalarValue> {
-        actions
-            .column_by_name(&name)
-            .filter(|c| c.is_valid(row))
-            .and_then(|c| ScalarValue::try_from_array(c, row).ok())
-            .map_or(Precision::Absent, Precision::Exact)
-    };
+fn file_statistics(stats: &FileStats, schema: &Schema, size: u64) -> Statistics {
     let columns = schema
         .fields()
         .iter()
         .map(|field| {
             let name = field.name();
-            let null_count = actions
-                .column_by_name(&format!("null_count.{name}"))
-                .and_then(|c| c.as_primitive_opt::<Int64Type>())
-                .filter(|c| c.is_valid(row))
-                .map_or(Precision::Absent, |c| {
-                    Precision::Exact(c.value(row).max(0) as usize)
-                });
-            let mut stats = ColumnStatistics::new_unknown().with_null_count(null_count);
+            let null_count = stats
+                .null_count
+                .get(name)
+                .map_or(Precision::Absent, |&n| Precision::Exact(n.max(0) as usize));
+            let mut column = ColumnStatistics::new_unknown().with_null_count(null_count);
             if field.data_type().is_integer() {
-                let cast = |p: Precision<ScalarValue>| match p {
-                    Precision::Exact(v) => v
+                // An integer bound as recorded (JSON numbers read as Int64), in the column's
+                // type; anything else (a fraction, a string) is no bound.
+                let bound = |v: Option<&ScalarValue>| match v {
+                    Some(v) if v.data_type().is_integer() && !v.is_null() => v
                         .cast_to(field.data_type())
                         .map_or(Precision::Absent, Precision::Exact),
-                    other => other,
+                    _ => Precision::Absent,
                 };
-                stats = stats
-                    .with_min_value(cast(scalar(format!("min.{name}"))))
-                    .with_max_value(cast(scalar(format!("max.{name}"))));
+                column = column
+                    .with_min_value(bound(stats.min.get(name)))
+                    .with_max_value(bound(stats.max.get(name)));
             }
-            stats
+            column
         })
         .collect();
     Statistics {
-        num_rows: Precision::Exact(records.max(0) as usize),
+        num_rows: Precision::Exact(stats.num_records.max(0) as usize),
         total_byte_size: Precision::Inexact(size as usize),
         column_statistics: columns,
     }

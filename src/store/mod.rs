@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod config;
 pub mod delta;
+mod delta_log;
 pub mod delta_scan;
 pub mod latest;
 mod latest_index;
