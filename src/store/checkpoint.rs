@@ -32,6 +32,18 @@ use crate::error::{MetaxyError, Result};
 /// which puts its ids in added files anyway, so keeping them would buy little and cost the
 /// resolve the time to record them.
 pub const MAX_CHECKPOINT_IDS: usize = 100_000;
+
+/// The most ids worth keeping for a resolve whose largest input table holds `input_rows` rows
+/// (`None`: not known): [`MAX_CHECKPOINT_IDS`], and no more than half those rows. A resolve
+/// that found most samples new or stale (the first resolve of a feature, a code version bump)
+/// would leave a checkpoint from which the next resolve re-examines most samples anyway, at
+/// the full resolve's cost, while recording it costs this one time (a third of the run of a
+/// 100K-sample new resolve: parquet-encoding the ids and writing the file).
+pub fn max_checkpoint_ids(input_rows: Option<usize>) -> usize {
+    input_rows.map_or(MAX_CHECKPOINT_IDS, |rows| {
+        (rows / 2).min(MAX_CHECKPOINT_IDS)
+    })
+}
 /// The key-value metadata entry of a checkpoint file holding its fingerprint and files.
 const META_KEY: &str = "metaxy.resolve_checkpoint";
 
@@ -63,6 +75,8 @@ pub struct Pending {
     pub tables: BTreeMap<String, Vec<String>>,
     /// The id columns of `changes` to keep.
     pub ids: Vec<String>,
+    /// With more changes than this, none is written ([`max_checkpoint_ids`]).
+    pub max_ids: usize,
 }
 
 impl Pending {
@@ -263,8 +277,12 @@ impl RecordExec {
 impl DisplayAs for RecordExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "ResolveCheckpointExec: {}", self.mode)?;
-        if self.record.is_some() {
-            write!(f, "; leaves a checkpoint when read to the end")?;
+        if let Some(record) = &self.record {
+            write!(
+                f,
+                "; leaves a checkpoint when read to the end with at most {} changes",
+                record.max_ids
+            )?;
         }
         Ok(())
     }
@@ -319,12 +337,13 @@ impl ExecutionPlan for RecordExec {
         let seen = Arc::clone(&self.seen);
         let tap = Arc::clone(&seen);
         let id_schema = Arc::new(schema.project(&indices)?);
+        let max_ids = pending.max_ids;
         let rows = input.map(move |batch| {
             let mut seen = tap.lock().unwrap_or_else(|e| e.into_inner());
             match &batch {
                 Ok(b) if !seen.failed => {
                     seen.rows += b.num_rows();
-                    if seen.rows > MAX_CHECKPOINT_IDS {
+                    if seen.rows > max_ids {
                         seen.failed = true;
                         seen.ids.clear();
                     } else {

@@ -23,7 +23,7 @@ use super::ResolveOptions;
 use crate::error::Result;
 use crate::graph::{FeatureGraph, FeatureKey};
 use crate::store::candidates::candidate_filter;
-use crate::store::checkpoint::{state_name, Pending, RecordingTable};
+use crate::store::checkpoint::{max_checkpoint_ids, state_name, Pending, RecordingTable};
 use crate::store::read::{locate, plan_scan, Lookup};
 use crate::store::{FeatureScan, MetadataStore, ReadOptions};
 
@@ -147,12 +147,26 @@ impl Inputs {
         }
         let fingerprint = fingerprint(graph, store, key, options)?;
         let name = state_name(&key.table_name());
+        // The rows of the largest upstream table, from the logs' statistics.
+        let input_rows = inputs
+            .scans
+            .iter()
+            .filter(|(k, _)| *k != key)
+            .map(|(_, scan)| match scan {
+                None => Some(0),
+                Some(scan) => scan
+                    .provider
+                    .statistics()
+                    .and_then(|s| s.num_rows.get_value().copied()),
+            })
+            .try_fold(0usize, |most, rows| Some(most.max(rows?)));
         inputs.record = Some(Arc::new(Pending {
             store: store.clone(),
             name: name.clone(),
             fingerprint: fingerprint.clone(),
             tables: tables.clone(),
             ids: ids.to_vec(),
+            max_ids: max_checkpoint_ids(input_rows),
         }));
         let checkpoint = match Pending::load(store, &name).await {
             Ok(Some(c)) => c,
