@@ -767,3 +767,76 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A resolve that finds more samples new or stale than half the rows of its largest input
+/// leaves no checkpoint (the next resolve would re-examine them all anyway, at the full
+/// resolve's cost); one that finds a few leaves one, and the next resolve starts from it.
+#[tokio::test]
+async fn a_checkpoint_is_left_only_by_a_resolve_of_few_changes() {
+    use datafusion_metaxy::store::delta::DeltaBackend;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let store = MetadataStore::new("cap", Arc::new(backend));
+    let ctx = SessionContext::new();
+    let graph = parse_graph(&DIFF_GRAPH.replace("CODE", "1"));
+    let leaf = key("d/leaf");
+    let checkpoint = dir
+        .path()
+        .join("_metaxy/resolve")
+        .join(format!("{}.parquet", leaf.table_name()));
+    let upstream = |fields: &str, n: u32, version: &str| {
+        format!(
+            "SELECT CAST(value AS BIGINT) AS sample_uid, named_struct({fields}) AS \
+             metaxy_provenance_by_field FROM range({n})"
+        )
+        .replace("V", version)
+    };
+    write_sql(
+        &ctx,
+        &graph,
+        &store,
+        "d/root",
+        &upstream("'a', 'aV', 'b', 'bV'", 10, "1"),
+    )
+    .await;
+    write_sql(
+        &ctx,
+        &graph,
+        &store,
+        "d/other",
+        &upstream("'o', 'oV'", 10, "1"),
+    )
+    .await;
+    let resolve = || resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default());
+    // All 10 samples new: more than half of the 10 rows of the largest input.
+    let inc = resolve().await.unwrap();
+    let mode = resolve_mode(&inc).await;
+    assert!(mode.contains("with at most 5 changes"), "{mode}");
+    let changes = inc.changes.drop_columns(&["metaxy_change"]).unwrap();
+    assert_eq!(changes.clone().count().await.unwrap(), 10);
+    assert!(
+        !checkpoint.exists(),
+        "a checkpoint of every sample was left"
+    );
+    assert!(resolve_mode(&resolve().await.unwrap())
+        .await
+        .contains("no checkpoint yet"));
+    // The pipeline writes them; then 3 of 10 samples change upstream (13 rows): a checkpoint.
+    store.write(&graph, &leaf, changes).await.unwrap();
+    write_sql(
+        &ctx,
+        &graph,
+        &store,
+        "d/root",
+        &upstream("'a', 'aV', 'b', 'bV'", 3, "2"),
+    )
+    .await;
+    let inc = resolve().await.unwrap();
+    let mode = resolve_mode(&inc).await;
+    assert!(mode.contains("with at most 6 changes"), "{mode}");
+    assert_eq!(inc.changes.count().await.unwrap(), 3);
+    assert!(checkpoint.is_file(), "no checkpoint of 3 changes");
+    let mode = resolve_mode(&resolve().await.unwrap()).await;
+    assert!(mode.contains("incremental resolve"), "{mode}");
+}

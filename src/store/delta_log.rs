@@ -260,15 +260,9 @@ fn replay_or_why(commits: &[bytes::Bytes]) -> std::result::Result<LogRead, Strin
             })
             .unwrap_or_default()
     };
-    let configuration = metadata
-        .get("configuration")
-        .and_then(|c| c.as_object())
-        .map(|c| {
-            c.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
+    let configuration = object_map(metadata.get("configuration"), |v| {
+        v.as_str().map(str::to_string)
+    });
     Ok(LogRead::Snapshot(Box::new(LogSnapshot {
         schema,
         configuration,
@@ -284,34 +278,27 @@ fn file_stats(json: &str) -> std::result::Result<Option<FileStats>, serde_json::
     let Some(num_records) = stats.get("numRecords").and_then(|n| n.as_i64()) else {
         return Ok(None);
     };
-    let values = |name: &str| -> HashMap<String, ScalarValue> {
-        stats
-            .get(name)
-            .and_then(|v| v.as_object())
-            .map(|columns| {
-                columns
-                    .iter()
-                    .filter_map(|(column, v)| Some((column.clone(), json_scalar(v)?)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let null_count = stats
-        .get("nullCount")
-        .and_then(|v| v.as_object())
-        .map(|columns| {
-            columns
-                .iter()
-                .filter_map(|(column, n)| Some((column.clone(), n.as_i64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
     Ok(Some(FileStats {
         num_records,
-        null_count,
-        min: values("minValues"),
-        max: values("maxValues"),
+        null_count: object_map(stats.get("nullCount"), serde_json::Value::as_i64),
+        min: object_map(stats.get("minValues"), json_scalar),
+        max: object_map(stats.get("maxValues"), json_scalar),
     }))
+}
+
+/// The entries of a JSON object that `value` maps (others left out; none when not an object).
+fn object_map<T>(
+    object: Option<&serde_json::Value>,
+    value: impl Fn(&serde_json::Value) -> Option<T>,
+) -> HashMap<String, T> {
+    object
+        .and_then(|o| o.as_object())
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), value(v)?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A statistic as the JSON holds it: integers as Int64, other numbers as Float64, strings

@@ -1,8 +1,9 @@
 //! A feature's Delta table read as DataFusion's own parquet scan.
 //!
 //! [`DeltaFilesTable`] is built from one Delta snapshot ([`super::delta_log`]): its schema and
-//! the list of its active files with their sizes and per-file statistics. Its scan is DataFusion's `DataSourceExec`
-//! over a `ParquetSource` (no delta-rs operator in the plan), so every node of a read or of
+//! the list of its active files with their sizes and per-file statistics. Its scan is
+//! DataFusion's `DataSourceExec` over a `ParquetSource` (no delta-rs operator in the plan), so
+//! every node of a read or of
 //! `resolve_update` is a DataFusion built-in or one of ours, and the plan serialises with
 //! datafusion-proto ([`super::codec`]).
 //!
