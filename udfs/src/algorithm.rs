@@ -209,12 +209,13 @@ pub(crate) trait RenderHash: Copy {
         false
     }
 
-    /// Appends the renderings of the eight strings `rows`, one after another, setting
-    /// `ends[r]` to `out`'s length after string `r`'s. Only called when
-    /// [`RenderHash::lanes8`] is true; this default renders them one by one.
-    fn render8(&self, rows: [&[u8]; 8], out: &mut Vec<u8>, ends: &mut [usize; 8]) {
-        for (row, end) in rows.into_iter().zip(ends.iter_mut()) {
-            self.render(row, out);
+    /// Appends the renderings of the eight strings `block[bounds[r]..bounds[r + 1]]`, one
+    /// after another, setting `ends[r]` to `out`'s length after string `r`'s. `block` has
+    /// [`LANES_SLACK`] bytes after the last string. Only called when [`RenderHash::lanes8`]
+    /// is true; this default renders them one by one.
+    fn render8(&self, block: &[u8], bounds: &[usize; 9], out: &mut Vec<u8>, ends: &mut [usize; 8]) {
+        for (r, end) in ends.iter_mut().enumerate() {
+            self.render(&block[bounds[r]..bounds[r + 1]], out);
             *end = out.len();
         }
     }
@@ -227,7 +228,10 @@ pub(crate) trait HashKernel {
 }
 
 /// Eight strings hashed at once (see [`RenderHash::render8`]).
-type LanesHash = fn([&[u8]; 8]) -> [u64; 8];
+type LanesHash = fn(&[u8], &[usize; 9]) -> [u64; 8];
+
+/// The bytes [`RenderHash::render8`]'s block has after its strings.
+pub(crate) const LANES_SLACK: usize = crate::xxh64_lanes::SLACK;
 
 /// An integer hash rendered in decimal, its first `keep` digits; `lanes`, where this CPU has
 /// it, the same hash of eight strings at once.
@@ -249,10 +253,10 @@ impl<H: Fn(&[u8]) -> u64 + Copy> RenderHash for Decimal<H> {
     }
 
     #[inline]
-    fn render8(&self, rows: [&[u8]; 8], out: &mut Vec<u8>, ends: &mut [usize; 8]) {
+    fn render8(&self, block: &[u8], bounds: &[usize; 9], out: &mut Vec<u8>, ends: &mut [usize; 8]) {
         let hashes = match self.lanes {
-            Some(lanes) => lanes(rows),
-            None => rows.map(|row| (self.hash)(row)),
+            Some(lanes) => lanes(block, bounds),
+            None => std::array::from_fn(|r| (self.hash)(&block[bounds[r]..bounds[r + 1]])),
         };
         for (hash, end) in hashes.into_iter().zip(ends.iter_mut()) {
             append_decimal_prefix(hash, self.keep, out);
@@ -350,11 +354,26 @@ fn decimal_digits8(x: u64) -> u64 {
 /// Appends the first `keep` decimal digits of `value` (all of them when it has fewer): the
 /// truncated rendering, byte for byte the prefix of `value.to_string()`. The (up to 20) digits
 /// are made eight at a time by [`decimal_digits8`] after divisions by the constants 10^16 and
-/// 10^8 (a multiply each), into a 24-byte buffer whose leading zeros are skipped. Over random
+/// 10^8 (a multiply each), into a 24-byte buffer whose leading zeros are skipped; when at most
+/// eight are kept of a value of 19 or 20 digits (nearly every truncated hash), only the first
+/// eight are made, from the value divided by 10^11 or 10^12. Over random
 /// u64s: 11.4–12.1 ns per value where `itoa` took 15.8–16.9 (8 digits kept: 11.7–14.6 against
 /// 15.3–17.1 for a division by a constant then `itoa`); docs/benchmarks.md, issue 19.
 #[inline(always)]
 pub(crate) fn append_decimal_prefix(value: u64, keep: usize, out: &mut Vec<u8>) {
+    const E18: u64 = 1_000_000_000_000_000_000;
+    if keep <= 8 && value >= E18 {
+        // 19 or 20 digits (19 in 20 random hashes), of which at most the first eight are kept:
+        // one word of digits from the value cut to eight.
+        let top = if value >= 10 * E18 {
+            value / 1_000_000_000_000
+        } else {
+            value / 100_000_000_000
+        };
+        let word = (decimal_digits8(top) + ASCII_ZEROS).to_le_bytes();
+        extend_small(out, &word[..keep]);
+        return;
+    }
     let mut buf = [0u8; 24];
     let start = if value < 100_000_000 {
         let low = decimal_digits8(value);

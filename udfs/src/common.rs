@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::ColumnarValue;
 
-use crate::algorithm::{HashKernel, RenderHash};
+use crate::algorithm::{HashKernel, RenderHash, LANES_SLACK};
 pub(crate) use crate::bytes::extend_small;
 use crate::error::UdfError;
 use crate::HashAlgorithm;
@@ -226,7 +226,7 @@ pub(crate) fn render_rows(
 /// [`render_rows`] for a kernel that first builds each row's bytes (`build(i, buf)` appends
 /// row `i`'s to `buf`), then hashes them with `r`. Where `r` hashes eight strings at once
 /// ([`RenderHash::lanes8`]), eight consecutive valid rows are built end to end and hashed
-/// together; any other row alone.
+/// together (followed by `LANES_SLACK` zero bytes the hash may read); any other row alone.
 pub(crate) fn render_built_rows<R: RenderHash>(
     function: &'static str,
     len: usize,
@@ -257,8 +257,8 @@ pub(crate) fn render_built_rows<R: RenderHash>(
                 build(i + k, &mut block);
             }
             starts[8] = block.len();
-            let rows: [&[u8]; 8] = std::array::from_fn(|k| &block[starts[k]..starts[k + 1]]);
-            r.render8(rows, &mut out.values, &mut ends);
+            block.extend_from_slice(&[0; LANES_SLACK]);
+            r.render8(&block, &starts, &mut out.values, &mut ends);
             out.offsets.extend(ends.iter().map(|&e| e as i32));
             i += 8;
             continue;

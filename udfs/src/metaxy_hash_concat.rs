@@ -58,6 +58,10 @@ trait Values {
     /// # Safety
     /// `i` must be below the array's length (any `i` for a scalar).
     unsafe fn value(&self, i: usize) -> &[u8];
+
+    /// Asks the CPU to start loading what row `i + 64` or so will read (a hint; nothing is
+    /// read here).
+    fn prefetch(&self, _i: usize) {}
 }
 
 /// A Utf8 column's buffers, the common case, read without dispatching on the type per row.
@@ -76,6 +80,26 @@ impl Values for Utf8Values<'_> {
             let end = *self.offsets.get_unchecked(i + 1) as usize;
             self.data.get_unchecked(start..end)
         }
+    }
+
+    /// The row loops read several columns a row at a time: eight or more streams of offsets
+    /// and bytes, which the hardware prefetchers lose (the offsets' load was 22% of the row
+    /// loop's samples in the wide 1M resolve). Ahead by 64 rows' offsets and 512 bytes.
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let start = self.offsets.get(i).map_or(0, |&o| o as usize);
+            // SAFETY: SSE is part of x86-64; prefetches read nothing and never fault, so the
+            // addresses need not be within the buffers.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(self.offsets.as_ptr().wrapping_add(i + 64).cast());
+                _mm_prefetch::<_MM_HINT_T0>(self.data.as_ptr().wrapping_add(start + 512).cast());
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
     }
 }
 
@@ -136,6 +160,11 @@ impl<V: Values> HashKernel for ConcatKernel<'_, V> {
     fn run<R: RenderHash>(self, r: R) -> Result<StringArray, UdfError> {
         let Layout { prefix, columns } = self.layout;
         render_built_rows(NAME, self.rows, self.nulls, self.width, r, |i, joined| {
+            if i % 8 == 0 {
+                for (values, _) in columns {
+                    values.prefetch(i);
+                }
+            }
             extend_small(joined, prefix);
             for (values, constant) in columns {
                 // SAFETY: `i < rows`, and every column part has `rows` values (checked).
