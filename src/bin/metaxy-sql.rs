@@ -152,10 +152,21 @@ fn main() -> ExitCode {
     } else {
         runtime.block_on(run_scripts(&mut shell, &args))
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    };
+    if memory_limit.is_none() {
+        // Leave without dropping the session and the runtime: every statement has finished
+        // (its writes awaited) and its output is flushed, and without a memory limit nothing
+        // spilled to a temporary directory that dropping the session would remove. Freeing
+        // every allocation one by one (the allocator then hands pages back with `madvise`)
+        // and stopping the runtime's threads was ~1 ms of a 100K-sample resolve process.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
     }
+    code
 }
 
 /// Prints `e` as users see every error (no backtrace) and gives the failing exit code.
