@@ -88,18 +88,23 @@ impl DeltaBackend {
     /// A backend rooted at a local path (created when missing) or a URL (`s3://…`, `file://…`).
     /// `storage_options` are delta-rs / object_store options (credentials, endpoint, …).
     pub fn new(root: &str, storage_options: HashMap<String, String>) -> Result<Self> {
-        let root = deltalake::ensure_table_uri(root)
-            .map_err(|e| delta_error(&format!("invalid store root '{root}'"), e))?;
-        let mut storage_options = storage_options;
-        if root.scheme() != "file" {
-            // The S3, GCS and Azure handlers, registered on the first store that may need
-            // them (not at start-up: registering the three took ~0.4 ms of every process).
+        let remote =
+            url::Url::parse(root).is_ok_and(|u| u.scheme().len() > 1 && u.scheme() != "file");
+        if remote {
+            // The S3, GCS and Azure handlers (delta-rs knows only `file` and `memory` URLs
+            // without them), registered for the first store on a URL, not at the start of
+            // every process (that took ~0.4 ms of each).
             static CLOUD_HANDLERS: std::sync::Once = std::sync::Once::new();
             CLOUD_HANDLERS.call_once(|| {
                 deltalake_aws::register_handlers(None);
                 deltalake_gcp::register_handlers(None);
                 deltalake_azure::register_handlers(None);
             });
+        }
+        let root = deltalake::ensure_table_uri(root)
+            .map_err(|e| delta_error(&format!("invalid store root '{root}'"), e))?;
+        let mut storage_options = storage_options;
+        if root.scheme() != "file" {
             // An unreachable endpoint fails within seconds rather than after object_store's
             // default of 10 retries over 3 minutes; set any of these to override.
             for (k, v) in REMOTE_DEFAULTS {
