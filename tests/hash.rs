@@ -124,7 +124,9 @@ async fn hash_concat_over_columns_equals_the_hash_of_the_joined_string() {
 }
 
 /// Parts of one width (as truncated hashes are), with a row of another width now and then,
-/// empty values and NULLs: every row equals the hash of its own joined string.
+/// empty values and NULLs: every row equals the hash of its own joined string. A single column
+/// part (hashed straight from the column's buffer, eight values at a time until the last bytes
+/// of the buffer) and the one-argument functions over the same column too.
 #[tokio::test]
 async fn hash_concat_of_equal_width_parts_with_outliers_is_exact() {
     let ctx = context();
@@ -155,7 +157,9 @@ async fn hash_concat_of_equal_width_parts_with_outliers_is_exact() {
     let rows = query_rows(
         &ctx,
         "SELECT metaxy_hash_concat('xxhash64', 8, '|', 'f', '1', 'up/x.audio', a, 'up/y.frames', b),
-                metaxy_hash_concat('md5', NULL, '|', a, 'up/y.frames', b, a)
+                metaxy_hash_concat('md5', NULL, '|', a, 'up/y.frames', b, a),
+                metaxy_hash_concat('xxhash64', 8, '|', a), metaxy_hash_concat('xxhash64', NULL, '|', b),
+                xxhash64(a), metaxy_hash(arrow_cast(b, 'Binary'), 'xxhash64', 3)
          FROM widths",
     )
     .await;
@@ -174,6 +178,18 @@ async fn hash_concat_of_equal_width_parts_with_outliers_is_exact() {
             _ => ("NULL".to_string(), "NULL".to_string()),
         };
         assert_eq!((&row[0], &row[1]), (&want0, &want1), "row {i}");
+        let one = |v: &Option<String>, keep: Option<usize>| {
+            v.as_ref()
+                .map_or("NULL".to_string(), |v| xx.hash_str(v, keep))
+        };
+        assert_eq!(row[2], one(&a[i], Some(8)), "row {i}: one part");
+        assert_eq!(row[3], one(&b[i], None), "row {i}: one part, whole");
+        assert_eq!(row[4], one(&a[i], None), "row {i}: xxhash64");
+        assert_eq!(
+            row[5],
+            one(&b[i], Some(3)),
+            "row {i}: metaxy_hash of binary"
+        );
     }
 }
 

@@ -115,9 +115,7 @@ impl HashKernel for ArrayKernel<'_> {
         let out = match array.data_type() {
             DataType::Utf8 => {
                 let a = array.as_string::<i32>();
-                render_rows(function, len, nulls, width, |i, out| {
-                    r.render(unsafe { a.value_unchecked(i) }.as_bytes(), out)
-                })
+                render_values(function, a.value_offsets(), a.value_data(), nulls, width, r)
             }
             DataType::LargeUtf8 => {
                 let a = array.as_string::<i64>();
@@ -133,9 +131,7 @@ impl HashKernel for ArrayKernel<'_> {
             }
             DataType::Binary => {
                 let a = array.as_binary::<i32>();
-                render_rows(function, len, nulls, width, |i, out| {
-                    r.render(unsafe { a.value_unchecked(i) }, out)
-                })
+                render_values(function, a.value_offsets(), a.value_data(), nulls, width, r)
             }
             DataType::LargeBinary => {
                 let a = array.as_binary::<i64>();
@@ -219,6 +215,49 @@ pub(crate) fn render_rows(
             debug_assert!(out.values.len() - start <= width);
         }
         out.end_row();
+    }
+    Ok(out.finish(nulls))
+}
+
+/// [`render_rows`] over the values of a Utf8 or Binary array (`offsets` and `data` its
+/// buffers): where `r` hashes eight strings at once ([`RenderHash::lanes8`]), eight
+/// consecutive valid values are hashed together straight from `data` (they lie back to back
+/// there) when `data` has [`LANES_SLACK`] bytes after them; any other value alone.
+pub(crate) fn render_values<R: RenderHash>(
+    function: &'static str,
+    offsets: &[i32],
+    data: &[u8],
+    nulls: Option<NullBuffer>,
+    width: usize,
+    r: R,
+) -> std::result::Result<StringArray, UdfError> {
+    let len = offsets.len().saturating_sub(1);
+    let value = |i: usize| &data[offsets[i] as usize..offsets[i + 1] as usize];
+    if !r.lanes8() {
+        return render_rows(function, len, nulls, width, |i, out| {
+            r.render(value(i), out)
+        });
+    }
+    let mut out = Rendered::with_capacity(function, len, width)?;
+    let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+    let mut ends = [0usize; 8];
+    let mut i = 0;
+    while i < len {
+        if i + 8 <= len
+            && offsets[i + 8] as usize + LANES_SLACK <= data.len()
+            && (i..i + 8).all(valid)
+        {
+            let bounds: [usize; 9] = std::array::from_fn(|k| offsets[i + k] as usize);
+            r.render8(data, &bounds, &mut out.values, &mut ends);
+            out.offsets.extend(ends.iter().map(|&e| e as i32));
+            i += 8;
+            continue;
+        }
+        if valid(i) {
+            r.render(value(i), &mut out.values);
+        }
+        out.end_row();
+        i += 1;
     }
     Ok(out.finish(nulls))
 }
