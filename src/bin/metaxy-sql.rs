@@ -161,7 +161,8 @@ fn main() -> ExitCode {
         // (its writes awaited) and its output is flushed, and without a memory limit nothing
         // spilled to a temporary directory that dropping the session would remove. Freeing
         // every allocation one by one (the allocator then hands pages back with `madvise`)
-        // and stopping the runtime's threads was ~1 ms of a 100K-sample resolve process.
+        // and stopping the runtime's threads came between the output and `exit_group` of a
+        // 100K-sample resolve process (3.7 ms under `strace`; docs/benchmarks.md).
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });

@@ -12,8 +12,9 @@
 //!
 //! Arguments may be Utf8, LargeUtf8, Utf8View or any binary type; NULL in gives NULL out.
 //!
-//! `metaxy_hash_concat` with xxhash64 hashes eight rows at once where the CPU has AVX-512F and
-//! AVX-512DQ (detected at run time; the results are the same bits either way).
+//! With xxhash64, `metaxy_hash_concat` and the one-argument forms over Utf8 or Binary columns
+//! hash eight rows at once where the CPU has AVX-512F and AVX-512DQ (detected at run time; the
+//! results are the same bits either way).
 //!
 //! ```
 //! use datafusion::prelude::SessionContext;
