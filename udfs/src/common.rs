@@ -219,10 +219,47 @@ pub(crate) fn render_rows(
     Ok(out.finish(nulls))
 }
 
+/// The row loop of the kernels that hash eight strings at once ([`RenderHash::lanes8`]):
+/// eight consecutive valid rows `i..i + 8` go to `eight(i, scratch, out, ends)`, which renders
+/// them into `out` and sets `ends` as [`RenderHash::render8`] does, or returns false when it
+/// cannot take them; every other valid row goes to `one(i, scratch, out)`. `scratch` is a
+/// buffer reused from call to call.
+fn render_eights(
+    function: &'static str,
+    len: usize,
+    nulls: Option<NullBuffer>,
+    width: usize,
+    mut eight: impl FnMut(usize, &mut Vec<u8>, &mut Vec<u8>, &mut [usize; 8]) -> bool,
+    mut one: impl FnMut(usize, &mut Vec<u8>, &mut Vec<u8>),
+) -> std::result::Result<StringArray, UdfError> {
+    let mut out = Rendered::with_capacity(function, len, width)?;
+    let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+    let mut scratch = Vec::new();
+    let mut ends = [0usize; 8];
+    let mut i = 0;
+    while i < len {
+        if i + 8 <= len
+            && (i..i + 8).all(valid)
+            && eight(i, &mut scratch, &mut out.values, &mut ends)
+        {
+            out.offsets.extend(ends.iter().map(|&e| e as i32));
+            i += 8;
+            continue;
+        }
+        if valid(i) {
+            one(i, &mut scratch, &mut out.values);
+        }
+        out.end_row();
+        i += 1;
+    }
+    debug_assert!(out.values.len() <= len * width);
+    Ok(out.finish(nulls))
+}
+
 /// [`render_rows`] over the values of a Utf8 or Binary array (`offsets` and `data` its
-/// buffers): where `r` hashes eight strings at once ([`RenderHash::lanes8`]), eight
-/// consecutive valid values are hashed together straight from `data` (they lie back to back
-/// there) when `data` has [`LANES_SLACK`] bytes after them; any other value alone.
+/// buffers): where `r` hashes eight strings at once, eight consecutive valid values are hashed
+/// together straight from `data` (they lie back to back there) when `data` has
+/// [`LANES_SLACK`] bytes after them; any other value alone.
 pub(crate) fn render_values<R: RenderHash>(
     function: &'static str,
     offsets: &[i32],
@@ -238,80 +275,66 @@ pub(crate) fn render_values<R: RenderHash>(
             r.render(value(i), out)
         });
     }
-    let mut out = Rendered::with_capacity(function, len, width)?;
-    let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
-    let mut ends = [0usize; 8];
-    let mut i = 0;
-    while i < len {
-        if i + 8 <= len
-            && offsets[i + 8] as usize + LANES_SLACK <= data.len()
-            && (i..i + 8).all(valid)
-        {
+    render_eights(
+        function,
+        len,
+        nulls,
+        width,
+        |i, _, out, ends| {
+            if offsets[i + 8] as usize + LANES_SLACK > data.len() {
+                return false;
+            }
             let bounds: [usize; 9] = std::array::from_fn(|k| offsets[i + k] as usize);
-            r.render8(data, &bounds, &mut out.values, &mut ends);
-            out.offsets.extend(ends.iter().map(|&e| e as i32));
-            i += 8;
-            continue;
-        }
-        if valid(i) {
-            r.render(value(i), &mut out.values);
-        }
-        out.end_row();
-        i += 1;
-    }
-    Ok(out.finish(nulls))
+            r.render8(data, &bounds, out, ends);
+            true
+        },
+        |i, _, out| r.render(value(i), out),
+    )
 }
 
 /// [`render_rows`] for a kernel that first builds each row's bytes (`build(i, buf)` appends
-/// row `i`'s to `buf`), then hashes them with `r`. Where `r` hashes eight strings at once
-/// ([`RenderHash::lanes8`]), eight consecutive valid rows are built end to end and hashed
-/// together (followed by `LANES_SLACK` zero bytes the hash may read); any other row alone.
+/// row `i`'s to `buf`), then hashes them with `r`. Where `r` hashes eight strings at once,
+/// eight consecutive valid rows are built end to end and hashed together (followed by
+/// `LANES_SLACK` zero bytes the hash may read); any other row alone.
 pub(crate) fn render_built_rows<R: RenderHash>(
     function: &'static str,
     len: usize,
     nulls: Option<NullBuffer>,
     width: usize,
     r: R,
-    mut build: impl FnMut(usize, &mut Vec<u8>),
+    build: impl Fn(usize, &mut Vec<u8>),
 ) -> std::result::Result<StringArray, UdfError> {
-    // Grows to the longest rows within the first rows, then is reused.
-    let mut block: Vec<u8> = Vec::with_capacity(if r.lanes8() { 4096 } else { 512 });
     if !r.lanes8() {
+        let mut block = Vec::new();
         return render_rows(function, len, nulls, width, |i, out| {
             block.clear();
             build(i, &mut block);
             r.render(&block, out);
         });
     }
-    let mut out = Rendered::with_capacity(function, len, width)?;
-    let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
-    let mut starts = [0usize; 9];
-    let mut ends = [0usize; 8];
-    let mut i = 0;
-    while i < len {
-        if i + 8 <= len && (i..i + 8).all(valid) {
+    render_eights(
+        function,
+        len,
+        nulls,
+        width,
+        |i, block, out, ends| {
             block.clear();
+            let mut starts = [0usize; 9];
             for (k, start) in starts.iter_mut().take(8).enumerate() {
                 *start = block.len();
-                build(i + k, &mut block);
+                build(i + k, block);
             }
             starts[8] = block.len();
             block.extend_from_slice(&[0; LANES_SLACK]);
-            r.render8(&block, &starts, &mut out.values, &mut ends);
-            out.offsets.extend(ends.iter().map(|&e| e as i32));
-            i += 8;
-            continue;
-        }
-        if valid(i) {
+            r.render8(block, &starts, out, ends);
+            true
+        },
+        |i, block, out| {
             block.clear();
-            build(i, &mut block);
-            r.render(&block, &mut out.values);
-        }
-        out.end_row();
-        i += 1;
-    }
-    debug_assert!(out.values.len() <= len * width);
-    Ok(out.finish(nulls))
+            build(i, block);
+            r.render(block, out);
+        },
+    )
 }
 
 /// Declares a one-argument hash function `name(s)`: its `ScalarUDFImpl`, its documentation, a
