@@ -197,16 +197,14 @@ impl TableProvider for RecordingTable {
             .downcast_ref::<datafusion::execution::SessionState>()
         {
             Some(session) => {
-                let mut config = session.config().clone();
-                config.options_mut().set(
+                // A copy of the state with one option changed (building a state anew would
+                // register every function again).
+                let mut session = session.clone();
+                session.config_mut().options_mut().set(
                     "datafusion.optimizer.enable_dynamic_filter_pushdown",
                     "false",
                 )?;
-                datafusion::execution::SessionStateBuilder::new_from_existing(session.clone())
-                    .with_config(config)
-                    .build()
-                    .create_physical_plan(&self.plan)
-                    .await?
+                session.create_physical_plan(&self.plan).await?
             }
             None => state.create_physical_plan(&self.plan).await?,
         };
