@@ -7,12 +7,12 @@
 //!   docs/benchmarks.md, fixed costs). Linked without PIE, the linker resolves them once.
 //! - Release builds lay the functions a statement runs out together at the start of `.text`, in
 //!   the order `src/bin/metaxy-sql.order` lists them (written by
-//!   `tests/bench/order_functions.sh`). The binary has 140 MB of code and a statement runs ~9 MB
+//!   `tests/bench/order_functions.sh`). The binary has 140 MB of code and statements run ~13 MB
 //!   of it; scattered, its first touches fault in ~950 separate 64 KiB windows of the file, and
 //!   the process pays again to unmap them at exit. Names the build no longer has are skipped, so a
 //!   stale list costs speed, never correctness. Needs LLD, rustc's default linker on
-//!   x86_64-unknown-linux-gnu; a build that picks another linker (`-C linker…` in its rustflags)
-//!   is left as is.
+//!   x86_64-unknown-linux-gnu; a build that picks another linker (a configured `linker`, or
+//!   `-C linker…` in its rustflags) is left as is.
 fn main() {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let linux_gnu = var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu";
@@ -20,6 +20,7 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
     let default_lld = var("TARGET") == "x86_64-unknown-linux-gnu"
+        && std::env::var_os("RUSTC_LINKER").is_none()
         && !var("CARGO_ENCODED_RUSTFLAGS").contains("linker");
     if default_lld && var("PROFILE") == "release" {
         let order =
