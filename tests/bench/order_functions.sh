@@ -2,7 +2,7 @@
 # Writes src/bin/metaxy-sql.order: every function of the release `metaxy-sql` that typical
 # statements run, which build.rs asks the linker to lay out together (see build.rs for why).
 #
-#   tests/bench/order_functions.sh        # needs valgrind; ~5 minutes after a release build
+#   tests/bench/order_functions.sh        # needs valgrind; ~2 minutes after a release build
 #
 # Runs each statement once under callgrind (which records every function executed, however
 # briefly, unlike sampling): the start of a session, reads, a write and resolve_update new,
