@@ -260,7 +260,7 @@ fn render_eights(
 /// buffers): where `r` hashes eight strings at once, eight consecutive valid values are hashed
 /// together straight from `data` (they lie back to back there) when `data` has
 /// [`LANES_SLACK`] bytes after them; any other value alone.
-pub(crate) fn render_values<R: RenderHash>(
+fn render_values<R: RenderHash>(
     function: &'static str,
     offsets: &[i32],
     data: &[u8],

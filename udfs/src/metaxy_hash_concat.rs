@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::algorithm::{HashKernel, RenderHash};
-use crate::common::{algorithm_arg, extend_small, render_built_rows, render_values, truncate_arg};
+use crate::common::{algorithm_arg, extend_small, invoke_hash, render_built_rows, truncate_arg};
 use crate::error::UdfError;
 use crate::HashAlgorithm;
 
@@ -175,30 +175,6 @@ impl<V: Values> HashKernel for ConcatKernel<'_, V> {
     }
 }
 
-/// Hashes one Utf8 column's values as they are (a concatenation of one column part and nothing
-/// else: a sample's provenance over one field).
-struct ValuesKernel<'a> {
-    array: &'a StringArray,
-    nulls: Option<NullBuffer>,
-    width: usize,
-}
-
-impl HashKernel for ValuesKernel<'_> {
-    type Output = Result<StringArray, UdfError>;
-
-    fn run<R: RenderHash>(self, r: R) -> Result<StringArray, UdfError> {
-        let a = self.array;
-        render_values(
-            NAME,
-            a.value_offsets(),
-            a.value_data(),
-            self.nulls,
-            self.width,
-            r,
-        )
-    }
-}
-
 /// The hashes of the `rows` joined strings of `layout`.
 fn hash_rows<V: Values>(
     algorithm: HashAlgorithm,
@@ -334,6 +310,12 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
                 }
             }
         }
+        // One column part and nothing else (a sample's provenance over one field): its values
+        // are the joined strings, hashed as `metaxy_hash(part)` hashes a column (eight at a
+        // time straight from a Utf8 column's buffer).
+        if let [ColumnarValue::Array(_)] = &args.args[3..] {
+            return invoke_hash(NAME, &args.args[3], algorithm, truncate_to);
+        }
         // NULL where any column part is NULL; everywhere when a constant part is.
         let nulls = if rows_to_hash == 0 {
             Some(NullBuffer::new_null(rows))
@@ -356,32 +338,20 @@ impl ScalarUDFImpl for MetaxyHashConcatFunc {
                 _ => None,
             })
             .collect();
-        let array: ArrayRef = Arc::new(match (&layout.prefix[..], &layout.columns[..]) {
-            // One Utf8 column and no constant: its values are the joined strings.
-            ([], [(Part::Utf8(a), after)]) if after.is_empty() && rows_to_hash > 0 => algorithm
-                .with_kernel(
+        let array: ArrayRef = Arc::new(match utf8 {
+            // Every column part Utf8: one loop without a type dispatch per part and row.
+            Some(columns) => {
+                let prefix = layout.prefix.clone();
+                hash_rows(
+                    algorithm,
                     truncate_to,
-                    ValuesKernel {
-                        array: a,
-                        nulls,
-                        width,
-                    },
-                ),
-            _ => match utf8 {
-                // Every column part Utf8: one loop without a type dispatch per part and row.
-                Some(columns) => {
-                    let prefix = layout.prefix.clone();
-                    hash_rows(
-                        algorithm,
-                        truncate_to,
-                        &Layout { prefix, columns },
-                        rows,
-                        nulls,
-                        width,
-                    )
-                }
-                None => hash_rows(algorithm, truncate_to, &layout, rows, nulls, width),
-            },
+                    &Layout { prefix, columns },
+                    rows,
+                    nulls,
+                    width,
+                )
+            }
+            None => hash_rows(algorithm, truncate_to, &layout, rows, nulls, width),
         }?);
         Ok(if all_scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
