@@ -240,6 +240,9 @@ struct Decimal<H> {
     hash: H,
     keep: usize,
     lanes: Option<LanesHash>,
+    /// Whether `render8` renders its eight hashes together ([`crate::decimal_lanes`]): eight
+    /// digits kept, on a CPU that has the instructions.
+    first8_lanes: bool,
 }
 
 impl<H: Fn(&[u8]) -> u64 + Copy> RenderHash for Decimal<H> {
@@ -258,6 +261,13 @@ impl<H: Fn(&[u8]) -> u64 + Copy> RenderHash for Decimal<H> {
             Some(lanes) => lanes(block, bounds),
             None => std::array::from_fn(|r| (self.hash)(&block[bounds[r]..bounds[r + 1]])),
         };
+        let start = out.len();
+        if self.first8_lanes && crate::decimal_lanes::append_first8_x8(&hashes, out) {
+            for (r, end) in ends.iter_mut().enumerate() {
+                *end = start + 8 * (r + 1);
+            }
+            return;
+        }
         for (hash, end) in hashes.into_iter().zip(ends.iter_mut()) {
             append_decimal_prefix(hash, self.keep, out);
             *end = out.len();
@@ -297,21 +307,25 @@ impl HashAlgorithm {
                 keep,
                 lanes: crate::xxh64_lanes::available()
                     .then_some(crate::xxh64_lanes::xxh64_x8 as LanesHash),
+                first8_lanes: keep == 8 && crate::decimal_lanes::available(),
             }),
             HashAlgorithm::Xxhash32 => kernel.run(Decimal {
                 hash: xxh32_seed0,
                 keep,
                 lanes: None,
+                first8_lanes: false,
             }),
             HashAlgorithm::Xxh3_64 => kernel.run(Decimal {
                 hash: xxhash_rust::xxh3::xxh3_64,
                 keep,
                 lanes: None,
+                first8_lanes: false,
             }),
             HashAlgorithm::Wyhash => kernel.run(Decimal {
                 hash: wyhash_seed0,
                 keep,
                 lanes: None,
+                first8_lanes: false,
             }),
             HashAlgorithm::Md5 => kernel.run(Hex {
                 append: append_md5,

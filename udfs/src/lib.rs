@@ -38,6 +38,7 @@ mod algorithm;
 mod bytes;
 #[macro_use]
 mod common;
+mod decimal_lanes;
 mod error;
 mod metaxy_hash;
 mod metaxy_hash_concat;
