@@ -156,9 +156,15 @@ impl DeltaBackend {
             })
             .map_err(|e| delta_error(&format!("object store of {}", self.root), e))?;
         let root = self.root_store.get_or_init(|| log_store.object_store(None));
-        let bucket = self
-            .bucket_store
-            .get_or_init(|| log_store.root_object_store(None));
+        let bucket = self.bucket_store.get_or_init(|| {
+            let bucket = log_store.root_object_store(None);
+            if self.root.scheme() == "file" {
+                // Scans and log reads of local files read them in place.
+                Arc::new(super::mapped_files::MappedFiles::new(bucket))
+            } else {
+                bucket
+            }
+        });
         Ok((Arc::clone(root), Arc::clone(bucket)))
     }
 

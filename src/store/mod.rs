@@ -13,6 +13,7 @@ pub mod delta_scan;
 pub mod latest;
 mod latest_index;
 mod latest_sort;
+pub mod mapped_files;
 pub mod memory;
 pub(crate) mod read;
 mod row_times;

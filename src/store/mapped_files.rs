@@ -1,0 +1,312 @@
+//! Local files read in place: the object store a Delta store on a local path reads through.
+//!
+//! object_store's `LocalFileSystem` reads every range on tokio's blocking pool (one more thread
+//! started per concurrent read) into a freshly allocated, zeroed buffer: each 4 KiB of a parquet
+//! column chunk costs a new anonymous page (a page fault, the page cleared, then the copy from
+//! the page cache). [`MappedFiles`] answers the plain reads instead, on the calling thread:
+//!
+//! - a request for less than [`MAP_FROM`] bytes (a Delta commit, a parquet footer) is read with
+//!   one positioned read into a buffer of its size;
+//! - a larger one (column chunks) maps the file and hands out slices of the mapping: the pages
+//!   are the page cache's own, mapped sixteen at a time on first access, never copied.
+//!
+//! Everything else (writes, listings, deletes, conditional or versioned reads, `head`) and any
+//! read that fails here (a missing file, a directory, a range past the end) goes to the wrapped
+//! store, so its results and errors are the wrapped store's.
+//!
+//! A mapping is only safe while no one shortens the file: reading a page past a truncated end
+//! raises SIGBUS. Delta's data files are immutable (written once, then at most deleted, which
+//! leaves a mapping valid), and object_store replaces a file by writing a new one and renaming
+//! it over the old, never in place; metaxy (Python and ours) writes only through it. A file
+//! truncated by hand while a query reads it is the one case this does not survive.
+
+use std::fmt;
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result,
+};
+
+/// Reads of at least this many bytes (in one request) map the file; smaller ones copy.
+pub const MAP_FROM: u64 = 64 * 1024;
+
+/// The local file system under `/`, read in place (see the module documentation); `inner`
+/// (the store delta-rs built for the same root) does everything else.
+#[derive(Debug)]
+pub struct MappedFiles {
+    inner: Arc<dyn ObjectStore>,
+    paths: LocalFileSystem,
+}
+
+impl MappedFiles {
+    /// Wraps `inner`, a store whose paths are absolute file system paths (a `file://` URL's
+    /// bucket store).
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            paths: LocalFileSystem::new(),
+        }
+    }
+
+    /// The file at `location`, opened, with its metadata; `None` when it is not a readable
+    /// regular file (left to the wrapped store, which says why).
+    fn open(&self, location: &Path) -> Option<(File, std::fs::Metadata)> {
+        let path = self.paths.path_to_filesystem(location).ok()?;
+        let file = File::open(path).ok()?;
+        let metadata = file.metadata().ok()?;
+        metadata.is_file().then_some((file, metadata))
+    }
+
+    /// The bytes of `ranges` of `location`, or `None` where the wrapped store should answer.
+    fn read(&self, location: &Path, ranges: &[Range<u64>]) -> Option<Vec<Bytes>> {
+        let (file, metadata) = self.open(location)?;
+        read_ranges(&file, metadata.len(), ranges)
+    }
+
+    /// The bytes of `range` of `location` (all of it without one), its metadata and the range
+    /// read, or `None` where the wrapped store should answer.
+    fn read_one(
+        &self,
+        location: &Path,
+        range: Option<&GetRange>,
+    ) -> Option<(Bytes, ObjectMeta, Range<u64>)> {
+        let (file, metadata) = self.open(location)?;
+        let size = metadata.len();
+        let range = match range {
+            None => 0..size,
+            Some(r) => r.as_range(size).ok()?,
+        };
+        let bytes = read_ranges(&file, size, std::slice::from_ref(&range))?.pop()?;
+        let meta = ObjectMeta {
+            location: location.clone(),
+            last_modified: metadata.modified().ok()?.into(),
+            size,
+            e_tag: None,
+            version: None,
+        };
+        Some((bytes, meta, range))
+    }
+}
+
+/// `ranges` of `file` (`size` bytes long): copied when they are small, else slices of a
+/// mapping; `None` when a range is not within the file or the read fails.
+fn read_ranges(file: &File, size: u64, ranges: &[Range<u64>]) -> Option<Vec<Bytes>> {
+    if ranges.iter().any(|r| r.start > r.end || r.end > size) {
+        return None;
+    }
+    let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    if total < MAP_FROM {
+        let mut parts = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            let mut buffer = vec![0; usize::try_from(range.end - range.start).ok()?];
+            file.read_exact_at(&mut buffer, range.start).ok()?;
+            parts.push(Bytes::from(buffer));
+        }
+        return Some(parts);
+    }
+    // SAFETY: see the module documentation: the file is not shortened while mapped.
+    let map = Arc::new(unsafe { memmap2::Mmap::map(file) }.ok()?);
+    let parts = ranges
+        .iter()
+        .map(|r| {
+            Bytes::from_owner(Slice {
+                map: Arc::clone(&map),
+                // Within the file (checked above), hence within the mapping.
+                range: r.start as usize..r.end as usize,
+            })
+        })
+        .collect();
+    Some(parts)
+}
+
+/// A range of a mapped file, owning (a share of) the mapping.
+struct Slice {
+    map: Arc<memmap2::Mmap>,
+    range: Range<usize>,
+}
+
+impl AsRef<[u8]> for Slice {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.range.clone()]
+    }
+}
+
+impl fmt::Display for MappedFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MappedFiles({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MappedFiles {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let plain = !options.head
+            && options.if_match.is_none()
+            && options.if_none_match.is_none()
+            && options.if_modified_since.is_none()
+            && options.if_unmodified_since.is_none()
+            && options.version.is_none();
+        if plain {
+            if let Some((bytes, meta, range)) = self.read_one(location, options.range.as_ref()) {
+                return Ok(GetResult {
+                    payload: GetResultPayload::Stream(
+                        futures::stream::once(async move { Ok(bytes) }).boxed(),
+                    ),
+                    meta,
+                    range,
+                    attributes: Default::default(),
+                });
+            }
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        match self.read(location, ranges) {
+            Some(parts) => Ok(parts),
+            None => self.inner.get_ranges(location, ranges).await,
+        }
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::local::LocalFileSystem;
+    use object_store::path::Path;
+    use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+
+    use super::{MappedFiles, MAP_FROM};
+
+    /// Every read answers what object_store's own local store answers: whole files, bounded,
+    /// offset and suffix ranges, several ranges at once, copied (small) and mapped (large);
+    /// and the same errors for a missing file and a range past the end.
+    #[tokio::test]
+    async fn reads_equal_the_local_file_system() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let size = 3 * MAP_FROM + 123;
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(dir.join("data.bin"), &data).unwrap();
+        std::fs::write(dir.join("small.json"), b"{\"a\":1}").unwrap();
+        let local: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        let mapped = MappedFiles::new(Arc::clone(&local));
+        let at = |name: &str| Path::from_filesystem_path(dir.join(name)).unwrap();
+        let (big, small) = (at("data.bin"), at("small.json"));
+
+        for location in [&big, &small] {
+            let want = local.get(location).await.unwrap();
+            let (want_range, want_size) = (want.range.clone(), want.meta.size);
+            let want = want.bytes().await.unwrap();
+            let got = mapped.get(location).await.unwrap();
+            assert_eq!((got.range.clone(), got.meta.size), (want_range, want_size));
+            assert_eq!(got.bytes().await.unwrap(), want);
+        }
+        let ranges = [
+            GetRange::Bounded(0..8),
+            GetRange::Bounded(5..MAP_FROM + 7),
+            GetRange::Bounded(size - MAP_FROM - 1..size),
+            GetRange::Offset(size - 10),
+            GetRange::Offset(1),
+            GetRange::Suffix(8),
+            GetRange::Suffix(MAP_FROM * 2),
+            GetRange::Suffix(size + 100),
+        ];
+        for range in ranges {
+            let options = || GetOptions {
+                range: Some(range.clone()),
+                ..Default::default()
+            };
+            let want = local.get_opts(&big, options()).await.unwrap();
+            let got = mapped.get_opts(&big, options()).await.unwrap();
+            assert_eq!(got.range, want.range, "{range:?}");
+            assert_eq!(
+                got.bytes().await.unwrap(),
+                want.bytes().await.unwrap(),
+                "{range:?}"
+            );
+        }
+        for ranges in [
+            vec![0..10, 100..200],
+            vec![0..MAP_FROM, MAP_FROM..2 * MAP_FROM + 3, size - 1..size],
+            vec![7..7, 3..MAP_FROM * 2],
+        ] {
+            assert_eq!(
+                mapped.get_ranges(&big, &ranges).await.unwrap(),
+                local.get_ranges(&big, &ranges).await.unwrap(),
+                "{ranges:?}"
+            );
+        }
+
+        let missing = Path::from_filesystem_path(dir)
+            .unwrap()
+            .child("missing.parquet");
+        let err = mapped.get(&missing).await.unwrap_err();
+        assert!(matches!(err, object_store::Error::NotFound { .. }), "{err}");
+        let past = mapped.get_ranges(&big, &[size - 1..size + 1]).await;
+        assert_eq!(
+            past.is_err(),
+            local.get_ranges(&big, &[size - 1..size + 1]).await.is_err()
+        );
+    }
+}
