@@ -155,7 +155,16 @@ impl DeltaBackend {
                     .build_storage()
             })
             .map_err(|e| delta_error(&format!("object store of {}", self.root), e))?;
-        let root = self.root_store.get_or_init(|| log_store.object_store(None));
+        let root = self.root_store.get_or_init(|| {
+            let root = log_store.object_store(None);
+            // Checkpoints and pushed definitions under the root: read in place too.
+            match self.root.to_file_path().ok().and_then(|dir| {
+                super::mapped_files::MappedFiles::under(Arc::clone(&root), &dir)
+            }) {
+                Some(mapped) => Arc::new(mapped),
+                None => root,
+            }
+        });
         let bucket = self.bucket_store.get_or_init(|| {
             let bucket = log_store.root_object_store(None);
             if self.root.scheme() == "file" {

@@ -10,9 +10,14 @@
 //! - a larger one (column chunks) maps the file and hands out slices of the mapping: the pages
 //!   are the page cache's own, mapped sixteen at a time on first access, never copied.
 //!
-//! Everything else (writes, listings, deletes, conditional or versioned reads, `head`) and any
-//! read that fails here (a missing file, a directory, a range past the end) goes to the wrapped
-//! store, so its results and errors are the wrapped store's.
+//! A listing of a directory of plainly named regular files (a Delta log: letters, digits, `.`,
+//! `_`, `-`) is read on the calling thread too, as the local store lists it (with its e-tag
+//! scheme: inode, modification time, size), and a read of a missing file fails there with the
+//! local store's `NotFound`.
+//!
+//! Everything else (writes, deletes, conditional or versioned reads, `head`, listings of
+//! anything else) and any read that fails here for another reason (a directory, a range past
+//! the end) goes to the wrapped store, so its results and errors are the wrapped store's.
 //!
 //! A mapping is only safe while no one shortens the file: reading a page past a truncated end
 //! raises SIGBUS. Delta's data files are immutable (written once, then at most deleted, which
@@ -41,8 +46,8 @@ use object_store::{
 /// Reads of at least this many bytes (in one request) map the file; smaller ones copy.
 pub const MAP_FROM: u64 = 64 * 1024;
 
-/// The local file system under `/`, read in place (see the module documentation); `inner`
-/// (the store delta-rs built for the same root) does everything else.
+/// The local file system under `/` or under a directory, read in place (see the module
+/// documentation); `inner` (the store delta-rs built for the same root) does everything else.
 #[derive(Debug)]
 pub struct MappedFiles {
     inner: Arc<dyn ObjectStore>,
@@ -59,6 +64,15 @@ impl MappedFiles {
         }
     }
 
+    /// Wraps `inner`, a store whose paths are relative to the directory `root`; `None` when
+    /// `root` cannot be resolved (it does not exist).
+    pub fn under(inner: Arc<dyn ObjectStore>, root: &std::path::Path) -> Option<Self> {
+        Some(Self {
+            inner,
+            paths: LocalFileSystem::new_with_prefix(root).ok()?,
+        })
+    }
+
     /// The file at `location`, opened, with its metadata; `None` when it is not a readable
     /// regular file (left to the wrapped store, which says why).
     fn open(&self, location: &Path) -> Option<(File, std::fs::Metadata)> {
@@ -66,6 +80,62 @@ impl MappedFiles {
         let file = File::open(path).ok()?;
         let metadata = file.metadata().ok()?;
         metadata.is_file().then_some((file, metadata))
+    }
+
+    /// The local store's error for a read of `location` when no file is there; `None` when
+    /// there is one (or it cannot be told).
+    fn not_found(&self, location: &Path) -> Option<object_store::Error> {
+        let path = self.paths.path_to_filesystem(location).ok()?;
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some(object_store::Error::NotFound {
+                    path: path.to_string_lossy().into_owned(),
+                    source: Box::new(e),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The files directly in the directory `prefix` when it holds only plainly named regular
+    /// files (none when it is missing); `None` for anything else (left to the wrapped store).
+    fn list_flat(&self, prefix: Option<&Path>) -> Option<Vec<ObjectMeta>> {
+        let prefix = prefix?;
+        let dir = self.paths.path_to_filesystem(prefix).ok()?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Vec::new()),
+            Err(_) => return None,
+        };
+        let mut listed = Vec::new();
+        for entry in entries {
+            let entry = entry.ok()?;
+            let name = entry.file_name().into_string().ok()?;
+            let plain = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !plain || name.starts_with('.') || !entry.file_type().ok()?.is_file() {
+                return None;
+            }
+            let metadata = entry.metadata().ok()?;
+            let modified = metadata.modified().ok()?;
+            let micros = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros();
+            listed.push(ObjectMeta {
+                location: prefix.clone().join(name.as_str()),
+                last_modified: modified.into(),
+                size: metadata.len(),
+                e_tag: Some(format!(
+                    "{:x}-{micros:x}-{:x}",
+                    std::os::unix::fs::MetadataExt::ino(&metadata),
+                    metadata.len()
+                )),
+                version: None,
+            });
+        }
+        Some(listed)
     }
 
     /// The bytes of `ranges` of `location`, or `None` where the wrapped store should answer.
@@ -185,6 +255,9 @@ impl ObjectStore for MappedFiles {
                     attributes: Default::default(),
                 });
             }
+            if let Some(missing) = self.not_found(location) {
+                return Err(missing);
+            }
         }
         self.inner.get_opts(location, options).await
     }
@@ -204,7 +277,10 @@ impl ObjectStore for MappedFiles {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        match self.list_flat(prefix) {
+            Some(listed) => futures::stream::iter(listed.into_iter().map(Ok)).boxed(),
+            None => self.inner.list(prefix),
+        }
     }
 
     fn list_with_offset(
@@ -303,10 +379,67 @@ mod tests {
             .join("missing.parquet");
         let err = mapped.get(&missing).await.unwrap_err();
         assert!(matches!(err, object_store::Error::NotFound { .. }), "{err}");
+        if let (
+            object_store::Error::NotFound { path: a, .. },
+            Err(object_store::Error::NotFound { path: b, .. }),
+        ) = (&err, local.get(&missing).await)
+        {
+            assert_eq!(a, &b);
+        } else {
+            panic!("the local store finds {missing}");
+        }
+
         let past = [size - 1..size + 1, 0..1];
         assert_eq!(
             mapped.get_ranges(&big, &past).await.is_err(),
             local.get_ranges(&big, &past).await.is_err()
         );
+    }
+
+    /// Listings equal the local store's: a flat directory (read here), one with a
+    /// subdirectory and one with an odd name (left to the wrapped store), a missing one.
+    #[tokio::test]
+    async fn listings_equal_the_local_file_system() {
+        use futures::TryStreamExt;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("t.delta").join("_delta_log");
+        std::fs::create_dir_all(&log).unwrap();
+        for (name, bytes) in [
+            ("00000000000000000000.json", &b"{}"[..]),
+            ("00000000000000000001.json", b"{\"add\":{}}"),
+            ("_last_checkpoint", b"x"),
+        ] {
+            std::fs::write(log.join(name), bytes).unwrap();
+        }
+        let local: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        let mapped = MappedFiles::new(Arc::clone(&local));
+        let listing = |store: &dyn ObjectStore, prefix: Path| {
+            let stream = store.list(Some(&prefix));
+            async move {
+                let mut metas: Vec<_> = stream.try_collect().await.unwrap();
+                metas.sort_by(|a, b| a.location.cmp(&b.location));
+                metas
+            }
+        };
+        let prefix = || Path::from_filesystem_path(&log).unwrap();
+        let flat = listing(&mapped, prefix()).await;
+        assert_eq!(flat.len(), 3);
+        assert_eq!(flat, listing(local.as_ref(), prefix()).await);
+        assert!(mapped.list_flat(Some(&prefix())).is_some());
+
+        std::fs::create_dir(log.join("_commits")).unwrap();
+        std::fs::write(log.join("_commits").join("a.json"), b"{}").unwrap();
+        std::fs::write(log.join("odd name.json"), b"{}").unwrap();
+        assert!(mapped.list_flat(Some(&prefix())).is_none());
+        let nested = listing(&mapped, prefix()).await;
+        assert_eq!(nested.len(), 5);
+        assert_eq!(nested, listing(local.as_ref(), prefix()).await);
+
+        let gone = Path::from_filesystem_path(tmp.path())
+            .unwrap()
+            .join("missing");
+        assert!(listing(&mapped, gone.clone()).await.is_empty());
+        assert!(listing(local.as_ref(), gone).await.is_empty());
     }
 }
