@@ -33,6 +33,7 @@ use super::columns::{
 };
 use super::delta_log::{self, LogFile, LogRead, LogSnapshot, ONE_ROW_PER_SAMPLE};
 use super::delta_scan::{store_path, store_url, DeltaFilesTable};
+use super::mapped_files::MappedFiles;
 use super::{feature_path, FeatureScan, StoreBackend, StoredFacts};
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureKey;
@@ -155,26 +156,37 @@ impl DeltaBackend {
                     .build_storage()
             })
             .map_err(|e| delta_error(&format!("object store of {}", self.root), e))?;
-        let root = self.root_store.get_or_init(|| {
-            let root = log_store.object_store(None);
-            // Checkpoints and pushed definitions under the root: read in place too.
-            match self.root.to_file_path().ok().and_then(|dir| {
-                super::mapped_files::MappedFiles::under(Arc::clone(&root), &dir)
-            }) {
-                Some(mapped) => Arc::new(mapped),
-                None => root,
-            }
-        });
-        let bucket = self.bucket_store.get_or_init(|| {
-            let bucket = log_store.root_object_store(None);
-            if self.root.scheme() == "file" {
-                // Scans and log reads of local files read them in place.
-                Arc::new(super::mapped_files::MappedFiles::new(bucket))
-            } else {
-                bucket
-            }
-        });
+        let root = self
+            .root_store
+            .get_or_init(|| self.in_place(log_store.object_store(None), true));
+        let bucket = self
+            .bucket_store
+            .get_or_init(|| self.in_place(log_store.root_object_store(None), false));
         Ok((Arc::clone(root), Arc::clone(bucket)))
+    }
+
+    /// `store` (delta-rs's, at the root or of its bucket) reading local files in place
+    /// ([`MappedFiles`]: scans, logs, checkpoints) when the root is a local path.
+    fn in_place(
+        &self,
+        store: Arc<dyn object_store::ObjectStore>,
+        at_root: bool,
+    ) -> Arc<dyn object_store::ObjectStore> {
+        if self.root.scheme() != "file" {
+            return store;
+        }
+        let mapped = if at_root {
+            self.root
+                .to_file_path()
+                .ok()
+                .and_then(|dir| MappedFiles::under(Arc::clone(&store), &dir))
+        } else {
+            Some(MappedFiles::new(Arc::clone(&store)))
+        };
+        match mapped {
+            Some(mapped) => Arc::new(mapped),
+            None => store,
+        }
     }
 
     /// Opens the feature's table; `None` when it has no commit yet.
