@@ -11,9 +11,9 @@
 //!   are the page cache's own, mapped sixteen at a time on first access, never copied.
 //!
 //! A listing of a directory of plainly named regular files (a Delta log: letters, digits, `.`,
-//! `_`, `-`) is read on the calling thread too, as the local store lists it (with its e-tag
-//! scheme: inode, modification time, size), and a read of a missing file fails there with the
-//! local store's `NotFound`.
+//! `_`, `-`) is read on the calling thread too, as the local store lists it, and a read of a
+//! missing file fails there with the local store's `NotFound`. Object metadata is the local
+//! store's, e-tags included (inode, modification time, size).
 //!
 //! Everything else (writes, deletes, conditional or versioned reads, `head`, listings of
 //! anything else) and any read that fails here for another reason (a directory, a range past
@@ -118,22 +118,7 @@ impl MappedFiles {
                 return None;
             }
             let metadata = entry.metadata().ok()?;
-            let modified = metadata.modified().ok()?;
-            let micros = modified
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_micros();
-            listed.push(ObjectMeta {
-                location: prefix.clone().join(name.as_str()),
-                last_modified: modified.into(),
-                size: metadata.len(),
-                e_tag: Some(format!(
-                    "{:x}-{micros:x}-{:x}",
-                    std::os::unix::fs::MetadataExt::ino(&metadata),
-                    metadata.len()
-                )),
-                version: None,
-            });
+            listed.push(object_meta(prefix.clone().join(name.as_str()), &metadata)?);
         }
         Some(listed)
     }
@@ -158,15 +143,29 @@ impl MappedFiles {
             Some(r) => r.as_range(size).ok()?,
         };
         let bytes = read_ranges(&file, size, std::slice::from_ref(&range))?.pop()?;
-        let meta = ObjectMeta {
-            location: location.clone(),
-            last_modified: metadata.modified().ok()?.into(),
-            size,
-            e_tag: None,
-            version: None,
-        };
-        Some((bytes, meta, range))
+        Some((bytes, object_meta(location.clone(), &metadata)?, range))
     }
+}
+
+/// A file's object metadata as the local store gives it: modification time, size, and its
+/// e-tag scheme (inode, modification time in microseconds, size, in hex).
+fn object_meta(location: Path, metadata: &std::fs::Metadata) -> Option<ObjectMeta> {
+    let modified = metadata.modified().ok()?;
+    let micros = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    Some(ObjectMeta {
+        location,
+        last_modified: modified.into(),
+        size: metadata.len(),
+        e_tag: Some(format!(
+            "{:x}-{micros:x}-{:x}",
+            std::os::unix::fs::MetadataExt::ino(metadata),
+            metadata.len()
+        )),
+        version: None,
+    })
 }
 
 /// `ranges` of `file` (`size` bytes long): copied when they are small, else slices of a
@@ -333,8 +332,10 @@ mod tests {
         for location in [&big, &small] {
             let want = local.get(location).await.unwrap();
             let (want_range, want_size) = (want.range.clone(), want.meta.size);
+            let want_meta = want.meta.clone();
             let want = want.bytes().await.unwrap();
             let got = mapped.get(location).await.unwrap();
+            assert_eq!(got.meta, want_meta);
             assert_eq!((got.range.clone(), got.meta.size), (want_range, want_size));
             assert_eq!(got.bytes().await.unwrap(), want);
         }
