@@ -75,7 +75,7 @@ pub(crate) fn name_workers(
     ctx: &datafusion::prelude::SessionContext,
     error: MetaxyError,
 ) -> MetaxyError {
-    let Some(workers) = ctx.state().config().get_extension::<Workers>() else {
+    let Some(workers) = ctx.state_ref().read().config().get_extension::<Workers>() else {
         return error;
     };
     let text = error.to_string().to_lowercase();

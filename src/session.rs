@@ -121,7 +121,7 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
     let mut ctx = SessionContext::new_with_state(session).enable_url_table();
     datafusion_metaxy_udfs::register_all(&mut ctx)?;
     let (catalog_name, schema_name) = {
-        let options = ctx.state().config().options().catalog.clone();
+        let options = ctx.state_ref().read().config().options().catalog.clone();
         (options.default_catalog, options.default_schema)
     };
     let catalog = ctx.catalog(&catalog_name).ok_or_else(|| {

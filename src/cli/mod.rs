@@ -153,7 +153,12 @@ impl Shell {
         for statement in parse_statements(&self.ctx, sql)? {
             let started = Instant::now();
             let spinner = self.progress.then(|| {
-                let progress = self.ctx.state().config().get_extension::<Progress>();
+                let progress = self
+                    .ctx
+                    .state_ref()
+                    .read()
+                    .config()
+                    .get_extension::<Progress>();
                 let progress = progress.unwrap_or_else(|| {
                     let progress = Arc::new(Progress::default());
                     self.ctx

@@ -74,7 +74,7 @@ fn target<'a>(
                 .ok_or_else(|| MetaxyError::Unsupported(format!("table name {name}")))
         })
         .collect::<Result<_>>()?;
-    let options = ctx.state().config().options().catalog.clone();
+    let options = ctx.state_ref().read().config().options().catalog.clone();
     let (catalog, schema, table) = match parts.as_slice() {
         [t] => (
             options.default_catalog.clone(),

@@ -50,7 +50,7 @@ impl FromStr for OutputFormat {
 
 /// Splits `sql` into statements with DataFusion's parser (the session's dialect).
 pub fn parse_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<Statement>> {
-    let dialect_name = ctx.state().config().options().sql_parser.dialect;
+    let dialect_name = ctx.state_ref().read().config().options().sql_parser.dialect;
     let dialect = dialect_from_str(dialect_name).ok_or_else(|| {
         datafusion::error::DataFusionError::Plan(format!("unsupported SQL dialect {dialect_name}"))
     })?;
@@ -63,7 +63,11 @@ pub fn parse_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<Statement
 /// there are no rows, so the columns are known). Writes to feature tables go through the store
 /// ([`dml`]); everything else is planned by DataFusion.
 pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result<Vec<RecordBatch>> {
-    let state = ctx.state().config().get_extension::<catalog::MetaxyState>();
+    let state = ctx
+        .state_ref()
+        .read()
+        .config()
+        .get_extension::<catalog::MetaxyState>();
     let mut statement = statement;
     let views = match &state {
         Some(state) => resolve_update::rewrite(ctx, state, &mut statement).await?,
