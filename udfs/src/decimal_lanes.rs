@@ -96,6 +96,24 @@ mod x86 {
         _mm512_mullo_epi64(a, splat(b))
     }
 
+    /// Splits every lane of `x` in two, each part of it into its quotient by `base` (`x * m >>
+    /// SHIFT`, kept by `mask`) in the low half and its remainder in the high half (`LANE` bits
+    /// up): one step of turning a number into its digits.
+    #[target_feature(enable = "avx512f,avx512dq,avx512cd")]
+    #[inline]
+    fn split<const SHIFT: u32, const LANE: u32>(
+        x: __m512i,
+        m: u64,
+        mask: u64,
+        base: u64,
+    ) -> __m512i {
+        let high = _mm512_and_si512(_mm512_srli_epi64::<SHIFT>(mul(x, m)), splat(mask));
+        _mm512_or_si512(
+            _mm512_slli_epi64::<LANE>(_mm512_sub_epi64(x, mul(high, base))),
+            high,
+        )
+    }
+
     /// See [`super::append_first8_x8`].
     ///
     /// # Safety
@@ -149,24 +167,10 @@ mod x86 {
             _mm512_slli_epi64::<32>(_mm512_sub_epi64(q, mul(high4, 10_000))),
         );
         // 16-bit lanes: each half's first two digits (x * 10486 >> 20 is x / 100 below
-        // 10^4), then its last two.
-        let high2 = _mm512_and_si512(
-            _mm512_srli_epi64::<20>(mul(halves, 10_486)),
-            splat(0x0000_007F_0000_007F),
-        );
-        let pairs = _mm512_or_si512(
-            _mm512_slli_epi64::<16>(_mm512_sub_epi64(halves, mul(high2, 100))),
-            high2,
-        );
-        // 8-bit lanes: each pair's tens (x * 103 >> 10 is x / 10 below 100), then its units.
-        let tens = _mm512_and_si512(
-            _mm512_srli_epi64::<10>(mul(pairs, 103)),
-            splat(0x000F_000F_000F_000F),
-        );
-        let digits = _mm512_or_si512(
-            _mm512_slli_epi64::<8>(_mm512_sub_epi64(pairs, mul(tens, 10))),
-            tens,
-        );
+        // 10^4), then its last two; 8-bit lanes: each pair's tens (x * 103 >> 10 is x / 10
+        // below 100), then its units.
+        let pairs = split::<20, 16>(halves, 10_486, 0x0000_007F_0000_007F, 100);
+        let digits = split::<10, 8>(pairs, 103, 0x000F_000F_000F_000F, 10);
         let ascii = _mm512_add_epi64(digits, splat(0x3030_3030_3030_3030));
         out.reserve(64);
         // SAFETY: `out` has room for 64 more bytes (reserved above), all written here.
