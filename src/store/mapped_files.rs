@@ -185,30 +185,14 @@ fn read_ranges(file: &File, size: u64, ranges: &[Range<u64>]) -> Option<Vec<Byte
         return Some(parts);
     }
     // SAFETY: see the module documentation: the file is not shortened while mapped.
-    let map = Arc::new(unsafe { memmap2::Mmap::map(file) }.ok()?);
-    let parts = ranges
-        .iter()
-        .map(|r| {
-            Bytes::from_owner(Slice {
-                map: Arc::clone(&map),
-                // Within the file (checked above), hence within the mapping.
-                range: r.start as usize..r.end as usize,
-            })
-        })
-        .collect();
-    Some(parts)
-}
-
-/// A range of a mapped file, owning (a share of) the mapping.
-struct Slice {
-    map: Arc<memmap2::Mmap>,
-    range: Range<usize>,
-}
-
-impl AsRef<[u8]> for Slice {
-    fn as_ref(&self) -> &[u8] {
-        &self.map[self.range.clone()]
-    }
+    let map = Bytes::from_owner(unsafe { memmap2::Mmap::map(file) }.ok()?);
+    // Within the file (checked above), hence within the mapping; each slice shares it.
+    Some(
+        ranges
+            .iter()
+            .map(|r| map.slice(r.start as usize..r.end as usize))
+            .collect(),
+    )
 }
 
 impl fmt::Display for MappedFiles {
