@@ -5,7 +5,7 @@
 //!   Rust builder), byte-identical to metaxy 0.1.11.
 //! - [`new_context`] builds the engine's `SessionContext` (hash UDFs from
 //!   [`datafusion_metaxy_udfs`], `metaxy_features()` / `metaxy_fields()`, files queryable by
-//!   path); [`sql::run_script`] runs SQL text the way the `metaxy-sql` binary does.
+//!   path when [`FileAccess`] allows); [`sql::run_script`] runs SQL text the way the `metaxy-sql` binary does.
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -24,5 +24,6 @@ pub use datafusion_metaxy_udfs as udfs;
 pub use error::{MetaxyError, Result};
 pub use graph::FeatureGraph;
 pub use session::{new_context, SessionOptions};
+pub use sql::file_access::FileAccess;
 pub use sql::{run_script, OutputFormat};
 pub use store::{MetadataStore, ReadOptions};

@@ -10,9 +10,11 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 
 use crate::config::MetaxyConfig;
+use crate::distributed::ClusterSecurity;
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureGraph;
 use crate::sql::catalog::{FeatureSchema, MetaxyState};
+use crate::sql::file_access::{self, FileAccess};
 use crate::sql::graph_functions::{FeaturesFunction, FieldsFunction};
 use crate::store::{self, MetadataStore, ReadOptions};
 
@@ -38,6 +40,12 @@ pub struct SessionOptions {
     /// to disk, instead of hash joins, whose tables cannot: slower, but a resolve of any size
     /// fits. `None`: no limit, hash joins.
     pub memory_limit: Option<usize>,
+    /// What SQL may do with files beyond the stores: closed by default, as DataFusion's own
+    /// `SessionContext` ([`FileAccess`]).
+    pub file_access: FileAccess,
+    /// The token and TLS the session's channels to `workers` use
+    /// ([`crate::distributed::ClusterSecurity`]).
+    pub cluster: ClusterSecurity,
 }
 
 /// Below this many rows (estimated) on its smaller side, a hash join of the default
@@ -54,8 +62,9 @@ const SINGLE_PARTITION_JOIN_BYTES: usize = 512 * 1024 * 1024;
 /// (`xxhash64`, `metaxy_hash`, …), the graph functions (`metaxy_features()`,
 /// `metaxy_fields()`), every feature of the graph as a table named by its table name (the
 /// store's current view; `history.<table>` holds every stored row), writes to them with
-/// `INSERT`/`DELETE`/`CALL` (see [`crate::sql::dml`]), and querying files by path
-/// (`SELECT * FROM 'data.parquet'`).
+/// `INSERT`/`DELETE`/`CALL` (see [`crate::sql::dml`]), and, when
+/// [`SessionOptions::file_access`] opens it, querying and writing files by path
+/// (`SELECT * FROM 'data.parquet'`, `COPY … TO`).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -74,7 +83,7 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
     let store = options
         .store
         .unwrap_or_else(|| Arc::new(MetadataStore::in_memory()));
-    let state = MetaxyState::new(graph, store, options.metaxy.clone());
+    let state = MetaxyState::new(graph, Arc::clone(&store), options.metaxy.clone());
     let local = options.workers.is_empty();
     let mut config = options
         .config
@@ -116,9 +125,18 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
         }
         .build()
     } else {
-        crate::distributed::coordinator_state(config, options.workers.clone())
+        crate::distributed::coordinator_state(
+            config,
+            options.workers.clone(),
+            options.cluster.clone(),
+        )?
     };
-    let mut ctx = SessionContext::new_with_state(session).enable_url_table();
+    let roots = store.data_roots();
+    let mut ctx = file_access::install(
+        SessionContext::new_with_state(session),
+        options.file_access,
+        roots,
+    )?;
     datafusion_metaxy_udfs::register_all(&mut ctx)?;
     let (catalog_name, schema_name) = {
         let options = ctx.state_ref().read().config().options().catalog.clone();
@@ -182,6 +200,10 @@ pub struct EngineOptions {
     pub workers: Vec<url::Url>,
     /// Bounded memory ([`SessionOptions::memory_limit`]).
     pub memory_limit: Option<usize>,
+    /// File access of SQL ([`SessionOptions::file_access`]).
+    pub file_access: FileAccess,
+    /// Token and TLS towards the workers ([`SessionOptions::cluster`]).
+    pub cluster: ClusterSecurity,
 }
 
 /// A size such as `6GiB`, `512MB`, `100k` or `1000000` (bytes) as bytes.
@@ -248,6 +270,8 @@ pub async fn open(options: &EngineOptions) -> Result<Engine> {
         store: Some(store),
         workers: options.workers.clone(),
         memory_limit: options.memory_limit,
+        file_access: options.file_access,
+        cluster: options.cluster.clone(),
     })?;
     let state = ctx
         .state()
@@ -265,8 +289,14 @@ pub async fn open(options: &EngineOptions) -> Result<Engine> {
 
 /// Runs a worker ([`crate::distributed::serve_worker`]) on `listen` until stopped, reading
 /// every store the configuration (`config`, else discovered as [`open`] does) defines, or the
-/// embedded default store when it defines none.
-pub async fn serve_worker(listen: std::net::SocketAddr, config: Option<PathBuf>) -> Result<()> {
+/// embedded default store when it defines none, and parquet inputs under `read_dirs`; requests
+/// authenticated and served as `security` says.
+pub async fn serve_worker(
+    listen: std::net::SocketAddr,
+    config: Option<PathBuf>,
+    read_dirs: &[PathBuf],
+    security: ClusterSecurity,
+) -> Result<()> {
     let (_, config) = load_config(config)?;
     let names: Vec<String> = config
         .stores
@@ -281,7 +311,7 @@ pub async fn serve_worker(listen: std::net::SocketAddr, config: Option<PathBuf>)
             .map(|name| open_store(&config, Some(name)))
             .collect::<Result<Vec<_>>>()?
     };
-    crate::distributed::serve_worker(listen, &stores).await
+    crate::distributed::serve_worker(listen, &stores, read_dirs, security).await
 }
 
 /// The configuration file (`explicit`, else discovered from the current directory) and its

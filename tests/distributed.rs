@@ -1,4 +1,4 @@
-//! Issue 18: reads and `resolve_update` on a cluster of `metaxy-sql worker` processes started
+//! Reads and `resolve_update` on a cluster of `metaxy-sql worker` processes started
 //! on loopback, against the same answers on one node.
 
 use std::path::Path;
@@ -15,13 +15,24 @@ use crate::store::{replay_steps, Run, DISTRIBUTED_PLANS};
 
 /// A `metaxy-sql worker` on a free loopback port (reading the stores of `config`), killed when
 /// dropped.
-struct WorkerProcess {
-    child: Child,
-    url: url::Url,
+pub(crate) struct WorkerProcess {
+    pub(crate) child: Child,
+    pub(crate) url: url::Url,
 }
 
 impl WorkerProcess {
-    fn start(dir: &Path, config: Option<&Path>) -> Self {
+    pub(crate) fn start(dir: &Path, config: Option<&Path>) -> Self {
+        Self::start_with(dir, config, &[], &[])
+    }
+
+    /// A worker started with extra arguments and environment variables; its URL is
+    /// `https://` when the arguments give it a certificate.
+    pub(crate) fn start_with(
+        dir: &Path,
+        config: Option<&Path>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -30,7 +41,9 @@ impl WorkerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_metaxy-sql"));
         command
             .current_dir(dir)
-            .args(["worker", "--listen", &format!("127.0.0.1:{port}")]);
+            .args(["worker", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .envs(env.iter().copied());
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
@@ -47,13 +60,18 @@ impl WorkerProcess {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        let scheme = if extra.contains(&"--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
         Self {
             child,
-            url: url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+            url: url::Url::parse(&format!("{scheme}://127.0.0.1:{port}")).unwrap(),
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -76,16 +94,22 @@ fn conformance_on_a_cluster_of_two_workers() {
         .enable_all()
         .build()
         .unwrap();
+    // The workers read only their configured stores: each case's store is under theirs.
     let scratch = tempfile::tempdir().unwrap();
+    let config = write_config(scratch.path(), "dev", LOCAL_DEV);
+    // The cases' samples files are read where they are.
+    let inputs = crate::common::repo_root().join("tests/conformance");
+    let allow = ["--allow-read", inputs.to_str().unwrap()];
     let workers = [
-        WorkerProcess::start(scratch.path(), None),
-        WorkerProcess::start(scratch.path(), None),
+        WorkerProcess::start_with(scratch.path(), Some(&config), &allow, &[]),
+        WorkerProcess::start_with(scratch.path(), Some(&config), &allow, &[]),
     ];
     let urls: Vec<url::Url> = workers.iter().map(|w| w.url.clone()).collect();
     let before = DISTRIBUTED_PLANS.load(std::sync::atomic::Ordering::Relaxed);
     let mut compared = 0;
+    std::fs::create_dir_all(scratch.path().join("store")).unwrap();
     for case in conformance_cases() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir_in(scratch.path().join("store")).unwrap();
         let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
         compared += runtime.block_on(replay_steps(
             &case,

@@ -1,6 +1,7 @@
 //! All integration tests, in one binary (each test binary links DataFusion again).
 
 mod cli;
+mod cluster_security;
 mod common;
 mod distributed;
 mod faults;

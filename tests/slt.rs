@@ -97,9 +97,9 @@ fn file_options(file: &std::path::Path) -> datafusion_metaxy::SessionOptions {
         config: None,
         metaxy,
         graph: Some(std::sync::Arc::new(graph)),
-        store: None,
-        workers: vec![],
-        memory_limit: None,
+        // As in metaxy-sql.
+        file_access: datafusion_metaxy::FileAccess::open(),
+        ..Default::default()
     }
 }
 

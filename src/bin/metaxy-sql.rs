@@ -53,6 +53,26 @@ struct Args {
     #[arg(long, value_name = "URL,...")]
     workers: Option<String>,
 
+    /// A file holding the cluster's shared token (workers and coordinators). Default:
+    /// METAXY_CLUSTER_TOKEN_FILE, else the token in METAXY_CLUSTER_TOKEN.
+    #[arg(long, value_name = "PATH", global = true)]
+    token_file: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM): a worker's server certificate, or the client certificate
+    /// a coordinator presents to workers that require one.
+    #[arg(long, value_name = "PEM", global = true)]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", global = true)]
+    tls_key: Option<PathBuf>,
+
+    /// The CA (PEM) that signs the workers' certificates: coordinators verify https:// workers
+    /// with it (default: the system's roots); a worker given it requires client certificates
+    /// it signed.
+    #[arg(long, value_name = "PEM", global = true)]
+    tls_ca: Option<PathBuf>,
+
     /// Bounded memory: DataFusion's memory pool size (e.g. 6GiB); joins become sort-merge
     /// joins that spill to disk. Default: no limit.
     #[arg(long, value_name = "SIZE")]
@@ -85,6 +105,10 @@ enum Command {
         /// The address to listen on, HOST:PORT.
         #[arg(long, value_name = "HOST:PORT")]
         listen: std::net::SocketAddr,
+        /// A local directory whose parquet files plans may read besides the stores (inputs
+        /// such as resolve_update's samples files); repeatable.
+        #[arg(long = "allow-read", value_name = "DIR")]
+        allow_read: Vec<PathBuf>,
     },
 }
 
@@ -101,11 +125,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Command::Worker { listen }) = &args.command_kind {
+    let security = datafusion_metaxy::distributed::ClusterSecurity::from_env(
+        args.token_file.as_deref(),
+        datafusion_metaxy::distributed::TlsFiles {
+            cert: args.tls_cert.clone(),
+            key: args.tls_key.clone(),
+            ca: args.tls_ca.clone(),
+        },
+    );
+    let security = match security {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Some(Command::Worker { listen, allow_read }) = &args.command_kind {
         eprintln!("metaxy-sql worker listening on {listen}");
         let served = runtime.block_on(datafusion_metaxy::session::serve_worker(
             *listen,
             args.config.clone(),
+            allow_read,
+            security,
         ));
         return match served {
             Ok(()) => ExitCode::SUCCESS,
@@ -139,6 +177,7 @@ fn main() -> ExitCode {
         quiet: args.quiet,
         workers,
         memory_limit,
+        cluster: security,
     };
     let mut shell = match runtime.block_on(Shell::open(&options)) {
         Ok(shell) => shell,

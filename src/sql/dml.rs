@@ -336,6 +336,7 @@ pub async fn try_execute(
                     Ok(Some(count(0)?))
                 }
                 ("metaxy_load_features", paths) if !paths.is_empty() => {
+                    super::file_access::of(ctx).check_path_function("metaxy_load_features")?;
                     let paths: Vec<std::path::PathBuf> = paths.iter().map(Into::into).collect();
                     let graph = state.config.load_features(&paths)?;
                     let n = graph.features().count() as u64;

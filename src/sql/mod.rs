@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod dml;
+pub mod file_access;
 pub mod graph_functions;
 pub mod resolve_update;
 

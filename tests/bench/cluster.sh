@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # resolve_update on one node vs a cluster of 2 and 4 `metaxy-sql worker`s on this machine
-# (issue 18's benchmark). Builds the bench (and the release binary with it), starts the workers on
-# loopback, runs `cargo bench --bench resolve` against each, stops the workers.
+# Builds the bench (and the release binary with it), starts the workers on loopback, runs
+# `cargo bench --bench resolve` against each, stops the workers. Workers read only the stores
+# of their configuration: the bench's stores are made under that store's root (TMPDIR).
 #   tests/bench/cluster.sh [simple|wide] [N] [extra bench flags, e.g. --explain]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,10 +15,13 @@ scratch=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$scratch"; }
 trap cleanup EXIT
+mkdir -p "$scratch/stores"
+printf '[stores.bench]\ntype = "delta"\n[stores.bench.config]\nroot_path = "%s"\n' "$scratch/stores" > "$scratch/metaxy.toml"
+export TMPDIR="$scratch/stores"
 urls=()
 for i in 1 2 3 4; do
   port=$((17070 + i))
-  (cd "$scratch" && exec "$OLDPWD/target/release/metaxy-sql" worker --listen "127.0.0.1:$port") 2>/dev/null &
+  (cd "$scratch" && exec "$OLDPWD/target/release/metaxy-sql" worker --listen "127.0.0.1:$port" --config "$scratch/metaxy.toml") 2>/dev/null &
   pids+=($!)
   urls+=("http://127.0.0.1:$port")
 done

@@ -7,9 +7,13 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 
-/// The engine exactly as the binary builds it.
+/// The engine as the binary builds it (file access open).
 pub fn context() -> SessionContext {
-    datafusion_metaxy::new_context(Default::default()).expect("context")
+    datafusion_metaxy::new_context(datafusion_metaxy::SessionOptions {
+        file_access: datafusion_metaxy::FileAccess::open(),
+        ..Default::default()
+    })
+    .expect("context")
 }
 
 /// Renders every cell as text; NULL as "NULL".

@@ -392,7 +392,16 @@ macro_rules! make_hash_udf {
                 args: datafusion::logical_expr::ScalarFunctionArgs,
             ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
                 let algorithm: $crate::HashAlgorithm = $algorithm;
-                $crate::common::invoke_hash(stringify!($name), &args.args[0], algorithm, None)
+                // A plan decoded from elsewhere (a worker's) has not been through the
+                // planner's argument checks.
+                let [value] = args.args.as_slice() else {
+                    return Err($crate::common::invalid(
+                        stringify!($name),
+                        format!("takes one argument, got {}", args.args.len()),
+                    )
+                    .into());
+                };
+                $crate::common::invoke_hash(stringify!($name), value, algorithm, None)
             }
 
             fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {

@@ -99,7 +99,10 @@ impl ScalarUDFImpl for MetaxyHashFunc {
             3 => truncate_arg(NAME, constant(2))?,
             _ => None,
         };
-        invoke_hash(NAME, &args.args[0], algorithm, truncate_to)
+        let Some(value) = args.args.first() else {
+            return Err(invalid("takes 2 or 3 arguments, got none").into());
+        };
+        invoke_hash(NAME, value, algorithm, truncate_to)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

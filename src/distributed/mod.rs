@@ -17,8 +17,14 @@
 //! [`crate::store::latest::LatestRowsExec`], whose input is shuffled by sample, and each
 //! sample's rows meet in one task.
 //!
-//! Workers execute whatever plan they are sent: run them on a private network only (the crate
-//! has no authentication of its own; put TLS and authentication in front, e.g. a service mesh).
+//! A worker authenticates every request (a shared token, [`security`]), speaks TLS when given
+//! a certificate, and runs only plans it could have planned itself, reading only its configured
+//! stores ([`worker_guard`]). docs/distributed.md shows a locked-down deployment.
+
+mod security;
+mod worker_guard;
+
+pub use security::{ClusterSecurity, TlsFiles, TOKEN_ENV, TOKEN_FILE_ENV};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,14 +33,18 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::DataFusionError;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion_distributed::{
     DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver,
 };
+use tonic::service::interceptor::InterceptedService;
 use url::Url;
+
+use self::security::SecureChannels;
+use self::worker_guard::{CatchPanic, PlanAllowlist, WorkerStores};
 
 use crate::error::{MetaxyError, Result};
 use crate::store::codec::MetaxyCodec;
@@ -140,47 +150,118 @@ pub(crate) async fn explain(
 }
 
 /// A coordinator's session state: DataFusion's defaults with `config`, planning every
-/// statement for `workers`.
-pub(crate) fn coordinator_state(config: SessionConfig, workers: Vec<Url>) -> SessionState {
+/// statement for `workers`, reached through channels that carry `security`'s token and TLS.
+pub(crate) fn coordinator_state(
+    config: SessionConfig,
+    workers: Vec<Url>,
+    security: ClusterSecurity,
+) -> Result<SessionState> {
+    security.check_urls(&workers)?;
     let config = config.with_extension(Arc::new(Workers(workers.clone())));
-    SessionStateBuilder::new()
+    Ok(SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
         .with_distributed_worker_resolver(Workers(workers))
+        .with_distributed_channel_resolver(SecureChannels::new(security))
         .with_distributed_user_codec(MetaxyCodec::default())
         .with_distributed_planner()
-        .build()
+        .build())
 }
 
-/// The session a worker runs one query's stages in: DataFusion's defaults, our hash functions
-/// and our plan nodes.
-async fn worker_session(
-    ctx: WorkerQueryContext,
-) -> std::result::Result<SessionState, DataFusionError> {
-    let mut state = ctx
-        .builder
-        .with_distributed_user_codec(MetaxyCodec::default())
-        .build();
-    for udf in datafusion_metaxy_udfs::all_udfs() {
-        state.register_udf(udf)?;
-    }
-    Ok(state)
-}
+/// The largest gRPC message a worker accepts or sends: a stage plan or a batch of rows. A
+/// bound keeps one request from making the worker allocate without limit.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 /// Runs a worker on `listen` until the process is stopped, reading the stores' object stores
-/// (each store of `stores` and its fallbacks).
-pub async fn serve_worker(listen: SocketAddr, stores: &[Arc<MetadataStore>]) -> Result<()> {
-    let runtime = Arc::new(RuntimeEnv::default());
+/// (each store of `stores` and its fallbacks), parquet files under the local directories
+/// `read_dirs` (inputs such as `resolve_update`'s samples files), and nothing else.
+///
+/// Refuses to start on an address other than loopback without a token, and with incomplete
+/// TLS files.
+pub async fn serve_worker(
+    listen: SocketAddr,
+    stores: &[Arc<MetadataStore>],
+    read_dirs: &[std::path::PathBuf],
+    security: ClusterSecurity,
+) -> Result<()> {
+    if !listen.ip().is_loopback() && !security.has_token() {
+        return Err(MetaxyError::Config(format!(
+            "refusing to listen on {listen} without a cluster token: anyone who reaches the \
+             port could run plans here. Set {TOKEN_ENV} (or {TOKEN_FILE_ENV}, --token-file) on \
+             the workers and the coordinator, or listen on a loopback address"
+        )));
+    }
+    let mut roots: Vec<Url> = stores.iter().flat_map(|s| s.data_roots()).collect();
+    for dir in read_dirs {
+        let dir = dir.canonicalize().map_err(|source| MetaxyError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let url = Url::from_directory_path(&dir).map_err(|()| {
+            MetaxyError::Config(format!("--allow-read {}: not a directory", dir.display()))
+        })?;
+        roots.push(url);
+    }
+    let registry = Arc::new(WorkerStores::new(roots.clone()));
+    let runtime = Arc::new(
+        RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::clone(&registry) as _)
+            .build()?,
+    );
     for store in stores {
         store.register_object_stores(&runtime)?;
     }
-    let worker = Worker::from_session_builder(worker_session).with_runtime_env(runtime);
-    tonic::transport::Server::builder()
-        .add_service(worker.into_worker_server())
+    if !read_dirs.is_empty() {
+        registry.register_local_if_missing();
+    }
+    let allowlist = PlanAllowlist::new(roots);
+    let channels = SecureChannels::new(security.clone());
+    let worker = Worker::from_session_builder(move |ctx: WorkerQueryContext| {
+        let allowlist = allowlist.clone();
+        let channels = channels.clone();
+        async move { worker_session(ctx, allowlist, channels).await }
+    })
+    .with_runtime_env(runtime);
+    let server = worker
+        .into_worker_server()
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let service = InterceptedService::new(CatchPanic(server), security.interceptor());
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = security.server_tls()? {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|source| MetaxyError::Worker {
+                listen: listen.to_string(),
+                source,
+            })?;
+    }
+    builder
+        .add_service(service)
         .serve(listen)
         .await
         .map_err(|source| MetaxyError::Worker {
             listen: listen.to_string(),
             source,
         })
+}
+
+/// The session a worker runs one query's stages in: DataFusion's defaults, our hash functions
+/// and our plan nodes, every stage plan checked by `allowlist`, other workers reached through
+/// `channels`.
+async fn worker_session(
+    ctx: WorkerQueryContext,
+    allowlist: PlanAllowlist,
+    channels: SecureChannels,
+) -> std::result::Result<SessionState, DataFusionError> {
+    let mut state = ctx
+        .builder
+        .with_distributed_user_codec(MetaxyCodec::default())
+        .with_distributed_channel_resolver(channels)
+        .with_distributed_worker_plan_rewrite_handler(allowlist.handler())
+        .build();
+    for udf in datafusion_metaxy_udfs::all_udfs() {
+        state.register_udf(udf)?;
+    }
+    Ok(state)
 }
