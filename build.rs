@@ -1,27 +1,34 @@
 //! Link options of the `metaxy-sql` binary.
 //!
-//! - Position-dependent executable. The binary carries DataFusion, Delta Lake and three
-//!   object-store clients: as a PIE its loader applies some 320,000 relocations at every start,
-//!   faulting in 5 MB of relocated tables before `main` — about 7 ms of every statement's process
-//!   (`metaxy-sql --version`: 10.3 ms, 3.2 ms without PIE, where `/bin/true` takes 2.4 ms;
-//!   docs/benchmarks.md, fixed costs). Linked without PIE, the linker resolves them once.
+//! - Linked as rustc links it by default: a position-independent executable, which the loader
+//!   places at a random address (ASLR). That has a start-up cost: the binary carries DataFusion,
+//!   Delta Lake and three object-store clients, whose 5.5 MB of pointer tables (`.data.rel.ro`,
+//!   `.got`) the loader relocates at every start, a copy of each page (dev build, `--version`:
+//!   5.2–5.5 ms instead of 2.0–2.2 ms without PIE, 1,674 page faults instead of 273; packing
+//!   the relocations as `DT_RELR` shrank their table from 8.8 MB to 88 KB but not the time, so
+//!   it is not done; docs/benchmarks.md, fixed costs).
 //! - Release builds lay the functions a statement runs out together at the start of `.text`, in
 //!   the order `src/bin/metaxy-sql.order` lists them (written by
 //!   `tests/bench/order_functions.sh`). The binary has 140 MB of code and statements run ~13 MB
 //!   of it; scattered, its first touches fault in ~950 separate 64 KiB windows of the file, and
 //!   the process pays again to unmap them at exit. Names the build no longer has are skipped, so a
-//!   stale list costs speed, never correctness. Needs LLD, rustc's default linker on
-//!   x86_64-unknown-linux-gnu; a build that picks another linker (a configured `linker`, or
-//!   `-C linker…` in its rustflags) is left as is.
+//!   stale list costs speed, never correctness. The option is LLD's, rustc's default linker on
+//!   x86_64-unknown-linux-gnu: a build that picks another linker (a configured `linker`,
+//!   `-C linker…`, `-C link-arg=-fuse-ld=…` naming another one, or rustc's self-contained
+//!   linker turned off, in its rustflags) is left as is.
 fn main() {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
-    let linux_gnu = var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu";
-    if linux_gnu {
-        println!("cargo:rustc-link-arg-bins=-no-pie");
-    }
+    let rustflags = var("CARGO_ENCODED_RUSTFLAGS");
+    // `-fuse-ld=mold`, `-fuse-ld=bfd`, … (`lld` and `ld.lld` are LLD).
+    let other_fuse_ld = rustflags.split('\x1f').any(|flag| {
+        flag.split_once("fuse-ld=")
+            .is_some_and(|(_, linker)| !linker.ends_with("lld"))
+    });
     let default_lld = var("TARGET") == "x86_64-unknown-linux-gnu"
         && std::env::var_os("RUSTC_LINKER").is_none()
-        && !var("CARGO_ENCODED_RUSTFLAGS").contains("linker");
+        && !rustflags.contains("linker")
+        && !rustflags.contains("link-self-contained")
+        && !other_fuse_ld;
     if default_lld && var("PROFILE") == "release" {
         let order =
             std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("src/bin/metaxy-sql.order");

@@ -28,8 +28,8 @@ const METAXY_KEYS: [&str; 14] = [
     "extend",
 ];
 
-/// The settings of a metaxy project.
-#[derive(Debug, Clone, PartialEq)]
+/// The settings of a metaxy project (`Debug` shows no storage option values or secrets).
+#[derive(Clone, PartialEq)]
 pub struct MetaxyConfig {
     /// The project (features defined without one belong to it).
     pub project: Option<String>,
@@ -56,6 +56,46 @@ impl Default for MetaxyConfig {
             config_file: None,
         }
     }
+}
+
+impl std::fmt::Debug for MetaxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaxyConfig")
+            .field("project", &self.project)
+            .field("hash_truncation_length", &self.hash_truncation_length)
+            .field("stores", &self.stores.as_ref().map(redacted))
+            .field("store", &self.store)
+            .field("metaxy_lock_path", &self.metaxy_lock_path)
+            .field("config_file", &self.config_file)
+            .finish()
+    }
+}
+
+/// `table` with the values that may be secrets replaced by `"<redacted>"`, keys kept: every
+/// value under a `storage_options` key (credentials, tokens, endpoints' keys), and every value
+/// whose key names a secret (`password`, `secret`, `token`, `credential`, `connection`), at
+/// any depth.
+fn redacted(table: &toml::Table) -> toml::Table {
+    const SECRET: [&str; 5] = ["password", "secret", "token", "credential", "connection"];
+    let hidden = || toml::Value::String("<redacted>".into());
+    let hide_all = |value: &toml::Value| match value {
+        toml::Value::Table(t) => {
+            toml::Value::Table(t.keys().map(|k| (k.clone(), hidden())).collect())
+        }
+        _ => hidden(),
+    };
+    (table.iter())
+        .map(|(key, value)| {
+            let lower = key.to_ascii_lowercase();
+            let value = match value {
+                _ if key == "storage_options" => hide_all(value),
+                _ if SECRET.iter().any(|s| lower.contains(s)) => hide_all(value),
+                toml::Value::Table(t) => toml::Value::Table(redacted(t)),
+                other => other.clone(),
+            };
+            (key.clone(), value)
+        })
+        .collect()
 }
 
 impl MetaxyConfig {
@@ -436,6 +476,31 @@ mod tests {
         .unwrap();
         assert_eq!(s, "here/fallback//$x");
         assert!(expand_str("${OPEN", "t").is_err());
+    }
+
+    /// `Debug` names the storage options but shows none of their values.
+    #[test]
+    fn debug_shows_no_storage_option_values() {
+        let c = MetaxyConfig::from_toml(
+            "[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"s3://b/x\"\n\
+             [stores.dev.config.storage_options]\naws_secret_access_key = \"hunter2-secret\"\n\
+             AWS_SESSION_TOKEN = \"tok-123\"",
+            "metaxy.toml",
+        )
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok-123"),
+            "{shown}"
+        );
+        assert!(shown.contains("aws_secret_access_key") && shown.contains("<redacted>"));
+        assert!(shown.contains("s3://b/x"), "{shown}");
+        // The values themselves are still there.
+        let options = &c.stores.unwrap()["dev"]["config"]["storage_options"];
+        assert_eq!(
+            options["aws_secret_access_key"].as_str(),
+            Some("hunter2-secret")
+        );
     }
 
     #[test]

@@ -342,3 +342,59 @@ fn no_progress_line_in_piped_output() {
     assert!(stdout(&o).contains("6000000"), "{}", stdout(&o));
     assert!(!stdout(&o).contains('\r'), "{}", stdout(&o));
 }
+
+/// The binary is a position-independent executable (ELF type `ET_DYN`), so the loader places
+/// it at a random address.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_is_position_independent() {
+    use std::io::Read;
+    let mut header = [0u8; 18];
+    std::fs::File::open(env!("CARGO_BIN_EXE_metaxy-sql"))
+        .unwrap()
+        .read_exact(&mut header)
+        .unwrap();
+    assert_eq!(&header[..4], b"\x7fELF");
+    // e_type: 2 bytes at 16, in the byte order EI_DATA (byte 5) names: 1 little, 2 big.
+    let e_type = match header[5] {
+        1 => u16::from_le_bytes([header[16], header[17]]),
+        _ => u16::from_be_bytes([header[16], header[17]]),
+    };
+    assert_eq!(
+        e_type, 3,
+        "e_type {e_type}: not ET_DYN (2 is a fixed-address ET_EXEC)"
+    );
+}
+
+/// A data file of a large table cut short after it was written: the statement fails with an
+/// error naming the file, and the process is not killed (by SIGBUS), with maps and without.
+#[test]
+fn a_large_data_file_truncated_before_a_read_fails_the_read_naming_it() {
+    use crate::faults::{largest_parquet, write_config, LOCAL_DEV};
+    for mmap in ["true", "false"] {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = format!("{LOCAL_DEV}mmap = {mmap}\n");
+        let config = write_config(dir.path(), "dev", &stores);
+        let run = |sql: &str| crate::faults::metaxy_sql(&config, &["-c", sql]);
+        let o = run(
+            "INSERT INTO example__video SELECT v AS video_id, named_struct('audio', \
+                     md5(CAST(v AS VARCHAR)), 'frames', 'f') AS metaxy_provenance_by_field \
+                     FROM unnest(range(0, 30000)) AS t(v)",
+        );
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        let data = largest_parquet(&dir.path().join("store/example/video.delta"));
+        let file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+        file.set_len(file.metadata().unwrap().len() / 2).unwrap();
+        let o = run("SELECT count(*), max(metaxy_provenance) FROM example__video");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        // An exit code: the process ended itself, no signal killed it.
+        assert!(
+            o.status.code().is_some_and(|c| c != 0),
+            "mmap {mmap}: {:?}",
+            o.status
+        );
+        let name = data.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(err.contains(&name), "mmap {mmap}: {err}");
+    }
+}

@@ -213,32 +213,55 @@ fn a_worker_refuses_crafted_plans_and_strangers() {
         }
         assert!(!sink.exists(), "the worker wrote {}", sink.display());
 
-        // A hash function called with no argument (no planner would send it): an error.
-        let udf = datafusion_metaxy::udfs::all_udfs()
+        // Our functions called with no argument (no planner would send that): errors.
+        let xxhash64 = datafusion_metaxy::udfs::all_udfs()
             .into_iter()
             .find(|u| u.name() == "xxhash64")
             .unwrap();
-        let call: Arc<dyn PhysicalExpr> =
-            Arc::new(datafusion::physical_expr::ScalarFunctionExpr::new(
-                "xxhash64",
-                udf,
-                vec![],
-                Arc::new(Field::new("h", DataType::Utf8, true)),
-                Arc::new(ConfigOptions::default()),
-            ));
-        let plan: Arc<dyn ExecutionPlan> = Arc::new(
-            ProjectionExec::try_new(
-                vec![(call, "h".to_string())],
-                Arc::new(PlaceholderRowExec::new(Arc::new(
-                    datafusion::arrow::datatypes::Schema::empty(),
-                ))),
+        let candidate = datafusion_metaxy::store::candidates::InCandidates::decode(
+            &serde_json::json!({"ints": [1, 2]}),
+        )
+        .unwrap();
+        for (udf, output, expected) in [
+            (xxhash64, DataType::Utf8, "xxhash64: takes one argument"),
+            // datafusion-distributed's codec does not hand this function to ours: refused
+            // while decoding (our own check stands behind it).
+            (Arc::new(candidate), DataType::Boolean, "failed to decode"),
+        ] {
+            let call: Arc<dyn PhysicalExpr> =
+                Arc::new(datafusion::physical_expr::ScalarFunctionExpr::new(
+                    udf.name(),
+                    Arc::clone(&udf),
+                    vec![],
+                    Arc::new(Field::new("h", output, true)),
+                    Arc::new(ConfigOptions::default()),
+                ));
+            let plan: Arc<dyn ExecutionPlan> = Arc::new(
+                ProjectionExec::try_new(
+                    vec![(call, "h".to_string())],
+                    Arc::new(PlaceholderRowExec::new(Arc::new(
+                        datafusion::arrow::datatypes::Schema::empty(),
+                    ))),
+                )
+                .unwrap(),
+            );
+            // Encoded with our codec alone, as a crafted request would be.
+            let bytes = datafusion_proto::bytes::physical_plan_to_bytes_with_proto_converter(
+                plan,
+                &datafusion_metaxy::store::codec::MetaxyCodec::default(),
+                &datafusion_proto::physical_plan::DeduplicatingProtoConverter::default(),
             )
-            .unwrap(),
-        );
-        let err = send(&ctx, &url, Some(TOKEN), MaybeEncoded::Decoded(plan))
+            .unwrap();
+            let err = send(
+                &ctx,
+                &url,
+                Some(TOKEN),
+                MaybeEncoded::Encoded(bytes.to_vec()),
+            )
             .await
             .unwrap_err();
-        assert!(err.contains("xxhash64: takes one argument"), "{err}");
+            assert!(err.contains(expected), "{err}");
+        }
 
         // An Avro scan, which this build's protobuf decoder cannot decode: an error for the
         // request, and the worker serves the next one.

@@ -537,3 +537,144 @@ async fn delta_errors_carry_their_source() {
         "{shown}"
     );
 }
+
+/// The graph of one root feature `t/root` (id `id`, one field `x`).
+fn root_graph() -> datafusion_metaxy::FeatureGraph {
+    datafusion_metaxy::graph::GraphBuilder::new("t")
+        .feature(datafusion_metaxy::graph::FeatureBuilder::new("t/root", ["id"]).field("x", "1"))
+        .build()
+        .unwrap()
+}
+
+/// Writes `rows` samples of `t/root`, with provenance strings long enough that each column
+/// chunk of its file is read with one large (mapped) read.
+async fn write_rows(store: &MetadataStore, ctx: &SessionContext, rows: usize) {
+    let sql = format!(
+        "SELECT v AS id, named_struct('x', md5(CAST(v AS VARCHAR))) AS \
+         metaxy_provenance_by_field FROM unnest(range(0, {rows})) AS t(v)"
+    );
+    let df = ctx.sql(&sql).await.unwrap();
+    let key = FeatureKey::parse("t/root").unwrap();
+    store.write(&root_graph(), &key, df).await.unwrap();
+}
+
+/// The largest parquet file directly in `dir`.
+pub(crate) fn largest_parquet(dir: &Path) -> std::path::PathBuf {
+    let files = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path());
+    let mut files: Vec<_> = files
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    files.pop().unwrap()
+}
+
+/// The session's `file://` store (files by URL) maps only the store's own data files, and
+/// none with `mmap = false`; a URL table's input is read without maps, so truncating it gives
+/// an error. A data file truncated after the table recorded it is an error naming it.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_store_data_files_are_mapped_and_truncation_is_an_error() {
+    use datafusion::execution::object_store::ObjectStoreUrl;
+    use object_store::path::Path as StorePath;
+    let is_mapped = |path: &Path| {
+        let path = std::fs::canonicalize(path).unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines().any(|l| l.ends_with(path.to_str().unwrap()))
+    };
+    let (graph, key) = (root_graph(), FeatureKey::parse("t/root").unwrap());
+    for mmap in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[stores.d]\ntype = \"delta\"\nconfig = {{ root_path = \"s\", mmap = {mmap} }}"
+        );
+        let config = datafusion_metaxy::config::MetaxyConfig::from_toml(&text, "m.toml").unwrap();
+        let store =
+            datafusion_metaxy::store::config::store_from_config(&config, Some("d"), dir.path());
+        let (store, ctx) = (store.unwrap().unwrap(), SessionContext::new());
+        write_rows(&store, &ctx, 40_000).await;
+        let read = store
+            .read(&ctx, &graph, &key, &ReadOptions::default())
+            .await;
+        assert_eq!(read.unwrap().count().await.unwrap(), 40_000);
+
+        // The store the scan registered for `file://`: all but the data files go to
+        // object_store's plain local file system.
+        let files = ctx
+            .runtime_env()
+            .object_store(ObjectStoreUrl::local_filesystem());
+        let files = files.unwrap();
+        assert_eq!(files.to_string(), "MappedFiles(LocalFileSystem(file:///))");
+        let (data, input) = (
+            largest_parquet(&dir.path().join("s/t/root.delta")),
+            dir.path().join("i.parquet"),
+        );
+        std::fs::copy(&data, &input).unwrap();
+        let size = std::fs::metadata(&data).unwrap().len();
+        assert!(size > 256 * 1024, "{size} bytes");
+        let at = |p: &Path| StorePath::from_filesystem_path(p).unwrap();
+        let fs = Command::new("stat")
+            .args(["-f", "-c", "%T"])
+            .arg(dir.path())
+            .output();
+        let fs = String::from_utf8_lossy(&fs.unwrap().stdout)
+            .trim()
+            .to_string();
+        let local =
+            ["ext2/ext3", "xfs", "btrfs", "tmpfs", "overlayfs", "zfs"].contains(&fs.as_str());
+        let held = files
+            .get_ranges(&at(&data), std::slice::from_ref(&(0..size)))
+            .await
+            .unwrap();
+        assert_eq!(is_mapped(&data), mmap && local, "mmap = {mmap} on {fs}");
+        let held_input = files
+            .get_ranges(&at(&input), std::slice::from_ref(&(0..size)))
+            .await
+            .unwrap();
+        assert!(!is_mapped(&input), "a URL table's input was mapped");
+        drop((held, held_input));
+
+        for file in [&data, &input] {
+            let f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+            f.set_len(size / 2).unwrap();
+            let err = files
+                .get_ranges(&at(file), std::slice::from_ref(&(size / 4..size)))
+                .await
+                .unwrap_err();
+            let name = file.file_name().unwrap().to_str().unwrap();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let err = match store
+            .read(&ctx, &graph, &key, &ReadOptions::default())
+            .await
+        {
+            Ok(df) => df.collect().await.unwrap_err().to_string(),
+            Err(e) => e.to_string(),
+        };
+        let name = data.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(name) && err.contains("truncated"), "{err}");
+    }
+}
+
+/// Symbolic links under a local store root that loop back to it (or to a directory above):
+/// listing the store's features ends (within seconds, on a thread of its own), and lists each
+/// table once.
+#[test]
+fn symlink_loops_under_a_store_root_do_not_hang_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let backend = DeltaBackend::new(root.to_str().unwrap(), Default::default()).unwrap();
+    let store = Arc::new(MetadataStore::new("d", Arc::new(backend)));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(write_rows(&store, &SessionContext::new(), 3));
+    #[cfg(unix)]
+    for (link, target) in [("t/back", ".."), ("t/again", "../.."), ("up", ".")] {
+        std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+    }
+    let (sender, listed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(runtime.block_on(store.list_features()));
+    });
+    let listed = listed.recv_timeout(Duration::from_secs(20));
+    let listed = listed.expect("listing the store did not finish").unwrap();
+    assert_eq!(listed, vec![FeatureKey::parse("t/root").unwrap()]);
+}

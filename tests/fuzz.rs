@@ -365,6 +365,8 @@ fn arbitrary_sql(rng: &mut StdRng) -> String {
                 "''",
                 "'1=1; DROP TABLE x'",
                 "'metaxy_provenance IS NULL'",
+                "'metaxy_updated_at < now() - INTERVAL ''30 days'''",
+                "'random() < 0.5 OR video_id IN (SELECT 1)'",
             ],
         )
         .to_string()

@@ -5,6 +5,7 @@ mod cluster_security;
 mod common;
 mod distributed;
 mod faults;
+mod file_access;
 mod fuzz;
 mod graph;
 mod hash;

@@ -318,3 +318,77 @@ fn quickstart_shows_exactly_the_affected_samples() {
         .join(".metaxy/store/example/video.delta")
         .is_dir());
 }
+
+/// The history file is readable by its owner only: created with mode 0600, and an existing one
+/// others could read is narrowed to 0600 (even by a session that types nothing).
+#[cfg(unix)]
+#[test]
+fn the_history_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let history = home.path().join(".metaxy_sql_history");
+    let mode = || std::fs::metadata(&history).unwrap().permissions().mode() & 0o777;
+    let o = repl(dir.path(), home.path(), &["--quiet"], &[], "SELECT 1;\n");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(mode(), 0o600);
+    std::fs::set_permissions(&history, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = repl(dir.path(), home.path(), &["--quiet"], &[], "");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(mode(), 0o600);
+    assert!(std::fs::read_to_string(&history)
+        .unwrap()
+        .contains("SELECT 1;"));
+}
+
+/// Ctrl-C while a statement that writes runs does not cancel it (it may be committing): the
+/// REPL says so, the statement finishes and prints its row count, and the rows are stored.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_a_write_lets_it_finish_and_says_so() {
+    let _heavy = crate::faults::heavy();
+    let (dir, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Seconds of work before the commit: a join of 144M pairs.
+    let insert = "INSERT INTO example__video SELECT v AS video_id, named_struct('audio', 'a', \
+                  'frames', 'f') AS metaxy_provenance_by_field FROM unnest(range(0, 3000)) AS \
+                  t(v) WHERE v IN (SELECT a.v FROM unnest(range(0, 12000)) AS a(v) JOIN \
+                  unnest(range(0, 12000)) AS b(v) ON a.v % 1 = b.v % 1 \
+                  WHERE length(CAST(a.v * b.v AS VARCHAR)) > 0);";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metaxy-sql"))
+        .arg("--features")
+        .arg(repo_root().join("tests/data/video.toml"))
+        .args(["--quiet", "--format", "csv"])
+        .current_dir(dir.path())
+        .env("HOME", home.path())
+        .env_remove("METAXY_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = format!("{insert}\nSELECT count(*) AS n FROM example__video;\n");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    // The line is in the history file just before it runs.
+    let history = home.path().join(".metaxy_sql_history");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&history).is_ok_and(|h| h.contains("INSERT")) {
+        assert!(started.elapsed().as_secs() < 60, "the INSERT never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("is not cancelled"),
+        "the INSERT ended before Ctrl-C: {err}"
+    );
+    assert!(!err.contains("Query cancelled"), "{err}");
+    assert_eq!(out, "count\n3000\nn\n3000\n", "{err}");
+}

@@ -13,6 +13,8 @@ use datafusion_metaxy::MetadataStore;
 
 use crate::common::batches_to_rows;
 
+mod incremental;
+
 const GRAPH: &str = r#"
 project = "tests"
 [features."t/a"]
@@ -413,7 +415,9 @@ impl Drop for MetaxyWriter {
 /// version bumps, each done by this engine or by metaxy 0.1.11 (`MetaxyWriter`, about a third
 /// of the steps), on a Delta store with integer and with string ids; after each step the
 /// resolve (incremental whenever the store can prove what changed) equals the full resolve in
-/// every part, row for row.
+/// every part, row for row. About a third of the resolves take a time-dependent fragment
+/// ([`incremental::timed_options`]) whose answer changes between steps with no write: those
+/// are full ones.
 #[tokio::test]
 async fn incremental_resolve_equals_the_full_resolve() {
     use datafusion_metaxy::store::delta::DeltaBackend;
@@ -426,6 +430,7 @@ async fn incremental_resolve_equals_the_full_resolve() {
     let mut incremental_steps = 0;
     let mut full_steps = 0;
     let mut metaxy_steps = 0;
+    let mut timed_steps = 0;
     // metaxy writes about a third of the steps when the reference Python is there.
     let python = crate::common::reference_python();
     for string_ids in [false, true] {
@@ -638,11 +643,25 @@ async fn incremental_resolve_equals_the_full_resolve() {
             {
                 continue;
             }
-            let inc = resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default())
+            // A checkpoint of the time-dependent options would hide the samples that crossed
+            // the threshold since: those resolves are full ones, and say so.
+            let timed = rng.random_bool(0.3);
+            let options = if timed {
+                incremental::timed_options(rng.random_range(0..2))
+            } else {
+                ResolveOptions::default()
+            };
+            let inc = resolve_update(&ctx, &graph, &store, &leaf, options.clone())
                 .await
                 .unwrap();
             let mode = resolve_mode(&inc).await;
-            if mode.contains("incremental resolve") {
+            if timed {
+                timed_steps += 1;
+                assert!(
+                    mode.contains("full resolve: ") && mode.contains("calls now()"),
+                    "{what}: {mode}"
+                );
+            } else if mode.contains("incremental resolve") {
                 incremental_steps += 1;
             } else {
                 full_steps += 1;
@@ -654,44 +673,27 @@ async fn incremental_resolve_equals_the_full_resolve() {
                 &leaf,
                 ResolveOptions {
                     full_resolve: true,
-                    ..Default::default()
+                    ..options
                 },
             )
             .await
             .unwrap();
-            // `changes` read to the end leaves the checkpoint the next step starts from.
-            let got = all_rows(inc.changes).await;
-            let want = all_rows(full.changes).await;
-            assert_eq!(got, want, "{what}: changes ({mode})");
-            assert_eq!(
-                all_rows(inc.new).await,
-                all_rows(full.new).await,
-                "{what}: new"
-            );
-            assert_eq!(
-                all_rows(inc.stale).await,
-                all_rows(full.stale).await,
-                "{what}: stale"
-            );
-            assert_eq!(
-                all_rows(inc.orphaned).await,
-                all_rows(full.orphaned).await,
-                "{what}: orphaned"
-            );
+            // `changes` read to the end leaves the checkpoint the next step starts from; both
+            // sides of a part are read at one `now()`.
+            for (part, got, want) in incremental::parts_in_one_query(inc, full).await {
+                assert_eq!(got, want, "{what}: {part} ({mode})");
+            }
         }
         // Dropping the feature drops its checkpoint.
-        let checkpoint = dir
-            .path()
-            .join("_metaxy/resolve")
-            .join(format!("{}.parquet", leaf.table_name()));
+        let checkpoint = dir.path().join("_metaxy/resolve/keys/d.leaf.parquet");
         assert!(checkpoint.is_file(), "{}", checkpoint.display());
         store.drop_feature(&leaf).await.unwrap();
         assert!(!checkpoint.exists());
         metaxy_steps += metaxy.map_or(0, |m| m.done);
     }
     eprintln!(
-        "{incremental_steps} incremental and {full_steps} full resolves compared, \
-         {metaxy_steps} writes by metaxy"
+        "{incremental_steps} incremental, {full_steps} full and {timed_steps} time-dependent \
+         resolves compared, {metaxy_steps} writes by metaxy"
     );
     if python.is_some() {
         assert!(metaxy_steps >= 15, "only {metaxy_steps} writes by metaxy");
@@ -701,6 +703,10 @@ async fn incremental_resolve_equals_the_full_resolve() {
         "only {incremental_steps} incremental resolves"
     );
     assert!(full_steps >= 3, "the fallbacks were not exercised");
+    assert!(
+        timed_steps >= 10,
+        "only {timed_steps} time-dependent resolves"
+    );
 }
 
 /// Progress is read from the running plans' metrics: a read of a Delta feature counts the rows
@@ -781,10 +787,7 @@ async fn a_checkpoint_is_left_only_by_a_resolve_of_few_changes() {
     let ctx = SessionContext::new();
     let graph = parse_graph(&DIFF_GRAPH.replace("CODE", "1"));
     let leaf = key("d/leaf");
-    let checkpoint = dir
-        .path()
-        .join("_metaxy/resolve")
-        .join(format!("{}.parquet", leaf.table_name()));
+    let checkpoint = dir.path().join("_metaxy/resolve/keys/d.leaf.parquet");
     let upstream = |fields: &str, n: u32, version: &str| {
         format!(
             "SELECT CAST(value AS BIGINT) AS sample_uid, named_struct({fields}) AS \

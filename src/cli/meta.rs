@@ -24,7 +24,9 @@ Meta-commands:
   \\config                  the configuration file and where the graph came from
   \\load FILE [FILE ...]    load feature definitions (lock or TOML), replacing the graph
   \\echo TEXT              print TEXT (for scripts)
-SQL statements end with `;` and may span lines; Ctrl-C cancels a running statement.";
+SQL statements end with `;` and may span lines; Ctrl-C cancels a running query. A statement
+that writes may be committing: the first Ctrl-C lets it finish, a second abandons it (it may
+then have been committed or not).";
 
 fn write(out: &mut dyn Write, text: &str) -> Result<()> {
     writeln!(out, "{text}").map_err(|e| MetaxyError::Output(e.to_string()))

@@ -13,10 +13,12 @@ pub mod repl;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement;
 
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureGraph;
@@ -43,6 +45,8 @@ pub struct ShellOptions {
     pub workers: Vec<url::Url>,
     /// Bounded memory ([`crate::SessionOptions::memory_limit`]).
     pub memory_limit: Option<usize>,
+    /// Token and TLS towards the workers ([`crate::SessionOptions::cluster`]).
+    pub cluster: crate::distributed::ClusterSecurity,
 }
 
 /// Whether a statement is done.
@@ -71,6 +75,66 @@ pub struct Shell {
     /// Where the feature graph came from.
     pub graph_source: String,
     buffer: String,
+    activity: Arc<Activity>,
+}
+
+/// What the statements run since [`Activity::reset`] have done, readable while they run (the
+/// REPL decides from it what Ctrl-C may do and what to say when it abandons them).
+#[derive(Debug, Default)]
+pub struct Activity {
+    writing: AtomicBool,
+    written: AtomicUsize,
+}
+
+impl Activity {
+    /// Forgets what ran before (the REPL calls it before each input line).
+    pub fn reset(&self) {
+        self.writing.store(false, Ordering::SeqCst);
+        self.written.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether a statement that may write (see [`may_write`]) is running.
+    pub fn writing(&self) -> bool {
+        self.writing.load(Ordering::SeqCst)
+    }
+
+    /// How many statements that may write have finished without an error since the reset.
+    pub fn written(&self) -> usize {
+        self.written.load(Ordering::SeqCst)
+    }
+}
+
+/// Whether running `statement` may change something: anything but a query, `SHOW`, `SET`,
+/// `RESET`, or an `EXPLAIN` that does not run what it explains. (`INSERT`, `DELETE`, `CALL`,
+/// `COPY`, `CREATE`, `DROP`, … may.)
+pub fn may_write(statement: &Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    match statement {
+        Statement::Statement(sql) => match sql.as_ref() {
+            Sql::Explain {
+                analyze,
+                options,
+                statement,
+                ..
+            } => {
+                (*analyze || options.is_some())
+                    && may_write(&Statement::Statement(statement.clone()))
+            }
+            Sql::Query(_)
+            | Sql::ExplainTable { .. }
+            | Sql::ShowTables { .. }
+            | Sql::ShowColumns { .. }
+            | Sql::ShowVariable { .. }
+            | Sql::ShowVariables { .. }
+            | Sql::ShowFunctions { .. }
+            | Sql::ShowCreate { .. }
+            | Sql::Set(_) => false,
+            _ => true,
+        },
+        Statement::Explain(explain) => explain.options.analyze && may_write(&explain.statement),
+        Statement::Reset(_) => false,
+        Statement::CopyTo(_) | Statement::CreateExternalTable(_) => true,
+    }
 }
 
 impl Shell {
@@ -83,6 +147,9 @@ impl Shell {
             features: options.features.clone(),
             workers: options.workers.clone(),
             memory_limit: options.memory_limit,
+            // The shell's user reads and writes files anyway.
+            file_access: crate::FileAccess::open(),
+            cluster: options.cluster.clone(),
         })
         .await?;
         Ok(Self {
@@ -94,6 +161,7 @@ impl Shell {
             config_file: engine.config_file,
             graph_source: engine.graph_source,
             buffer: String::new(),
+            activity: Arc::default(),
         })
     }
 
@@ -171,7 +239,13 @@ impl Shell {
                 progress.start();
                 spawn_spinner(started, progress)
             });
+            let write = may_write(&statement);
+            self.activity.writing.store(write, Ordering::SeqCst);
             let result = run_statement(&self.ctx, statement).await;
+            self.activity.writing.store(false, Ordering::SeqCst);
+            if write && result.is_ok() {
+                self.activity.written.fetch_add(1, Ordering::SeqCst);
+            }
             if let Some(spinner) = spinner {
                 spinner.abort();
                 eprint!("\r\x1b[2K");
@@ -190,6 +264,11 @@ impl Shell {
             }
         }
         Ok(())
+    }
+
+    /// What the statements being run have done ([`Activity`]).
+    pub fn activity(&self) -> Arc<Activity> {
+        Arc::clone(&self.activity)
     }
 
     /// The feature graph in use.

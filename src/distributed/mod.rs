@@ -221,7 +221,9 @@ pub async fn serve_worker(
         let channels = channels.clone();
         async move { worker_session(ctx, allowlist, channels).await }
     })
-    .with_runtime_env(runtime);
+    .with_runtime_env(runtime)
+    // Rows go out in chunks well under the message limit.
+    .with_max_message_size(MAX_MESSAGE_BYTES / 2);
     let server = worker
         .into_worker_server()
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

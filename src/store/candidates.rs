@@ -152,6 +152,18 @@ impl KeySet {
     }
 
     fn contains_all(&self, arrays: &[ArrayRef]) -> DFResult<BooleanArray> {
+        // A plan decoded from elsewhere (a worker's) has not been through the planner's
+        // argument checks.
+        let expected = match self {
+            KeySet::Dense { .. } | KeySet::Ints(_) => 1,
+            KeySet::Rows(types, ..) => types.len(),
+        };
+        if arrays.len() != expected {
+            return Err(DataFusionError::Plan(format!(
+                "metaxy_candidate takes {expected} id arguments, got {}",
+                arrays.len()
+            )));
+        }
         match self {
             KeySet::Dense { min, bits } => {
                 let span = (bits.len() * 64) as i64;
@@ -291,5 +303,42 @@ impl ScalarUDFImpl for InCandidates {
         Ok(ColumnarValue::Array(Arc::new(
             self.set.contains_all(&arrays)?,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call with fewer or more id arguments than the set holds (a crafted plan) is an error,
+    /// not an index out of bounds.
+    #[test]
+    fn a_call_with_the_wrong_arity_is_an_error() {
+        let udf = InCandidates::decode(&json!({"ints": [1, 2]})).unwrap();
+        let ids: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![1, 3]));
+        let call = |args: Vec<ArrayRef>| {
+            udf.inner().invoke_with_args(ScalarFunctionArgs {
+                args: args.into_iter().map(ColumnarValue::Array).collect(),
+                arg_fields: vec![],
+                number_rows: 2,
+                return_field: Arc::new(datafusion::arrow::datatypes::Field::new(
+                    "c",
+                    DataType::Boolean,
+                    true,
+                )),
+                config_options: Default::default(),
+            })
+        };
+        let ColumnarValue::Array(hit) = call(vec![Arc::clone(&ids)]).unwrap() else {
+            panic!("an array")
+        };
+        assert_eq!(hit.as_boolean(), &BooleanArray::from(vec![true, false]));
+        for args in [vec![], vec![Arc::clone(&ids), ids]] {
+            let err = call(args).unwrap_err().to_string();
+            assert!(
+                err.contains("metaxy_candidate takes 1 id arguments"),
+                "{err}"
+            );
+        }
     }
 }

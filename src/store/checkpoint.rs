@@ -1,7 +1,8 @@
 //! The checkpoint an incremental `resolve_update` starts from (see
 //! `versioning/incremental.rs` for the rule): the files of each input table and the ids of the
-//! samples that were new or stale, kept beside the tables as one parquet file
-//! (`_metaxy/resolve/<table>.parquet`, the fingerprint and files in its key-value metadata), and
+//! samples that were new or stale, kept beside the tables as one parquet file named by the
+//! feature key ([`checkpoint_name`]: `_metaxy/resolve/keys/<key>.parquet`, the fingerprint and
+//! files in its key-value metadata), and
 //! [`RecordExec`], the node that writes it once a resolve's `changes` have been read to the end.
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use futures::StreamExt;
 
 use super::MetadataStore;
 use crate::error::{MetaxyError, Result};
+use crate::graph::FeatureKey;
 
 /// At most this many ids are kept in a checkpoint; a resolve with more changes leaves none
 /// (the next one is then a full one). A large increment is usually processed and written next,
@@ -57,7 +59,33 @@ pub struct Checkpoint {
     pub ids: Vec<RecordBatch>,
 }
 
-/// The state name of `table`'s checkpoint.
+/// The state name of the checkpoint of resolving `key`: `resolve/keys/` and the key, its parts
+/// joined by `.` (`a-b/x` → `resolve/keys/a-b.x.parquet`). Named by the key, not the table
+/// name, which two keys share (`a-b/x` and `a_b/x` are both `a_b__x`, in different graphs over
+/// one store) and would then overwrite each other's checkpoint. A valid key part holds only
+/// `a-z`, `0-9`, `_` and `-`, safe in any file system and object store, and never `.`; any other
+/// byte would be written `~` and its hex, so distinct keys always have distinct names. Names of
+/// the older form ([`state_name`]) are never read.
+pub fn checkpoint_name(key: &FeatureKey) -> String {
+    let mut name = String::from("resolve/keys/");
+    for (i, part) in key.parts().iter().enumerate() {
+        if i > 0 {
+            name.push('.');
+        }
+        for b in part.bytes() {
+            if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' {
+                name.push(char::from(b));
+            } else {
+                name.push_str(&format!("~{b:02x}"));
+            }
+        }
+    }
+    name.push_str(".parquet");
+    name
+}
+
+/// The state name checkpoints had before [`checkpoint_name`], by table name (which two feature
+/// keys can share). Never read or written now; only removing a feature's leftovers uses it.
 pub fn state_name(table: &str) -> String {
     format!("resolve/{table}.parquet")
 }
@@ -414,5 +442,28 @@ impl Pending {
         };
         let bytes = checkpoint.encode(plain, &ids)?;
         self.store.backend.save_state(&self.name, bytes).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_are_named_by_the_key() {
+        let key = |k: &str| FeatureKey::parse(k).unwrap();
+        let (dash, underscore) = (key("a-b/x"), key("a_b/x"));
+        // One table name, two checkpoints.
+        assert_eq!(dash.table_name(), underscore.table_name());
+        assert_eq!(checkpoint_name(&dash), "resolve/keys/a-b.x.parquet");
+        assert_eq!(checkpoint_name(&underscore), "resolve/keys/a_b.x.parquet");
+        // Parts never hold `.`: the split is unambiguous, and no name is an older one.
+        let names: std::collections::HashSet<String> = ["a/b/c", "a/b-c", "a/b_c", "a_b/c", "abc"]
+            .into_iter()
+            .map(|k| checkpoint_name(&key(k)))
+            .collect();
+        assert_eq!(names.len(), 5);
+        assert!(names.iter().all(|n| n.starts_with("resolve/keys/")));
+        assert_ne!(checkpoint_name(&key("a_b")), state_name("a_b"));
     }
 }

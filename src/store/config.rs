@@ -1,6 +1,6 @@
 //! Stores from metaxy's configuration: `[stores.NAME]` with `type` (metaxy's class path, or
 //! `delta` / `memory`) and `[stores.NAME.config]` (`root_path`, `hash_algorithm`,
-//! `fallback_stores`, `storage_options`, `materialization_id`).
+//! `fallback_stores`, `storage_options`, `materialization_id`, and the engine's own `mmap`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -66,7 +66,7 @@ fn build(
         Some(_) => return Err(bad("'config' must be a table".into())),
         None => &empty,
     };
-    const KEYS: [&str; 8] = [
+    const KEYS: [&str; 9] = [
         "root_path",
         "hash_algorithm",
         "fallback_stores",
@@ -75,6 +75,7 @@ fn build(
         "layout",
         "versioning_engine",
         "delta_write_options",
+        "mmap",
     ];
     if let Some(k) = options.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(bad(format!(
@@ -82,6 +83,15 @@ fn build(
             KEYS.join(", ")
         )));
     }
+    // Whether a Delta store on a local path maps its data files for large reads (default
+    // true); metaxy has no such key. A `METAXY_…__MMAP` variable gives it as text.
+    let mmap = match options.get("mmap") {
+        None => true,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(toml::Value::String(s)) if matches!(s.as_str(), "true" | "1") => true,
+        Some(toml::Value::String(s)) if matches!(s.as_str(), "false" | "0") => false,
+        Some(_) => return Err(bad("mmap must be true or false".into())),
+    };
     let backend: Arc<dyn StoreBackend> = if DELTA_TYPES.contains(&kind) {
         if let Some(layout) = options.get("layout").and_then(|l| l.as_str()) {
             if layout != "nested" {
@@ -111,7 +121,7 @@ fn build(
             Some(_) => return Err(bad("storage_options must be a table".into())),
             None => HashMap::new(),
         };
-        Arc::new(DeltaBackend::new(&root, storage_options)?)
+        Arc::new(DeltaBackend::new(&root, storage_options)?.with_memory_maps(mmap))
     } else if kind == "memory" || kind.ends_with("InMemoryMetadataStore") {
         Arc::new(MemoryBackend::default())
     } else {
@@ -145,4 +155,48 @@ fn build(
         }
     }
     Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Debug` of a store (and of its Delta backend) names the storage options but shows none
+    /// of their values; the `mmap` key must be a boolean.
+    #[test]
+    fn debug_of_a_store_shows_no_secrets() {
+        let text = "[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\n\
+                    root_path = \"s3://bucket/metaxy\"\nmmap = false\n\
+                    [stores.dev.config.storage_options]\n\
+                    aws_access_key_id = \"AKIDEXAMPLE\"\n\
+                    aws_secret_access_key = \"wJalrXUtnFEMI-secret\"\n";
+        let config = MetaxyConfig::from_toml(text, "metaxy.toml").unwrap();
+        let store = store_from_config(&config, None, Path::new("."))
+            .unwrap()
+            .unwrap();
+        for shown in [
+            format!("{store:?}"),
+            format!("{store:#?}"),
+            format!("{config:?}"),
+        ] {
+            assert!(
+                !shown.contains("wJalrXUtnFEMI") && !shown.contains("AKIDEXAMPLE"),
+                "{shown}"
+            );
+            assert!(shown.contains("aws_secret_access_key"), "{shown}");
+            assert!(
+                shown.contains("<redacted>") && shown.contains("s3://bucket"),
+                "{shown}"
+            );
+        }
+        assert!(format!("{store:?}").contains("mmap: false"));
+
+        let bad = text.replace("mmap = false", "mmap = \"no\"");
+        let config = MetaxyConfig::from_toml(&bad, "metaxy.toml").unwrap();
+        let err = store_from_config(&config, None, Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string().contains("mmap must be true or false"),
+            "{err}"
+        );
+    }
 }

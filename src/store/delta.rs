@@ -46,11 +46,13 @@ const REMOTE_DEFAULTS: [(&str, &str); 4] = [
     ("timeout", "60s"),
 ];
 
-/// Feature tables as Delta tables under one root.
-#[derive(Debug, Clone)]
+/// Feature tables as Delta tables under one root (`Debug`: `super`, without credentials).
+#[derive(Clone)]
 pub struct DeltaBackend {
-    root: Url,
-    storage_options: HashMap<String, String>,
+    pub(super) root: Url,
+    pub(super) storage_options: HashMap<String, String>,
+    /// Whether large reads of a local root's data files map them ([`MappedFiles`]).
+    pub(super) maps: bool,
     /// The object store at the root, built on first use.
     root_store: Arc<std::sync::OnceLock<Arc<dyn object_store::ObjectStore>>>,
     /// The object store of the root's scheme and bucket ([`store_url`]), built on first use.
@@ -118,9 +120,16 @@ impl DeltaBackend {
         Ok(Self {
             root,
             storage_options,
+            maps: true,
             root_store: Arc::default(),
             bucket_store: Arc::default(),
         })
+    }
+
+    /// Whether large reads of a local root's data files map them (the store's `mmap` option;
+    /// default `true`).
+    pub fn with_memory_maps(self, maps: bool) -> Self {
+        Self { maps, ..self }
     }
 
     /// The store root.
@@ -166,7 +175,9 @@ impl DeltaBackend {
     }
 
     /// `store` (delta-rs's, at the root or of its bucket) reading local files in place
-    /// ([`MappedFiles`]: scans, logs, checkpoints) when the root is a local path.
+    /// ([`MappedFiles`]: scans, logs) when the root is a local path. The bucket store is the
+    /// sessions' `file://` store, for files by URL too: only this store's data files are read
+    /// in place there, the rest by object_store's plain `LocalFileSystem`.
     fn in_place(
         &self,
         store: Arc<dyn object_store::ObjectStore>,
@@ -175,18 +186,13 @@ impl DeltaBackend {
         if self.root.scheme() != "file" {
             return store;
         }
-        let mapped = if at_root {
-            self.root
-                .to_file_path()
-                .ok()
-                .and_then(|dir| MappedFiles::under(Arc::clone(&store), &dir))
-        } else {
-            Some(MappedFiles::new(Arc::clone(&store)))
+        let local = Arc::new(object_store::local::LocalFileSystem::new());
+        let mapped = match (at_root, self.root.to_file_path()) {
+            (true, Ok(dir)) => MappedFiles::under(Arc::clone(&store), &dir),
+            (true, Err(_)) => None,
+            (false, _) => Some(MappedFiles::new(local).tables_under(store_path(&self.root))),
         };
-        match mapped {
-            Some(mapped) => Arc::new(mapped),
-            None => store,
-        }
+        mapped.map_or(store, |m| Arc::new(m.with_maps(self.maps)))
     }
 
     /// Opens the feature's table; `None` when it has no commit yet.
@@ -420,6 +426,14 @@ impl StoreBackend for DeltaBackend {
 
     /// The object store the feature scans read through ([`store_url`]): the sessions reading
     /// this store register it, and so must a worker running their plans.
+    fn data_root(&self) -> Option<Url> {
+        let mut root = self.root.clone();
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        Some(root)
+    }
+
     fn register_object_stores(
         &self,
         runtime: &datafusion::execution::runtime_env::RuntimeEnv,
@@ -491,8 +505,11 @@ impl StoreBackend for DeltaBackend {
             .map_err(|_| location_error("store root", self.root.as_str()))?;
         let mut out = Vec::new();
         let mut stack = vec![(root, Vec::<String>::new())];
+        // A directory reached again through a symbolic link (a loop) is not walked twice.
+        let mut seen = std::collections::HashSet::new();
         while let Some((dir, parts)) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
+            let canonical = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+            let (true, Ok(entries)) = (seen.insert(canonical), std::fs::read_dir(&dir)) else {
                 continue;
             };
             for entry in entries.flatten() {

@@ -138,6 +138,11 @@ pub trait StoreBackend: Debug + Send + Sync {
     ) -> Result<()> {
         Ok(())
     }
+    /// The directory (ending in `/`) every file of this backend's tables lives under: what a
+    /// worker may read. `None` when the rows travel inside the plans (in memory).
+    fn data_root(&self) -> Option<url::Url> {
+        None
+    }
     /// Features with a table.
     async fn list(&self) -> Result<Vec<FeatureKey>>;
     /// A small blob the engine keeps beside the tables under `name` (e.g. an incremental
@@ -189,6 +194,25 @@ pub struct StoredFacts {
     /// Every row carries this `metaxy_feature_version`: when it is the current one, a read of
     /// the current version needs no filter on it.
     pub feature_version: Option<String>,
+}
+
+/// A Delta backend's root and the names of its storage options: their values (credentials,
+/// tokens) are not shown, nor a password in the root URL.
+impl Debug for delta::DeltaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut root = self.root.clone();
+        if root.password().is_some() {
+            let _ = root.set_password(Some("<redacted>"));
+        }
+        let options: std::collections::BTreeMap<&str, &str> = (self.storage_options.keys())
+            .map(|k| (k.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("DeltaBackend")
+            .field("root", &root.as_str())
+            .field("storage_options", &options)
+            .field("mmap", &self.maps)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A metaxy metadata store: a backend, its hash algorithm, and fallback stores to read features
@@ -253,6 +277,15 @@ impl MetadataStore {
             fallback.register_object_stores(runtime)?;
         }
         Ok(())
+    }
+
+    /// The data roots ([`StoreBackend::data_root`]) of this store and its fallbacks.
+    pub fn data_roots(&self) -> Vec<url::Url> {
+        let mut roots: Vec<url::Url> = self.backend.data_root().into_iter().collect();
+        for fallback in &self.fallbacks {
+            roots.extend(fallback.data_roots());
+        }
+        roots
     }
 
     /// Adds a fallback store; fallbacks are tried in order, each with its own fallbacks.

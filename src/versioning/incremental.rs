@@ -6,8 +6,9 @@
 //! *candidates* (ids in files added since, plus those ids), reading every input restricted to
 //! them ([`crate::store::candidates`]) before the latest row per sample is chosen; its results
 //! are the full resolve's. Otherwise (no checkpoint, changed definitions or options, a file
-//! gone, samples given, an in-memory store, a cluster, …) it resolves in full and `EXPLAIN`
-//! says why. The rule in full: docs/design.md, "Incremental resolve".
+//! gone, samples given, a filter or staleness predicate that may answer otherwise without a
+//! write ([`super::deterministic`]), an in-memory store, a cluster, …) it resolves in full and
+//! `EXPLAIN` says why. The rule in full: docs/design.md, "Incremental resolve".
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -23,13 +24,19 @@ use super::ResolveOptions;
 use crate::error::Result;
 use crate::graph::{FeatureGraph, FeatureKey};
 use crate::store::candidates::candidate_filter;
-use crate::store::checkpoint::{max_checkpoint_ids, state_name, Pending, RecordingTable};
+use crate::store::checkpoint::{checkpoint_name, max_checkpoint_ids, Pending, RecordingTable};
 use crate::store::read::{locate, plan_scan, Lookup};
 use crate::store::{FeatureScan, MetadataStore, ReadOptions};
 
 /// More candidate samples (or rows added to one input since the checkpoint) than this, and the
 /// resolve is a full one: restricting to them would save little.
 const MAX_CANDIDATES: usize = 4_000_000;
+
+/// The version of the rule deciding when a checkpoint holds, part of every fingerprint: a
+/// change of what a checkpoint means or of which resolves may start from one bumps it, so no
+/// checkpoint left under an earlier rule is trusted. 2: a resolve with a filter or staleness
+/// predicate that is not provably a function of the rows it reads is a full one.
+const RULE_VERSION: u32 = 2;
 
 /// The input tables of one resolve, each looked at once, and the restriction to candidate
 /// samples when the resolve is incremental.
@@ -121,6 +128,19 @@ impl Inputs {
             full(&mut inputs, why);
             return Ok(inputs);
         }
+        // A fragment that may answer otherwise without any write: a checkpoint proves nothing
+        // (and none is left).
+        let schemas = inputs
+            .scans
+            .iter()
+            .map(|(k, scan)| (k.clone(), scan.as_ref().map(|s| s.provider.schema())))
+            .collect();
+        if let Some(why) =
+            super::deterministic::unprovable_fragment(ctx, graph, key, options, &schemas)?
+        {
+            full(&mut inputs, why);
+            return Ok(inputs);
+        }
         let mut tables = BTreeMap::new();
         let mut keys = HashMap::new();
         let mut unnamed: Option<String> = None;
@@ -145,8 +165,16 @@ impl Inputs {
             );
             return Ok(inputs);
         }
-        let fingerprint = fingerprint(graph, store, key, options)?;
-        let name = state_name(&key.table_name());
+        // The session's time zone: a fragment's SQL may mean another instant under another one.
+        let time_zone = ctx
+            .state_ref()
+            .read()
+            .config_options()
+            .execution
+            .time_zone
+            .clone();
+        let fingerprint = fingerprint(graph, store, key, options, time_zone.as_deref())?;
+        let name = checkpoint_name(key);
         // The rows of the largest upstream table, from the logs' statistics.
         let input_rows = inputs
             .scans
@@ -362,20 +390,21 @@ async fn open_all(
     Ok(scans)
 }
 
-/// What a checkpoint is valid for: the target's and its dependencies' versions and definitions,
-/// the hash settings, the store, and the options' SQL.
+/// What a checkpoint is valid for: the rule, the target's and its dependencies' versions and
+/// definitions, the hash settings, the store, and the options' SQL with the session time zone.
 fn fingerprint(
     graph: &FeatureGraph,
     store: &MetadataStore,
     key: &FeatureKey,
     options: &ResolveOptions,
+    time_zone: Option<&str>,
 ) -> Result<String> {
     let mut h = Sha256::new();
     let mut put = |s: &str| {
         h.update(s.len().to_le_bytes());
         h.update(s.as_bytes());
     };
-    put("metaxy resolve checkpoint 1");
+    put(&format!("metaxy resolve checkpoint, rule {RULE_VERSION}"));
     let feature = graph.feature(key)?;
     let mut features = vec![feature];
     for dep in &feature.spec().deps {
@@ -408,5 +437,6 @@ fn fingerprint(
     for p in &options.staleness_predicates {
         put(p);
     }
+    put(&format!("time zone {time_zone:?}"));
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -4,10 +4,13 @@
 //! - `upstream.rs`: each dependency's current view prepared like metaxy does (filters, rename,
 //!   select, N:1 aggregation) and all of them joined (inner / left / full outer);
 //! - `provenance.rs`: the field provenance strings hashed with the hash UDFs;
+//! - `incremental.rs`: the inputs, restricted to the samples that may have changed when a
+//!   checkpoint proves the others did not; `deterministic.rs`: whether the SQL fragments let it;
 //! - this file: the options and the comparison with the feature's stored current view
 //!   (anti-join for new and orphaned, join for stale; 1:N expansion collapses the stored
 //!   children to their parent first).
 
+mod deterministic;
 mod incremental;
 mod provenance;
 mod upstream;
