@@ -330,7 +330,11 @@ impl MetadataStore {
     /// Drops the feature's table in this store.
     pub async fn drop_feature(&self, key: &FeatureKey) -> Result<()> {
         self.backend.drop_table(key).await?;
-        // Its incremental resolve checkpoint goes with it.
+        // Its incremental resolve checkpoint goes with it (and one under the older,
+        // table-named form, which no resolve reads).
+        self.backend
+            .delete_state(&checkpoint::checkpoint_name(key))
+            .await?;
         self.backend
             .delete_state(&checkpoint::state_name(&key.table_name()))
             .await
