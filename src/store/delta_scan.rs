@@ -53,13 +53,23 @@ pub fn store_path(root: &Url) -> Path {
 }
 
 /// A feature table's active files as a DataFusion parquet scan (see the module documentation).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeltaFilesTable {
     schema: SchemaRef,
     store_url: ObjectStoreUrl,
     store: Arc<dyn ObjectStore>,
     files: Vec<PartitionedFile>,
     statistics: Statistics,
+}
+
+/// Without the object store: some print their credentials.
+impl std::fmt::Debug for DeltaFilesTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaFilesTable")
+            .field("store_url", &self.store_url.as_str())
+            .field("files", &self.files.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DeltaFilesTable {
