@@ -53,7 +53,7 @@ pub struct SessionOptions {
 /// sides by the join key (DataFusion's default: 128Ki rows, 1 MiB). A resolve joins its roots
 /// and compares with the stored rows this way up to a few million samples: the `resolve`
 /// bench's wide 1M new cell went from 296–336 to 266–278 ms, simple 1M stale from 200–204 to
-/// 166–175 ms (whole processes, min of 5, docs/benchmarks.md, issue 19).
+/// 166–175 ms (whole processes, min of 5, docs/benchmarks.md).
 const SINGLE_PARTITION_JOIN_ROWS: usize = 2_000_000;
 /// The same bound in (estimated) bytes of the smaller side.
 const SINGLE_PARTITION_JOIN_BYTES: usize = 512 * 1024 * 1024;

@@ -20,7 +20,7 @@ use datafusion_metaxy::{MetaxyError, OutputFormat};
 /// runs in 0.359 / 0.371 s instead of 0.397 / 0.406 s (mean of 8 processes, two alternating
 /// runs). Built without transparent huge pages (`no_thp`): with them a 100K-row resolve spent
 /// up to 0.2 s clearing 2 MiB pages when the machine's free memory had just been released by
-/// another process (docs/benchmarks.md, issue 19). The library leaves the allocator to
+/// another process (docs/benchmarks.md). The library leaves the allocator to
 /// embedders.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

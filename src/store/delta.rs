@@ -561,7 +561,7 @@ fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
 /// (snappy 6.4, plain 10.9): snappy saved little more than the packed lengths do, and its
 /// decompression was the largest cost of an incremental resolve, which reads a few rows spread
 /// over every page: the bench's simple 10M incremental cell went from 0.30–0.35 s to 0.17–0.21
-/// s, the full resolve unchanged within noise (docs/benchmarks.md, issue 19).
+/// s, the full resolve unchanged within noise (docs/benchmarks.md).
 fn writer_properties(schema: &Schema, rows: usize) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -605,7 +605,7 @@ fn writer_properties(schema: &Schema, rows: usize) -> WriterProperties {
 /// Rows per parquet row group in an append of `rows` rows: at most 128Ki, and a quarter of the
 /// append down to 16Ki, so that an append of a few hundred thousand rows is still read (and
 /// hashed) by several cores: one 100K-row group left one of two cores idle in the bench's
-/// simple 100K cell (docs/benchmarks.md, issue 19).
+/// simple 100K cell (docs/benchmarks.md).
 fn row_group_rows(rows: usize) -> usize {
     const MOST: usize = 128 * 1024;
     const LEAST: usize = 16 * 1024;
