@@ -230,11 +230,11 @@ impl MappedFiles {
         let start = ranges.iter().map(|r| r.start).min()?;
         let end = ranges.iter().map(|r| r.end).max()?;
         let len = usize::try_from(end - start).ok()?;
-        // SAFETY: the mapping stays valid while no one shortens the file: this is a data file
-        // of a Delta table of the store (written once, replaced only by a rename, never in
-        // place), on a local file system, and the span lies within its length as of the
-        // metadata just read (checked above). A data file truncated by hand while mapped is
-        // the case this does not survive (module documentation; `mmap = false` turns maps off).
+        // A data file of a Delta table of the store is written once, replaced only by a rename,
+        // never in place; it is on a local file system, and the span lies within its length as
+        // of the metadata just read (checked above). One truncated by hand while mapped is the
+        // case this does not survive (module documentation; `mmap = false` turns maps off).
+        // SAFETY: the mapping stays valid while no one shortens the file (above).
         let mapped = unsafe { memmap2::MmapOptions::new().offset(start).len(len).map(file) };
         let map = match mapped {
             Ok(map) => Bytes::from_owner(map),

@@ -29,6 +29,7 @@ pub(crate) fn extend_small(out: &mut Vec<u8>, bytes: &[u8]) {
 #[inline(always)]
 unsafe fn copy_short(src: *const u8, n: usize, dst: *mut u8) {
     use std::ptr::{read_unaligned, write_unaligned};
+    // SAFETY: the caller's contract (`# Safety` above): every access stays within `n` bytes.
     unsafe {
         if n >= 16 {
             let mut k = 0;

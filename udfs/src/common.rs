@@ -120,12 +120,14 @@ impl HashKernel for ArrayKernel<'_> {
             DataType::LargeUtf8 => {
                 let a = array.as_string::<i64>();
                 render_rows(function, len, nulls, width, |i, out| {
+                    // SAFETY: `render_rows` passes row indexes below `len`, the array's length.
                     r.render(unsafe { a.value_unchecked(i) }.as_bytes(), out)
                 })
             }
             DataType::Utf8View => {
                 let a = array.as_string_view();
                 render_rows(function, len, nulls, width, |i, out| {
+                    // SAFETY: `render_rows` passes row indexes below `len`, the array's length.
                     r.render(unsafe { a.value_unchecked(i) }.as_bytes(), out)
                 })
             }
@@ -136,12 +138,14 @@ impl HashKernel for ArrayKernel<'_> {
             DataType::LargeBinary => {
                 let a = array.as_binary::<i64>();
                 render_rows(function, len, nulls, width, |i, out| {
+                    // SAFETY: `render_rows` passes row indexes below `len`, the array's length.
                     r.render(unsafe { a.value_unchecked(i) }, out)
                 })
             }
             DataType::BinaryView => {
                 let a = array.as_binary_view();
                 render_rows(function, len, nulls, width, |i, out| {
+                    // SAFETY: `render_rows` passes row indexes below `len`, the array's length.
                     r.render(unsafe { a.value_unchecked(i) }, out)
                 })
             }

@@ -100,6 +100,7 @@ mod x86 {
     #[inline]
     unsafe fn stripe(at: [*const u8; 8]) -> [__m512i; 4] {
         // `[the 32 bytes at lo | those at hi]`.
+        // SAFETY: called with addresses of `at` only, each valid for 32 bytes (`# Safety`).
         let pair = |lo: *const u8, hi: *const u8| unsafe {
             let lo = _mm256_loadu_si256(lo.cast());
             let hi = _mm256_loadu_si256(hi.cast());
