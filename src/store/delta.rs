@@ -424,8 +424,6 @@ impl StoreBackend for DeltaBackend {
         Ok(())
     }
 
-    /// The object store the feature scans read through ([`store_url`]): the sessions reading
-    /// this store register it, and so must a worker running their plans.
     fn data_root(&self) -> Option<Url> {
         let mut root = self.root.clone();
         if !root.path().ends_with('/') {
@@ -434,6 +432,8 @@ impl StoreBackend for DeltaBackend {
         Some(root)
     }
 
+    /// The object store the feature scans read through ([`store_url`]): the sessions reading
+    /// this store register it, and so must a worker running their plans.
     fn register_object_stores(
         &self,
         runtime: &datafusion::execution::runtime_env::RuntimeEnv,
