@@ -38,6 +38,8 @@ use object_store::{
 };
 use url::Url;
 
+use crate::store::url_under;
+
 /// DataFusion's plan nodes that compute on their inputs and touch nothing outside the plan.
 const COMPUTE_NODES: &[&str] = &[
     "AggregateExec",
@@ -134,7 +136,7 @@ impl PlanAllowlist {
             let url = Url::parse(base)
                 .and_then(|b| b.join(location.as_ref()))
                 .map_err(|e| refused(format!("a scan of {base}{location}: {e}")))?;
-            if !self.roots.iter().any(|root| under(&url, root)) {
+            if !self.roots.iter().any(|root| url_under(&url, root)) {
                 return Err(refused(format!(
                     "a scan of {url}, outside every configured store"
                 )));
@@ -163,17 +165,6 @@ fn refused(what: String) -> DataFusionError {
         "the worker refused the plan: {what} (a worker runs only what a metaxy coordinator \
          plans: computations, parquet scans of its configured stores)"
     ))
-}
-
-/// Whether `url` names something under the directory `root` (same scheme and host; path
-/// segments compared whole, so `/store2/x` is not under `/store/`).
-fn under(url: &Url, root: &Url) -> bool {
-    url.scheme() == root.scheme()
-        && url.host_str() == root.host_str()
-        && url.port() == root.port()
-        && url.path().starts_with(root.path())
-        && root.path().ends_with('/')
-        && !url.path().split('/').any(|s| s == ".." || s == ".")
 }
 
 /// The worker's object store registry: only the stores' own object stores, each wrapped in
@@ -457,13 +448,16 @@ mod tests {
     fn under_compares_whole_segments() {
         let root = Url::parse("file:///data/store/").unwrap();
         let ok = Url::parse("file:///data/store/a.delta/part-0.parquet").unwrap();
-        assert!(under(&ok, &root));
+        assert!(url_under(&ok, &root));
         for outside in [
             "file:///data/store2/a.parquet",
             "file:///etc/passwd",
             "s3://data/store/a.parquet",
         ] {
-            assert!(!under(&Url::parse(outside).unwrap(), &root), "{outside}");
+            assert!(
+                !url_under(&Url::parse(outside).unwrap(), &root),
+                "{outside}"
+            );
         }
     }
 

@@ -213,9 +213,7 @@ fn in_store(location: &str, roots: &[Url]) -> Option<String> {
                     _ => false,
                 }
             } else {
-                target.scheme() == root.scheme()
-                    && target.host_str() == root.host_str()
-                    && target.path().starts_with(root.path().trim_end_matches('/'))
+                crate::store::url_under(target, root)
             }
         })
         .map(|root| root.to_string())

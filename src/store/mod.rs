@@ -160,6 +160,20 @@ pub trait StoreBackend: Debug + Send + Sync {
     }
 }
 
+/// Whether `url` names something under the directory `root` (same scheme, host and port;
+/// path segments compared whole, so `/store2/x` is not under `/store/`; no `.` or `..`).
+pub(crate) fn url_under(url: &url::Url, root: &url::Url) -> bool {
+    let dir = root.path().trim_end_matches('/');
+    url.scheme() == root.scheme()
+        && url.host_str() == root.host_str()
+        && url.port() == root.port()
+        && url
+            .path()
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        && !url.path().split('/').any(|s| s == ".." || s == ".")
+}
+
 /// A feature's stored rows ([`StoreBackend::scan`]).
 #[derive(Debug, Clone)]
 pub struct FeatureScan {

@@ -91,6 +91,18 @@ fn in_full(options: &ResolveOptions) -> ResolveOptions {
     }
 }
 
+/// Resolves `d/leaf` in full with `options`: the answer an incremental resolve must equal.
+async fn resolve_in_full(
+    ctx: &SessionContext,
+    graph: &FeatureGraph,
+    store: &MetadataStore,
+    options: &ResolveOptions,
+) -> Increment {
+    resolve_update(ctx, graph, store, &key("d/leaf"), in_full(options))
+        .await
+        .unwrap()
+}
+
 /// Resolves `d/leaf` with `options`; returns how (`EXPLAIN`) and the increment.
 async fn resolve(
     ctx: &SessionContext,
@@ -183,15 +195,7 @@ async fn a_time_dependent_staleness_predicate_resolves_in_full() {
         "{mode}"
     );
     assert!(!mode.contains("leaves a checkpoint"), "{mode}");
-    let full = resolve_update(
-        &ctx,
-        &graph,
-        &store,
-        &key("d/leaf"),
-        in_full(&staleness(policy)),
-    )
-    .await
-    .unwrap();
+    let full = resolve_in_full(&ctx, &graph, &store, &staleness(policy)).await;
     assert_eq!(all_rows(inc.changes).await, all_rows(full.changes).await);
     assert_eq!(ids(inc.stale).await, [0, 1]);
 
@@ -205,15 +209,7 @@ async fn a_time_dependent_staleness_predicate_resolves_in_full() {
     assert!(mode.contains("which is not immutable"), "{mode}");
     // Every stored row of the leaf is now over a second old: all 10 samples are stale.
     assert_eq!(ids(inc.stale).await, (0..10).collect::<Vec<_>>());
-    let full = resolve_update(
-        &ctx,
-        &graph,
-        &store,
-        &key("d/leaf"),
-        in_full(&staleness(second)),
-    )
-    .await
-    .unwrap();
+    let full = resolve_in_full(&ctx, &graph, &store, &staleness(second)).await;
     assert_eq!(ids(full.stale).await, (0..10).collect::<Vec<_>>());
 
     // Those resolves left no checkpoint: the default options' one still holds.
@@ -276,9 +272,7 @@ async fn volatile_functions_and_subqueries_resolve_in_full() {
     ] {
         let (mode, inc) = resolve(&ctx, &graph, &store, options.clone()).await;
         assert!(mode.contains(reason), "{mode}");
-        let full = resolve_update(&ctx, &graph, &store, &key("d/leaf"), in_full(options))
-            .await
-            .unwrap();
+        let full = resolve_in_full(&ctx, &graph, &store, options).await;
         assert_eq!(all_rows(inc.changes).await, all_rows(full.changes).await);
         // Both keep samples 0 and 1, the changed ones.
         assert_eq!(ids(inc.stale).await, [0, 1]);
@@ -297,9 +291,7 @@ async fn volatile_functions_and_subqueries_resolve_in_full() {
     let (mode, inc) = resolve(&ctx, &graph, &store, by_cutoff.clone()).await;
     assert!(mode.contains("full resolve: "), "{mode}");
     assert_eq!(ids(inc.stale).await, [0, 1, 2, 3, 4, 5]);
-    let full = resolve_update(&ctx, &graph, &store, &key("d/leaf"), in_full(&by_cutoff))
-        .await
-        .unwrap();
+    let full = resolve_in_full(&ctx, &graph, &store, &by_cutoff).await;
     assert_eq!(ids(full.stale).await, [0, 1, 2, 3, 4, 5]);
 
     // An immutable function: the first resolve with it leaves its checkpoint, the next one
@@ -313,9 +305,7 @@ async fn volatile_functions_and_subqueries_resolve_in_full() {
     assert_eq!(ids(inc.changes).await, [0, 1, 9]);
     let (mode, inc) = resolve(&ctx, &graph, &store, by_same.clone()).await;
     assert!(mode.contains("incremental resolve"), "{mode}");
-    let full = resolve_update(&ctx, &graph, &store, &key("d/leaf"), in_full(&by_same))
-        .await
-        .unwrap();
+    let full = resolve_in_full(&ctx, &graph, &store, &by_same).await;
     assert_eq!(all_rows(inc.changes).await, all_rows(full.changes).await);
 }
 
