@@ -1,26 +1,39 @@
 //! Link options of the `metaxy-sql` binary.
 //!
 //! - Linked as rustc links it by default: a position-independent executable, which the loader
-//!   places at a random address (ASLR). That has a start-up cost: the binary carries DataFusion,
-//!   Delta Lake and three object-store clients, whose 5.5 MB of pointer tables (`.data.rel.ro`,
-//!   `.got`) the loader relocates at every start, a copy of each page (dev build, `--version`:
-//!   5.2–5.5 ms instead of 2.0–2.2 ms without PIE, 1,674 page faults instead of 273; packing
-//!   the relocations as `DT_RELR` shrank their table from 8.8 MB to 88 KB but not the time, so
-//!   it is not done; docs/benchmarks.md, fixed costs). `METAXY_LINK_NO_PIE=1` at build time
-//!   links it without PIE instead, for measurements that want the start-up without that cost.
-//! - Release builds lay the functions a statement runs out together at the start of `.text`, in
-//!   the order `src/bin/metaxy-sql.order` lists them (written by
-//!   `tests/bench/order_functions.sh`). The binary has 140 MB of code and statements run ~13 MB
-//!   of it; scattered, its first touches fault in ~950 separate 64 KiB windows of the file, and
-//!   the process pays again to unmap them at exit. Names the build no longer has are skipped, so a
-//!   stale list costs speed, never correctness. The option is LLD's, rustc's default linker on
-//!   x86_64-unknown-linux-gnu: a build that picks another linker (a configured `linker`,
-//!   `-C linker…`, `-C link-arg=-fuse-ld=…` naming another one, or rustc's self-contained
-//!   linker turned off, in its rustflags) is left as is.
+//!   places at a random address (ASLR). The price is start-up time: the loader relocates the
+//!   binary's pointer tables (`.data.rel.ro`, `.got`: DataFusion, Delta Lake and three
+//!   object-store clients) at every start, copying each page it touches. Packing the
+//!   relocations as `DT_RELR` shrinks their table but not that copy, and would require glibc
+//!   2.36, so it is not done. `METAXY_LINK_NO_PIE=1` at build time links without PIE instead,
+//!   for measurements of start-up that leave that cost out (docs/benchmarks.md).
+//! - Function order, opt-in. The binary's code is large and a statement runs a small part of
+//!   it, spread over the whole file: its first touches fault in many separate windows of the
+//!   file, and the process pays again to unmap them at exit. Given a list of the functions
+//!   statements run, LLD lays them out together at the start of `.text`
+//!   (`--symbol-ordering-file`). The list is generated, never committed: its names carry the
+//!   compiler's symbol hashes, which change with the compiler, the dependencies and the code,
+//!   so a list from another build silently matches nothing. To use it:
+//!
+//!   ```sh
+//!   tests/bench/order_functions.sh       # release build, callgrind; writes target/metaxy-sql.order
+//!   METAXY_SYMBOL_ORDER=target/metaxy-sql.order cargo build --release
+//!   ```
+//!
+//!   `METAXY_SYMBOL_ORDER` names the file (relative paths from the crate root); it applies to
+//!   release builds with the default linker (below), and a build naming a missing file warns
+//!   and links without it. Names the build no longer has are skipped, so a stale list costs
+//!   speed, never correctness: regenerate it after changes to the code or the dependencies.
+//!   The option is LLD's, rustc's default linker on x86_64-unknown-linux-gnu: a build that
+//!   picks another linker (a configured `linker`, `-C linker…`, `-C link-arg=-fuse-ld=…`
+//!   naming another one, or rustc's self-contained linker turned off, in its rustflags) is
+//!   left as is.
+use std::path::Path;
+
 fn main() {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
-    // Opt-in only: a binary without PIE starts ~3.5 ms faster (release, `--version`: 1.8–2.1
-    // ms against 5.4–5.8 ms) but loses address randomisation of its own code.
+    // Opt-in only: a binary without PIE starts faster but loses address randomisation of its
+    // own code.
     println!("cargo:rerun-if-env-changed=METAXY_LINK_NO_PIE");
     if var("METAXY_LINK_NO_PIE") == "1"
         && var("CARGO_CFG_TARGET_OS") == "linux"
@@ -39,15 +52,30 @@ fn main() {
         && !rustflags.contains("linker")
         && !rustflags.contains("link-self-contained")
         && !other_fuse_ld;
-    if default_lld && var("PROFILE") == "release" {
-        let order =
-            std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("src/bin/metaxy-sql.order");
-        println!(
-            "cargo:rustc-link-arg-bin=metaxy-sql=-Wl,--symbol-ordering-file={}",
-            order.display()
-        );
-        println!("cargo:rustc-link-arg-bin=metaxy-sql=-Wl,--no-warn-symbol-ordering");
-        println!("cargo:rerun-if-changed=src/bin/metaxy-sql.order");
+    println!("cargo:rerun-if-env-changed=METAXY_SYMBOL_ORDER");
+    let order = var("METAXY_SYMBOL_ORDER");
+    if !order.is_empty() && var("PROFILE") == "release" {
+        let order = Path::new(&var("CARGO_MANIFEST_DIR")).join(order);
+        // Watched even while missing, so that generating it later relinks.
+        println!("cargo:rerun-if-changed={}", order.display());
+        if !default_lld {
+            println!(
+                "cargo:warning=METAXY_SYMBOL_ORDER ignored: the function order needs LLD, \
+                 rustc's default linker on x86_64-unknown-linux-gnu"
+            );
+        } else if !order.is_file() {
+            println!(
+                "cargo:warning=METAXY_SYMBOL_ORDER names {}, which does not exist: linking \
+                 without a function order (tests/bench/order_functions.sh writes it)",
+                order.display()
+            );
+        } else {
+            println!(
+                "cargo:rustc-link-arg-bin=metaxy-sql=-Wl,--symbol-ordering-file={}",
+                order.display()
+            );
+            println!("cargo:rustc-link-arg-bin=metaxy-sql=-Wl,--no-warn-symbol-ordering");
+        }
     }
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# Writes src/bin/metaxy-sql.order: every function of the release `metaxy-sql` that typical
-# statements run, which build.rs asks the linker to lay out together (see build.rs for why).
+# Writes the function order of the release `metaxy-sql` (every function that typical
+# statements run), which build.rs hands to the linker when METAXY_SYMBOL_ORDER names it; the
+# build.rs header says why and how:
 #
-#   tests/bench/order_functions.sh        # needs valgrind; ~2 minutes after a release build
+#   tests/bench/order_functions.sh [OUT]   # needs valgrind; OUT: default target/metaxy-sql.order
+#   METAXY_SYMBOL_ORDER=target/metaxy-sql.order cargo build --release
 #
-# Runs each statement once under callgrind (which records every function executed, however
-# briefly, unlike sampling): the start of a session, reads, a write and resolve_update new,
-# stale (full and incremental) on the bench's simple and wide stores. Valgrind hides AVX-512,
-# so the udfs crate's functions are all added by name. Regenerate after large changes; a stale
-# list only makes start-up slower.
+# Builds the release binary, then runs each statement once under callgrind (which records every
+# function executed, however briefly, unlike sampling): the start of a session, reads, a write
+# and resolve_update new, stale (full and incremental) on the bench's simple and wide stores.
+# Valgrind hides AVX-512, so the udfs crate's functions are all added by name. The names carry
+# the compiler's symbol hashes: regenerate after changes to the code, the dependencies or the
+# compiler; a stale list only makes start-up slower.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+OUT=${1:-$TARGET_DIR/metaxy-sql.order}
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 cargo build -q --release --bin metaxy-sql
-BIN=$ROOT/target/release/metaxy-sql
+BIN=$TARGET_DIR/release/metaxy-sql
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 keep() { # scenario n phase -> kept store path
@@ -39,7 +45,8 @@ run wide_new "$WIDE_NEW" "SELECT count(*) AS n FROM resolve_update('bench/wide_l
 run write "$SIMPLE_NEW" "INSERT INTO bench__simple_leaf SELECT sample_uid, metaxy_provenance_by_field, \
 metaxy_provenance FROM resolve_update('bench/simple_leaf', 'new'); SELECT count(*) FROM bench__simple_leaf"
 nm --defined-only "$BIN" > "$WORK/nm.txt"
-python3 - "$WORK" "$ROOT/src/bin/metaxy-sql.order" <<'PY'
+mkdir -p "$(dirname "$OUT")"
+python3 - "$WORK" "$OUT" <<'PY'
 import glob, re, sys
 work, out = sys.argv[1], sys.argv[2]
 text = {}
@@ -58,4 +65,5 @@ with open(out, "w") as o:
     o.writelines(s + "\n" for s in sorted(ran, key=text.get))
 print(f"{len(ran)} functions -> {out}")
 PY
+echo "link with it: METAXY_SYMBOL_ORDER=$OUT cargo build --release"
 for s in "$SIMPLE_NEW" "$SIMPLE_STALE" "$WIDE_NEW"; do rm -rf "$s" "$s.process"; done
