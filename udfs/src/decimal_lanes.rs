@@ -16,8 +16,7 @@
 //!    `append_decimal_prefix` does in one).
 //!
 //! A value below 10^7 has fewer than eight digits; [`append_first8_x8`] leaves such a block to
-//! the caller (one in about 2·10^12 random hashes). Over 1M random u64s: 1.5–1.7 ns per value,
-//! against 6.8–9.5 one at a time (docs/benchmarks.md).
+//! the caller (one in about 2·10^12 random hashes).
 
 /// Whether [`append_first8_x8`] runs on this CPU (AVX-512F, DQ and CD, checked once).
 #[cfg(target_arch = "x86_64")]
