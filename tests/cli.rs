@@ -1,4 +1,5 @@
-//! The `metaxy-sql` binary, driven as users and other checks drive it.
+//! The `metaxy-sql` binary, driven as users and other checks drive it: output formats, scripts,
+//! feature files, stores, SQL on feature tables, and how the executable is built.
 
 use std::process::{Command, Output};
 
