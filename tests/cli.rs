@@ -1,16 +1,16 @@
-//! The `metaxy-sql` binary, driven as users and other checks drive it.
+//! The `metaxy-sql` binary, driven as users and other checks drive it: output formats, scripts,
+//! feature files, stores, SQL on feature tables, and how the executable is built.
 
 use std::process::{Command, Output};
 
+use crate::common::binary::stdout;
+
+/// `metaxy-sql` with `args` alone (no configuration or features unless given).
 fn metaxy_sql(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_metaxy-sql"))
         .args(args)
         .output()
         .expect("run metaxy-sql")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[test]
@@ -202,9 +202,10 @@ fn a_pushed_store_gives_the_graph_without_definition_files() {
     );
 }
 
-/// Issue 15 through the binary on a Delta store: every feature is listed and readable before
-/// it has data, a query without rows prints its header, `COPY (… resolve_update …) TO` writes
-/// the increment, and a refused statement exits non-zero, names the clause and changes nothing.
+/// SQL on feature tables through the binary on a Delta store: every feature is listed and
+/// readable before it has data, a query without rows prints its header, `COPY (… resolve_update
+/// …) TO` writes the increment, and a refused statement exits non-zero, names the clause and
+/// changes nothing.
 #[test]
 fn sql_on_feature_tables_is_honoured_or_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -304,7 +305,7 @@ fn sql_on_feature_tables_is_honoured_or_refused() {
         ok("SELECT count(*) AS n FROM history.example__video", "csv"),
         "n\n2\n"
     );
-    // Issue 17: the store's files are scanned by DataFusion's own parquet scan, merge-on-read
+    // The store's files are scanned by DataFusion's own parquet scan, merge-on-read
     // (a second write makes it needed) included.
     ok(
         "INSERT INTO example__video SELECT 2 AS video_id, named_struct('audio', 'b', 'frames', 'f') AS metaxy_provenance_by_field",
@@ -370,12 +371,12 @@ fn the_binary_is_position_independent() {
 /// error naming the file, and the process is not killed (by SIGBUS), with maps and without.
 #[test]
 fn a_large_data_file_truncated_before_a_read_fails_the_read_naming_it() {
-    use crate::faults::{largest_parquet, write_config, LOCAL_DEV};
+    use crate::common::binary::{largest_parquet, write_config, LOCAL_DEV};
     for mmap in ["true", "false"] {
         let dir = tempfile::tempdir().unwrap();
         let stores = format!("{LOCAL_DEV}mmap = {mmap}\n");
         let config = write_config(dir.path(), "dev", &stores);
-        let run = |sql: &str| crate::faults::metaxy_sql(&config, &["-c", sql]);
+        let run = |sql: &str| crate::common::binary::metaxy_sql(&config, &["-c", sql]);
         let o = run(
             "INSERT INTO example__video SELECT v AS video_id, named_struct('audio', \
                      md5(CAST(v AS VARCHAR)), 'frames', 'f') AS metaxy_provenance_by_field \

@@ -21,8 +21,9 @@ use datafusion_distributed::{
 use datafusion_metaxy::distributed::{ClusterSecurity, TlsFiles, TOKEN_ENV};
 use futures::{StreamExt, TryStreamExt};
 
+use crate::common::binary::{heavy, metaxy_sql, write_config, LOCAL_DEV};
+use crate::common::{binary_options, session};
 use crate::distributed::WorkerProcess;
-use crate::faults::{heavy, metaxy_sql, write_config, LOCAL_DEV};
 
 const TOKEN: &str = "test-cluster-token-0123456789";
 
@@ -97,13 +98,13 @@ async fn send(
     Ok(rows)
 }
 
-/// The physical plan of `sql` in a plain session that may read and write files, in one
-/// partition (the task runs partition 0).
+/// The physical plan of `sql` in a session that may read and write files (as the binary's), in
+/// one partition (the task runs partition 0).
 async fn physical(sql: &str) -> Arc<dyn ExecutionPlan> {
-    let ctx = SessionContext::new_with_config(
-        datafusion::prelude::SessionConfig::new().with_target_partitions(1),
-    )
-    .enable_url_table();
+    let ctx = session(datafusion_metaxy::SessionOptions {
+        config: Some(datafusion::prelude::SessionConfig::new().with_target_partitions(1)),
+        ..binary_options()
+    });
     ctx.sql(sql)
         .await
         .unwrap()
@@ -132,11 +133,10 @@ fn a_worker_refuses_crafted_plans_and_strangers() {
     let worker = WorkerProcess::start_with(dir.path(), Some(&config), &[], &[(TOKEN_ENV, TOKEN)]);
     let url = worker.url.clone();
     // A coordinator's session: its task context encodes the plans as a coordinator does.
-    let ctx = datafusion_metaxy::new_context(datafusion_metaxy::SessionOptions {
+    let ctx = session(datafusion_metaxy::SessionOptions {
         workers: vec![url.clone()],
         ..Default::default()
-    })
-    .unwrap();
+    });
     let outside = dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     rt.block_on(async {
@@ -168,7 +168,7 @@ fn a_worker_refuses_crafted_plans_and_strangers() {
         // A parquet file outside every store, and a CSV one.
         let secret = outside.join("secret.parquet");
         let csv = outside.join("secret.csv");
-        let local = SessionContext::new();
+        let local = session(binary_options());
         for (path, kind) in [(&secret, "PARQUET"), (&csv, "CSV")] {
             local
                 .sql(&format!(

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use datafusion_metaxy::store::delta::DeltaBackend;
 use datafusion_metaxy::MetadataStore;
 
+use crate::common::binary::{heavy, metaxy_sql, write_config, LOCAL_DEV};
+use crate::common::replay::{replay_steps, Run, DISTRIBUTED_PLANS};
 use crate::common::{conformance_cases, S3Server};
-use crate::faults::{heavy, metaxy_sql, write_config, LOCAL_DEV};
-use crate::store::{replay_steps, Run, DISTRIBUTED_PLANS};
 
 /// A `metaxy-sql worker` on a free loopback port (reading the stores of `config`), killed when
 /// dropped.

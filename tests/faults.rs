@@ -3,7 +3,7 @@
 //! during a write; corrupt files; credentials and endpoints that do not work.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,52 +13,14 @@ use datafusion_metaxy::store::delta::DeltaBackend;
 use datafusion_metaxy::store::MetadataStore;
 use datafusion_metaxy::ReadOptions;
 
-use crate::common::{conformance_cases, repo_root, S3Server};
-
-/// The heavy tests (many processes, an S3 server) run one at a time, so that one's load does
-/// not starve another's server or writers on a 2-core machine.
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-pub(crate) fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn metaxy_sql(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metaxy-sql"))
-        .arg("--config")
-        .arg(config)
-        .arg("--features")
-        .arg(repo_root().join("tests/data/video.toml"))
-        .args(args)
-        .output()
-        .expect("run metaxy-sql")
-}
-
-/// The local Delta store `dev` under `store/` (relative to the configuration).
-pub(crate) const LOCAL_DEV: &str = "[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"store\"\nhash_algorithm = \"xxhash64\"\n";
-
-/// Writes `dir/metaxy.toml` (project `conformance`, default store `store`, then `stores`).
-pub(crate) fn write_config(dir: &Path, store: &str, stores: &str) -> std::path::PathBuf {
-    let config = dir.join("metaxy.toml");
-    std::fs::write(
-        &config,
-        format!("project = \"conformance\"\nstore = \"{store}\"\n{stores}"),
-    )
-    .unwrap();
-    config
-}
+use crate::common::binary::{
+    heavy, largest_parquet, metaxy_sql, stderr, stdout, write_config, LOCAL_DEV,
+};
+use crate::common::{conformance_cases, repo_root, session, store_options, S3Server};
 
 /// A `metaxy.toml` in `dir` whose default store `dev` is a Delta store under `dir/store`.
 fn local_store_config(dir: &Path) -> std::path::PathBuf {
     write_config(dir, "dev", LOCAL_DEV)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// `count(*)` and `count(DISTINCT video_id)` of `example__video` as `n,ids`.
@@ -209,7 +171,8 @@ async fn conformance_replay_on_an_s3_store() {
     for case in conformance_cases() {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let backend = DeltaBackend::new(&s3.url(&name), s3.storage_options()).unwrap();
-        reads += crate::store::replay(&case, MetadataStore::new("s3", Arc::new(backend))).await;
+        reads +=
+            crate::common::replay::replay(&case, MetadataStore::new("s3", Arc::new(backend))).await;
     }
     assert!(reads >= 11, "only {reads} reads compared");
 }
@@ -262,13 +225,13 @@ async fn metaxy_and_we_share_an_s3_store() {
     let Some(s3) = S3Server::start() else {
         return;
     };
-    let ctx = SessionContext::new();
+    let ctx = session(Default::default());
     // Python's delta-rs takes the endpoint and credentials from the environment.
     let env: Vec<(String, String)> = s3.storage_options().into_iter().collect();
     let case = crate::common::conformance_dir().join("simple_xxhash64");
     let root = s3.url("ours");
     let backend = DeltaBackend::new(&root, s3.storage_options()).unwrap();
-    crate::store::replay(&case, MetadataStore::new("s3", Arc::new(backend.clone()))).await;
+    crate::common::replay::replay(&case, MetadataStore::new("s3", Arc::new(backend.clone()))).await;
     let spec = crate::common::read_json(&case.join("case.json"));
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(&python)
@@ -285,7 +248,7 @@ async fn metaxy_and_we_share_an_s3_store() {
         .status()
         .unwrap();
     assert!(status.success(), "metaxy could not read our S3 store");
-    let graph = crate::store::case_graph(&case, spec["definitions"].as_str().unwrap());
+    let graph = crate::common::replay::case_graph(&case, spec["definitions"].as_str().unwrap());
     let store = MetadataStore::new("s3", Arc::new(backend));
     for f in ["bench/simple_root", "bench/simple_leaf"] {
         let key = FeatureKey::parse(f).unwrap();
@@ -505,7 +468,7 @@ async fn delta_errors_carry_their_source() {
     let key = FeatureKey::parse("t/root").unwrap();
     let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
     let store = MetadataStore::new("d", Arc::new(backend));
-    let ctx = SessionContext::new();
+    let ctx = session(store_options(&store));
     for _ in 0..2 {
         let df = ctx
             .sql("SELECT 1 AS id, named_struct('x', 'a') AS metaxy_provenance_by_field")
@@ -558,16 +521,6 @@ async fn write_rows(store: &MetadataStore, ctx: &SessionContext, rows: usize) {
     store.write(&root_graph(), &key, df).await.unwrap();
 }
 
-/// The largest parquet file directly in `dir`.
-pub(crate) fn largest_parquet(dir: &Path) -> std::path::PathBuf {
-    let files = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path());
-    let mut files: Vec<_> = files
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    files.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    files.pop().unwrap()
-}
-
 /// The session's `file://` store (files by URL) maps only the store's own data files, and
 /// none with `mmap = false`; a URL table's input is read without maps, so truncating it gives
 /// an error. A data file truncated after the table recorded it is an error naming it.
@@ -590,7 +543,8 @@ async fn only_store_data_files_are_mapped_and_truncation_is_an_error() {
         let config = datafusion_metaxy::config::MetaxyConfig::from_toml(&text, "m.toml").unwrap();
         let store =
             datafusion_metaxy::store::config::store_from_config(&config, Some("d"), dir.path());
-        let (store, ctx) = (store.unwrap().unwrap(), SessionContext::new());
+        let store = store.unwrap().unwrap();
+        let ctx = session(store_options(&store));
         write_rows(&store, &ctx, 40_000).await;
         let read = store
             .read(&ctx, &graph, &key, &ReadOptions::default())
@@ -665,7 +619,7 @@ fn symlink_loops_under_a_store_root_do_not_hang_listing() {
     let backend = DeltaBackend::new(root.to_str().unwrap(), Default::default()).unwrap();
     let store = Arc::new(MetadataStore::new("d", Arc::new(backend)));
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(write_rows(&store, &SessionContext::new(), 3));
+    runtime.block_on(write_rows(&store, &session(store_options(&store)), 3));
     #[cfg(unix)]
     for (link, target) in [("t/back", ".."), ("t/again", "../.."), ("up", ".")] {
         std::os::unix::fs::symlink(target, root.join(link)).unwrap();

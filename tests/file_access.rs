@@ -10,12 +10,11 @@ use datafusion_metaxy::{FileAccess, MetadataStore, SessionOptions};
 /// A session over a Delta store at `root` with `access`.
 fn session(root: &std::path::Path, access: FileAccess) -> SessionContext {
     let backend = DeltaBackend::new(root.to_str().unwrap(), Default::default()).unwrap();
-    datafusion_metaxy::new_context(SessionOptions {
+    crate::common::session(SessionOptions {
         store: Some(Arc::new(MetadataStore::new("dev", Arc::new(backend)))),
         file_access: access,
         ..Default::default()
     })
-    .unwrap()
 }
 
 /// Runs `sql` as `metaxy-sql` runs a statement; its error text when it fails.

@@ -476,11 +476,10 @@ fn sql_engine(rt: &tokio::runtime::Runtime) -> datafusion::prelude::SessionConte
         8,
     )
     .unwrap();
-    let ctx = datafusion_metaxy::new_context(datafusion_metaxy::SessionOptions {
+    let ctx = crate::common::session(datafusion_metaxy::SessionOptions {
         graph: Some(Arc::new(graph)),
         ..Default::default()
-    })
-    .unwrap();
+    });
     rt.block_on(async {
         for sql in [
             "INSERT INTO example__video SELECT column1 AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field FROM (VALUES (1), (2), (3))",

@@ -8,7 +8,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::common::{context, query_rows, reference_python, repo_root};
+use crate::common::{binary_options, query_rows, reference_python, repo_root, session};
 
 const ALGORITHMS: [&str; 6] = ["xxhash64", "xxhash32", "xxh3_64", "wyhash", "md5", "sha256"];
 
@@ -24,7 +24,7 @@ async fn conformance_hash_vectors_match_through_sql() {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let vectors = json["vectors"].as_array().unwrap();
     assert!(vectors.len() > 100);
-    let ctx = context();
+    let ctx = session(binary_options());
     let mut checked = 0;
     for v in vectors {
         let arg = match v["s"].as_str() {
@@ -54,7 +54,7 @@ async fn conformance_hash_vectors_match_through_sql() {
 
 #[tokio::test]
 async fn array_inputs_of_every_string_and_binary_type_agree() {
-    let ctx = context();
+    let ctx = session(binary_options());
     let rows = query_rows(
         &ctx,
         "SELECT xxhash64(s), xxhash64(arrow_cast(s, 'LargeUtf8')), xxhash64(arrow_cast(s, 'Utf8View')),
@@ -76,7 +76,7 @@ async fn array_inputs_of_every_string_and_binary_type_agree() {
 /// algorithm and truncation, and is NULL exactly when a part is.
 #[tokio::test]
 async fn hash_concat_over_columns_equals_the_hash_of_the_joined_string() {
-    let ctx = context();
+    let ctx = session(binary_options());
     let strings = random_strings(400);
     let column = |offset: usize, nulls: usize| -> Vec<Option<String>> {
         (0..200)
@@ -129,7 +129,7 @@ async fn hash_concat_over_columns_equals_the_hash_of_the_joined_string() {
 /// of the buffer) and the one-argument functions over the same column too.
 #[tokio::test]
 async fn hash_concat_of_equal_width_parts_with_outliers_is_exact() {
-    let ctx = context();
+    let ctx = session(binary_options());
     let mut rng = StdRng::seed_from_u64(19);
     let digits = |rng: &mut StdRng, n: usize| -> String {
         (0..n)
@@ -231,7 +231,7 @@ async fn cross_check_with_polars_hash() {
     let input = dir.path().join("strings.parquet");
     let expected = dir.path().join("expected.parquet");
 
-    let ctx = context();
+    let ctx = session(binary_options());
     let batch = RecordBatch::try_from_iter([
         (
             "i",

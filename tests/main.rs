@@ -1,4 +1,5 @@
-//! All integration tests, in one binary (each test binary links DataFusion again).
+//! All integration tests, in one binary (each test binary links DataFusion again): one module
+//! per topic, the big ones split into submodules, shared helpers in `common`.
 
 mod cli;
 mod cluster_security;

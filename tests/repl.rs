@@ -345,7 +345,7 @@ fn the_history_file_is_private() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_during_a_write_lets_it_finish_and_says_so() {
-    let _heavy = crate::faults::heavy();
+    let _heavy = crate::common::binary::heavy();
     let (dir, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // Seconds of work before the commit: a join of 144M pairs.
     let insert = "INSERT INTO example__video SELECT v AS video_id, named_struct('audio', 'a', \

@@ -1,6 +1,6 @@
 """Writes to a Delta store with metaxy 0.1.11, on commands read from standard input: the Python
-writer of the incremental resolve's differential test (`tests/resolve.rs`), so that the store it
-resolves over is written by both languages.
+writer of the incremental resolve's differential test (`tests/resolve/differential.rs`), so
+that the store it resolves over is written by both languages.
 
 Usage: python metaxy_writer.py STORE_ROOT PROJECT TRUNCATION HASH_ALGORITHM
 

@@ -1,9 +1,11 @@
-//! Where the incremental resolve stops: a filter or staleness predicate that may answer
-//! otherwise without any write (`now()`, `random()`, a user's function that is not immutable,
-//! a subquery) makes a resolve a full one, named in `EXPLAIN`, whose answers are the full
-//! resolve's; and features whose keys share a table name keep a checkpoint each. Also the
-//! time-dependent options of the randomized differential test
-//! (`incremental_resolve_equals_the_full_resolve`) and its comparison at one `now()`.
+//! Where the incremental resolve stops (options that may answer otherwise with no write resolve
+//! in full), when a resolve leaves a checkpoint, and one checkpoint per feature key.
+//!
+//! A filter or staleness predicate that may answer otherwise without any write (`now()`,
+//! `random()`, a user's function that is not immutable, a subquery) makes a resolve a full one,
+//! named in `EXPLAIN`, whose answers are the full resolve's; features whose keys share a table
+//! name keep a checkpoint each. Also the time-dependent options of the randomized differential
+//! test (`incremental_resolve_equals_the_full_resolve`) and its comparison at one `now()`.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use datafusion_metaxy::versioning::{resolve_update, Increment, ResolveOptions};
 use datafusion_metaxy::MetadataStore;
 
 use super::{all_rows, key, parse_graph, resolve_mode, write_sql, DIFF_GRAPH};
-use crate::common::batches_to_rows;
+use crate::common::{batches_to_rows, session, store_options};
 
 /// `n` samples from 0 with provenance version `version` (fields as `'a', 'aV'`).
 fn upstream(fields: &str, n: u32, version: &str) -> String {
@@ -180,7 +182,7 @@ pub(super) fn timed_options(which: u32) -> ResolveOptions {
 #[tokio::test]
 async fn a_time_dependent_staleness_predicate_resolves_in_full() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = SessionContext::new();
+    let ctx = session(Default::default());
     let (graph, store) = processed_then_two_changed(&ctx, dir.path()).await;
     let (mode, _) = resolve(&ctx, &graph, &store, ResolveOptions::default()).await;
     assert!(mode.contains("incremental resolve"), "{mode}");
@@ -223,7 +225,7 @@ async fn a_time_dependent_staleness_predicate_resolves_in_full() {
 #[tokio::test]
 async fn volatile_functions_and_subqueries_resolve_in_full() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = SessionContext::new();
+    let ctx = session(Default::default());
     let (graph, store) = processed_then_two_changed(&ctx, dir.path()).await;
     // `cutoff()`: a stable function whose answer the test changes without any write.
     let cutoff = Arc::new(AtomicI64::new(0));
@@ -330,7 +332,7 @@ fields = {{ v = "{code}" }}
     let dir = tempfile::tempdir().unwrap();
     let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
     let store = MetadataStore::new("s", Arc::new(backend));
-    let ctx = SessionContext::new();
+    let ctx = session(store_options(&store));
     let features: Vec<(FeatureKey, FeatureGraph)> = [("a-b/x", "1"), ("a_b/x", "2")]
         .into_iter()
         .map(|(k, code)| (key(k), graph_of(k, code)))
@@ -385,4 +387,72 @@ fields = {{ v = "{code}" }}
     store.drop_feature(&features[0].0).await.unwrap();
     assert!(!checkpoints.join("a-b.x.parquet").exists());
     assert!(checkpoints.join("a_b.x.parquet").is_file());
+}
+
+/// A resolve that finds more samples new or stale than half the rows of its largest input
+/// leaves no checkpoint (the next resolve would re-examine them all anyway, at the full
+/// resolve's cost); one that finds a few leaves one, and the next resolve starts from it.
+#[tokio::test]
+async fn a_checkpoint_is_left_only_by_a_resolve_of_few_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = DeltaBackend::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let store = MetadataStore::new("cap", Arc::new(backend));
+    let ctx = session(store_options(&store));
+    let graph = parse_graph(&DIFF_GRAPH.replace("CODE", "1"));
+    let leaf = key("d/leaf");
+    let checkpoint = dir.path().join("_metaxy/resolve/keys/d.leaf.parquet");
+    let upstream = |fields: &str, n: u32, version: &str| {
+        format!(
+            "SELECT CAST(value AS BIGINT) AS sample_uid, named_struct({fields}) AS \
+             metaxy_provenance_by_field FROM range({n})"
+        )
+        .replace("V", version)
+    };
+    write_sql(
+        &ctx,
+        &graph,
+        &store,
+        "d/root",
+        &upstream("'a', 'aV', 'b', 'bV'", 10, "1"),
+    )
+    .await;
+    write_sql(
+        &ctx,
+        &graph,
+        &store,
+        "d/other",
+        &upstream("'o', 'oV'", 10, "1"),
+    )
+    .await;
+    let resolve = || resolve_update(&ctx, &graph, &store, &leaf, ResolveOptions::default());
+    // All 10 samples new: more than half of the 10 rows of the largest input.
+    let inc = resolve().await.unwrap();
+    let mode = resolve_mode(&inc).await;
+    assert!(mode.contains("with at most 5 changes"), "{mode}");
+    let changes = inc.changes.drop_columns(&["metaxy_change"]).unwrap();
+    assert_eq!(changes.clone().count().await.unwrap(), 10);
+    assert!(
+        !checkpoint.exists(),
+        "a checkpoint of every sample was left"
+    );
+    assert!(resolve_mode(&resolve().await.unwrap())
+        .await
+        .contains("no checkpoint yet"));
+    // The pipeline writes them; then 3 of 10 samples change upstream (13 rows): a checkpoint.
+    store.write(&graph, &leaf, changes).await.unwrap();
+    write_sql(
+        &ctx,
+        &graph,
+        &store,
+        "d/root",
+        &upstream("'a', 'aV', 'b', 'bV'", 3, "2"),
+    )
+    .await;
+    let inc = resolve().await.unwrap();
+    let mode = resolve_mode(&inc).await;
+    assert!(mode.contains("with at most 6 changes"), "{mode}");
+    assert_eq!(inc.changes.count().await.unwrap(), 3);
+    assert!(checkpoint.is_file(), "no checkpoint of 3 changes");
+    let mode = resolve_mode(&resolve().await.unwrap()).await;
+    assert!(mode.contains("incremental resolve"), "{mode}");
 }
