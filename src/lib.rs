@@ -13,6 +13,7 @@ pub mod config;
 pub mod distributed;
 pub mod error;
 pub mod graph;
+pub(crate) mod hashing;
 pub mod progress;
 pub mod session;
 pub mod sql;
