@@ -107,11 +107,15 @@ fn registration(kind: &str) -> Option<&'static Registration> {
 
 /// Why `kind` names no backend: metaxy's store not supported yet, or an unknown type.
 fn no_backend(kind: &str) -> String {
-    let supported: Vec<&str> = BACKENDS
-        .iter()
-        .flat_map(|r| r.types.iter().filter(|t| !t.starts_with('*')))
-        .copied()
-        .collect();
+    // The short names first, then the class paths.
+    let names = |first: bool| {
+        BACKENDS.iter().flat_map(move |r| {
+            (r.types.iter().enumerate())
+                .filter(move |(i, t)| (*i == 0) == first && !t.starts_with('*'))
+                .map(|(_, t)| *t)
+        })
+    };
+    let supported: Vec<&str> = names(true).chain(names(false)).collect();
     let class = kind.rsplit('.').next().unwrap_or(kind);
     match NOT_SUPPORTED
         .iter()
