@@ -328,3 +328,9 @@ mod tests {
         assert_eq!(store.hash_algorithm(), HashAlgorithm::Md5);
     }
 }
+
+/// docs/backends.md, whose skeleton backend is compiled as a doc test (so that it follows the
+/// trait).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/backends.md")]
+pub struct BackendsDoc;

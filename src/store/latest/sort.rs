@@ -1,4 +1,5 @@
-//! Merge-on-read by sorting ([`LatestRowsExec`]): any id columns; see [`super`].
+//! Merge-on-read by sorting ([`LatestRowsExec`]): any id columns, a partition's rows
+//! radix-sorted so that each sample's are adjacent; see [`super`].
 
 use std::fmt;
 use std::sync::Arc;

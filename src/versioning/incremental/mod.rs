@@ -9,6 +9,10 @@
 //! gone, samples given, a filter or staleness predicate that may answer otherwise without a
 //! write ([`super::deterministic`]), an in-memory store, a cluster, …) it resolves in full and
 //! `EXPLAIN` says why. The rule in full: docs/design.md, "Incremental resolve".
+//!
+//! Of the store it uses only [`MetadataStore::open`] (a table's [`StoredTable`]: its files, the
+//! rows of some of them, its current view restricted to some ids) and the feature's state blob
+//! that holds the checkpoint ([`MetadataStore::load_feature_state`]).
 
 pub mod candidates;
 pub mod checkpoint;
