@@ -14,7 +14,7 @@ pub mod delta;
 pub mod latest;
 pub mod memory;
 mod pushed;
-pub(crate) mod read;
+mod read;
 pub mod registry;
 mod write;
 
