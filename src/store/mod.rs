@@ -5,11 +5,13 @@
 //!   metaxy's rules over a backend and its fallbacks), [`FeatureScan`], [`StoredTable`],
 //!   [`StoredFacts`] and the system [`columns`];
 //! - `read.rs` / `write.rs`: metaxy's read (the current view) and write (system columns);
+//!   `pushed.rs`: the graph `metaxy push` stored;
 //! - [`latest`]: merge-on-read, the latest row per sample as physical operators;
 //! - [`delta`]: the Delta Lake backend (the layout the Python metaxy's Delta store writes, so
 //!   both can share a store); [`memory`]: the in-memory backend;
 //! - [`registry`]: stores from metaxy's configuration, each backend registered once
 //!   (docs/backends.md shows a new one).
+
 pub mod delta;
 pub mod latest;
 pub mod memory;
