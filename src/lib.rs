@@ -3,6 +3,10 @@
 //!
 //! - [`graph`]: the feature graph and its definition-level versions (lock files, our TOML, a
 //!   Rust builder), byte-identical to metaxy 0.1.11.
+//! - [`store`]: metadata stores (metaxy's reads and writes over a backend: Delta, in memory;
+//!   each registered once in [`store::registry`]), merge-on-read in [`store::latest`].
+//! - [`versioning`]: `resolve_update`, incremental when a checkpoint proves what changed
+//!   ([`versioning::incremental`]); [`distributed`]: plans on a cluster of workers.
 //! - [`new_context`] builds the engine's `SessionContext` (hash UDFs from
 //!   [`datafusion_metaxy_udfs`], `metaxy_features()` / `metaxy_fields()`, files queryable by
 //!   path when [`FileAccess`] allows); [`sql::run_script`] runs SQL text the way the `metaxy-sql` binary does.
@@ -13,6 +17,7 @@ pub mod config;
 pub mod distributed;
 pub mod error;
 pub mod graph;
+pub(crate) mod hashing;
 pub mod progress;
 pub mod session;
 pub mod sql;

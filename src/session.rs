@@ -332,7 +332,7 @@ fn open_store(config: &MetaxyConfig, name: Option<&str>) -> Result<Arc<MetadataS
         .as_ref()
         .is_some_and(|s| name.is_none_or(|n| s.contains_key(n)));
     if configured {
-        let store = store::config::store_from_config(config, name, &config.base_dir())?;
+        let store = store::registry::store_from_config(config, name, &config.base_dir())?;
         return Ok(store.expect("stores are configured"));
     }
     match name {

@@ -218,10 +218,11 @@ fn a_worker_refuses_crafted_plans_and_strangers() {
             .into_iter()
             .find(|u| u.name() == "xxhash64")
             .unwrap();
-        let candidate = datafusion_metaxy::store::candidates::InCandidates::decode(
-            &serde_json::json!({"ints": [1, 2]}),
-        )
-        .unwrap();
+        let candidate =
+            datafusion_metaxy::versioning::incremental::candidates::InCandidates::decode(
+                &serde_json::json!({"ints": [1, 2]}),
+            )
+            .unwrap();
         for (udf, output, expected) in [
             (xxhash64, DataType::Utf8, "xxhash64: takes one argument"),
             // datafusion-distributed's codec does not hand this function to ours: refused
@@ -248,7 +249,7 @@ fn a_worker_refuses_crafted_plans_and_strangers() {
             // Encoded with our codec alone, as a crafted request would be.
             let bytes = datafusion_proto::bytes::physical_plan_to_bytes_with_proto_converter(
                 plan,
-                &datafusion_metaxy::store::codec::MetaxyCodec::default(),
+                &datafusion_metaxy::distributed::codec::MetaxyCodec::default(),
                 &datafusion_proto::physical_plan::DeduplicatingProtoConverter::default(),
             )
             .unwrap();

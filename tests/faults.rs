@@ -542,7 +542,7 @@ async fn only_store_data_files_are_mapped_and_truncation_is_an_error() {
         );
         let config = datafusion_metaxy::config::MetaxyConfig::from_toml(&text, "m.toml").unwrap();
         let store =
-            datafusion_metaxy::store::config::store_from_config(&config, Some("d"), dir.path());
+            datafusion_metaxy::store::registry::store_from_config(&config, Some("d"), dir.path());
         let store = store.unwrap().unwrap();
         let ctx = session(store_options(&store));
         write_rows(&store, &ctx, 40_000).await;

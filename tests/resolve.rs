@@ -75,7 +75,7 @@ pub(super) async fn resolve_mode(i: &Increment) -> String {
         .collect::<Vec<_>>()
         .join("\n");
     let at = text
-        .find("ResolveCheckpointExec: ")
+        .find("CheckpointExec: ")
         .expect("the plan names how it resolves");
     text[at..].lines().next().unwrap().to_string()
 }

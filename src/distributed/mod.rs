@@ -21,6 +21,7 @@
 //! a certificate, and runs only plans it could have planned itself, reading only its configured
 //! stores ([`worker_guard`]). docs/distributed.md shows a locked-down deployment.
 
+pub mod codec;
 mod security;
 mod worker_guard;
 
@@ -46,8 +47,8 @@ use url::Url;
 use self::security::SecureChannels;
 use self::worker_guard::{CatchPanic, PlanAllowlist, WorkerStores};
 
+use self::codec::MetaxyCodec;
 use crate::error::{MetaxyError, Result};
-use crate::store::codec::MetaxyCodec;
 use crate::store::latest::is_distributed;
 use crate::store::MetadataStore;
 

@@ -80,12 +80,8 @@ const DISTRIBUTED_NODES: &[&str] = &[
     "SamplerExec",
 ];
 
-/// Ours ([`crate::store::codec::MetaxyCodec`] decodes them).
-const METAXY_NODES: &[&str] = &[
-    "LatestRowsExec",
-    "LatestRowsIndexExec",
-    "ResolveCheckpointExec",
-];
+/// Ours ([`super::codec::MetaxyCodec`] decodes them).
+const METAXY_NODES: &[&str] = &["LatestRowsExec", "LatestRowsIndexExec", "CheckpointExec"];
 
 /// The worker's check of every stage plan: see the module docs.
 #[derive(Debug, Clone)]

@@ -1,4 +1,5 @@
-//! The in-memory backend: batches per feature behind a lock. The embedded default.
+//! The in-memory backend: batches per feature behind a lock, for embedding and tests; its
+//! registration names it `memory` (and the in-memory store class of earlier metaxy versions).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -14,9 +15,19 @@ use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 use datafusion_metaxy_udfs::HashAlgorithm;
 
+use super::registry::{BackendConfig, Registration};
 use super::{FeatureScan, StoreBackend, StoredFacts};
 use crate::error::Result;
 use crate::graph::FeatureKey;
+
+/// `memory`, and any class path ending in `InMemoryMetadataStore`; no keys of its own.
+pub const REGISTRATION: Registration = Registration {
+    types: &["memory", "*InMemoryMetadataStore"],
+    build: |config: &BackendConfig<'_>| {
+        config.allow_only(&[])?;
+        Ok(Arc::new(MemoryBackend::default()))
+    },
+};
 
 /// Feature tables held in memory.
 #[derive(Debug, Default)]
@@ -60,6 +71,10 @@ impl StoreBackend for MemoryBackend {
     async fn delete_state(&self, name: &str) -> Result<()> {
         self.states.write().expect("lock").remove(name);
         Ok(())
+    }
+
+    async fn list_states(&self) -> Result<Vec<String>> {
+        Ok(self.states.read().expect("lock").keys().cloned().collect())
     }
 
     async fn scan(&self, key: &FeatureKey) -> Result<Option<FeatureScan>> {

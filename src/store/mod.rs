@@ -1,23 +1,23 @@
 //! Metadata stores: one append-only table per feature, with metaxy's semantics (system columns on
-//! write, merge-on-read, soft and hard deletes, fallback stores) over a small backend trait with
-//! two implementations: [`memory::MemoryBackend`] and [`delta::DeltaBackend`] (the layout the
-//! Python metaxy's Delta store writes, so both can share a store).
+//! write, merge-on-read, soft and hard deletes, fallback stores) over a small backend trait.
+//!
+//! - this file: [`StoreBackend`] (where tables physically live), [`MetadataStore`] (the façade:
+//!   metaxy's rules over a backend and its fallbacks), [`FeatureScan`], [`StoredTable`],
+//!   [`StoredFacts`] and the system [`columns`];
+//! - `read.rs` / `write.rs`: metaxy's read (the current view) and write (system columns);
+//!   `pushed.rs`: the graph `metaxy push` stored;
+//! - [`latest`]: merge-on-read, the latest row per sample as physical operators;
+//! - [`delta`]: the Delta Lake backend (the layout the Python metaxy's Delta store writes, so
+//!   both can share a store); [`memory`]: the in-memory backend;
+//! - [`registry`]: stores from metaxy's configuration, each backend registered once
+//!   (docs/backends.md shows a new one).
 
-pub mod candidates;
-pub mod checkpoint;
-pub mod codec;
-pub mod config;
 pub mod delta;
-mod delta_log;
-pub mod delta_scan;
 pub mod latest;
-mod latest_index;
-mod latest_sort;
-pub mod mapped_files;
 pub mod memory;
-pub(crate) mod read;
-mod row_times;
-mod ties;
+mod pushed;
+mod read;
+pub mod registry;
 mod write;
 
 use std::fmt::Debug;
@@ -34,9 +34,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion_metaxy_udfs::HashAlgorithm;
 
 pub(crate) use read::empty_schema;
-use read::Lookup;
-pub use read::ReadOptions;
-pub(crate) use write::{sample_hash, struct_hash};
+pub use read::{Lookup, ReadOptions};
 
 /// The logical plan of a feature table's read in SQL (table providers, DML): like
 /// [`MetadataStore::read`], but a feature no store of the chain has a table for yet reads as
@@ -145,8 +143,17 @@ pub trait StoreBackend: Debug + Send + Sync {
     }
     /// Features with a table.
     async fn list(&self) -> Result<Vec<FeatureKey>>;
-    /// A small blob the engine keeps beside the tables under `name` (e.g. an incremental
-    /// resolve's checkpoint); `None` when absent or when the backend keeps none.
+    /// The rows of the files of `scan` (one of this backend's scans) that `keep` accepts, when
+    /// the backend can scan a part of its files ([`FeatureScan::files`]); `None` by default.
+    fn files_only(
+        &self,
+        _scan: &FeatureScan,
+        _keep: &dyn Fn(&str) -> bool,
+    ) -> Option<Arc<dyn TableProvider>> {
+        None
+    }
+    /// A small blob the engine keeps beside the tables under `name` (see
+    /// [`MetadataStore::load_feature_state`]); `None` when absent or when the backend keeps none.
     async fn load_state(&self, _name: &str) -> Result<Option<Vec<u8>>> {
         Ok(None)
     }
@@ -157,6 +164,11 @@ pub trait StoreBackend: Debug + Send + Sync {
     /// Removes the blob `name` (nothing when absent).
     async fn delete_state(&self, _name: &str) -> Result<()> {
         Ok(())
+    }
+    /// The names of every blob kept (none by default). A backend that keeps blobs lists them,
+    /// so that dropping a feature removes its state ([`MetadataStore::drop_feature`]).
+    async fn list_states(&self) -> Result<Vec<String>> {
+        Ok(vec![])
     }
 }
 
@@ -187,14 +199,87 @@ pub struct FeatureScan {
     pub files: Option<Vec<String>>,
 }
 
-impl FeatureScan {
-    /// The rows of the files `keep` accepts, when the backend can scan a part of its files.
-    pub fn files_only(&self, keep: &dyn Fn(&str) -> bool) -> Option<Arc<dyn TableProvider>> {
-        let table = self
-            .provider
-            .downcast_ref::<delta_scan::DeltaFilesTable>()?;
-        Some(Arc::new(table.files_only(keep)))
+/// One look at a feature's stored table ([`MetadataStore::open`]) and the backend holding it:
+/// what a reader that tracks the files of a table (incremental resolve) needs of a store.
+#[derive(Debug, Clone)]
+pub struct StoredTable {
+    scan: FeatureScan,
+    backend: Arc<dyn StoreBackend>,
+}
+
+impl StoredTable {
+    /// Every stored row.
+    pub fn provider(&self) -> &Arc<dyn TableProvider> {
+        &self.scan.provider
     }
+
+    /// The files of this table, when the backend names them ([`FeatureScan::files`]).
+    pub fn files(&self) -> Option<&[String]> {
+        self.scan.files.as_deref()
+    }
+
+    /// The rows of only the files `keep` accepts ([`StoreBackend::files_only`]); `None` when
+    /// the backend cannot scan a part of its files.
+    pub fn files_only(&self, keep: &dyn Fn(&str) -> bool) -> Option<Arc<dyn TableProvider>> {
+        self.backend.files_only(&self.scan, keep)
+    }
+
+    /// The plan of the current view of the table (as [`MetadataStore::read`] with default
+    /// options). `restrict`: a filter on the feature's id columns only, applied before the
+    /// latest row per sample is chosen (it keeps or drops whole samples, so the choice is
+    /// unchanged for the samples it keeps).
+    pub fn current_view(
+        &self,
+        graph: &FeatureGraph,
+        key: &FeatureKey,
+        restrict: Option<Expr>,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        read::plan_scan(
+            self.scan.clone(),
+            graph,
+            key,
+            &ReadOptions::default(),
+            restrict,
+        )
+    }
+}
+
+/// The name of a feature's state blob of a `kind` (a directory name): `<kind>/keys/` and the
+/// key, its parts joined by `.`, then `.<extension>` (`a-b/x` → `resolve/keys/a-b.x.parquet`).
+/// Named by the key, not the table name, which two keys share (`a-b/x` and `a_b/x` are both
+/// `a_b__x`, in different graphs over one store). A valid key part holds only `a-z`, `0-9`,
+/// `_` and `-`, safe in any file system and object store, and never `.`; any other byte would
+/// be written `~` and its hex, so distinct keys always have distinct names.
+pub fn feature_state_name(key: &FeatureKey, kind: &str, extension: &str) -> String {
+    format!("{kind}/keys/{}.{extension}", state_stem(key))
+}
+
+/// The key part of [`feature_state_name`].
+fn state_stem(key: &FeatureKey) -> String {
+    let mut name = String::new();
+    for (i, part) in key.parts().iter().enumerate() {
+        if i > 0 {
+            name.push('.');
+        }
+        for b in part.bytes() {
+            if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' {
+                name.push(char::from(b));
+            } else {
+                name.push_str(&format!("~{b:02x}"));
+            }
+        }
+    }
+    name
+}
+
+/// Whether the blob `name` is a state of `key` ([`feature_state_name`] of any kind and
+/// extension; an extension holds no `.`).
+fn is_state_of(name: &str, key: &FeatureKey) -> bool {
+    name.rsplit_once("/keys/")
+        .and_then(|(_, file)| file.rsplit_once('.'))
+        .is_some_and(|(stem, ext)| {
+            !stem.contains('/') && !ext.contains('/') && stem == state_stem(key)
+        })
 }
 
 /// Facts about a feature's stored rows a backend knows without reading them
@@ -208,25 +293,6 @@ pub struct StoredFacts {
     /// Every row carries this `metaxy_feature_version`: when it is the current one, a read of
     /// the current version needs no filter on it.
     pub feature_version: Option<String>,
-}
-
-/// A Delta backend's root and the names of its storage options: their values (credentials,
-/// tokens) are not shown, nor a password in the root URL.
-impl Debug for delta::DeltaBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut root = self.root.clone();
-        if root.password().is_some() {
-            let _ = root.set_password(Some("<redacted>"));
-        }
-        let options: std::collections::BTreeMap<&str, &str> = (self.storage_options.keys())
-            .map(|k| (k.as_str(), "<redacted>"))
-            .collect();
-        f.debug_struct("DeltaBackend")
-            .field("root", &root.as_str())
-            .field("storage_options", &options)
-            .field("mmap", &self.maps)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A metaxy metadata store: a backend, its hash algorithm, and fallback stores to read features
@@ -341,16 +407,48 @@ impl MetadataStore {
         self.backend.list().await
     }
 
-    /// Drops the feature's table in this store.
+    /// Drops the feature's table in this store, and its state blobs: a feature written anew
+    /// starts with none.
     pub async fn drop_feature(&self, key: &FeatureKey) -> Result<()> {
         self.backend.drop_table(key).await?;
-        // Its incremental resolve checkpoint goes with it (and one under the older,
-        // table-named form, which no resolve reads).
-        self.backend
-            .delete_state(&checkpoint::checkpoint_name(key))
-            .await?;
-        self.backend
-            .delete_state(&checkpoint::state_name(&key.table_name()))
+        for name in self.backend.list_states().await? {
+            if is_state_of(&name, key) {
+                self.backend.delete_state(&name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The feature's stored table: this store's, else (with [`Lookup::WithFallbacks`]) the
+    /// first fallback's that has it; one look at each table consulted. `None` when none has it.
+    pub async fn open(&self, key: &FeatureKey, lookup: Lookup) -> Result<Option<StoredTable>> {
+        read::locate(self, key, lookup).await
+    }
+
+    /// The feature's state blob of `kind` in this store ([`feature_state_name`]): a small
+    /// record the engine keeps beside the tables; dropping the feature removes it.
+    pub async fn load_feature_state(
+        &self,
+        key: &FeatureKey,
+        kind: &str,
+        extension: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        (self.backend)
+            .load_state(&feature_state_name(key, kind, extension))
+            .await
+    }
+
+    /// Stores (replaces) the feature's state blob of `kind` (see
+    /// [`MetadataStore::load_feature_state`]).
+    pub async fn save_feature_state(
+        &self,
+        key: &FeatureKey,
+        kind: &str,
+        extension: &str,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        (self.backend)
+            .save_state(&feature_state_name(key, kind, extension), bytes)
             .await
     }
 
@@ -520,91 +618,6 @@ pub fn feature_path(key: &FeatureKey) -> String {
     key.parts().join("/")
 }
 
-impl MetadataStore {
-    /// The feature graph last pushed to this store by `metaxy push` (the latest row per feature
-    /// of `metaxy-system/feature_versions`, optionally of one project); `None` when the store
-    /// has no system table.
-    pub async fn pushed_graph(
-        &self,
-        ctx: &SessionContext,
-        project: Option<&str>,
-        hash_truncation_length: usize,
-    ) -> Result<Option<FeatureGraph>> {
-        use crate::graph::system::{PushedFeature, FEATURE_VERSIONS_KEY};
-        use datafusion::arrow::array::{Array, AsArray};
-        let key = FeatureKey::parse(FEATURE_VERSIONS_KEY)?;
-        let Some(scan) = self.backend.scan(&key).await? else {
-            return Ok(None);
-        };
-        let mut df = ctx.read_table(scan.provider)?;
-        if let Some(project) = project {
-            df = df.filter(
-                datafusion::prelude::col("project").eq(datafusion::prelude::lit(project)),
-            )?;
-        }
-        let batches = df
-            .sort(vec![
-                datafusion::prelude::col("recorded_at").sort(false, true)
-            ])?
-            .select_columns(&[
-                "project",
-                "feature_key",
-                "metaxy_feature_version",
-                "metaxy_definition_version",
-                "feature_spec",
-                "feature_schema",
-                "feature_class_path",
-            ])?
-            .collect()
-            .await?;
-        let mut rows: Vec<PushedFeature> = Vec::new();
-        for batch in &batches {
-            let text: Vec<_> = (0..batch.num_columns())
-                .map(|i| {
-                    datafusion::arrow::compute::cast(
-                        batch.column(i),
-                        &datafusion::arrow::datatypes::DataType::Utf8,
-                    )
-                })
-                .collect::<std::result::Result<_, _>>()?;
-            let text: Vec<_> = text.iter().map(|c| c.as_string::<i32>().clone()).collect();
-            for r in 0..batch.num_rows() {
-                let get = |i: usize| (!text[i].is_null(r)).then(|| text[i].value(r).to_string());
-                let feature_key = get(1).unwrap_or_default();
-                // Rows are newest first: keep the first row of each feature.
-                if rows.iter().any(|p| p.feature_key == feature_key) {
-                    continue;
-                }
-                rows.push(PushedFeature {
-                    project: get(0).unwrap_or_default(),
-                    feature_key,
-                    feature_version: get(2).unwrap_or_default(),
-                    definition_version: get(3).unwrap_or_default(),
-                    feature_spec: get(4).unwrap_or_default(),
-                    feature_schema: get(5).unwrap_or_default(),
-                    feature_class_path: get(6),
-                });
-            }
-        }
-        let definitions = rows
-            .iter()
-            .map(PushedFeature::definition)
-            .collect::<Result<Vec<_>>>()?;
-        let graph = FeatureGraph::new(definitions, hash_truncation_length)?;
-        for row in &rows {
-            let computed = &graph.find(&row.feature_key)?.versions;
-            if computed.feature_version != row.feature_version {
-                return Err(MetaxyError::Store(format!(
-                    "{FEATURE_VERSIONS_KEY} in store '{}': feature {} was pushed with version {} \
-                     but its definition gives {} (hash_truncation_length = {hash_truncation_length})",
-                    self.name, row.feature_key, row.feature_version, computed.feature_version
-                )));
-            }
-        }
-        Ok(Some(graph))
-    }
-}
-
 /// `batches` with `schema`'s types, column by column (by position), failing on a value the
 /// target type cannot hold rather than writing NULL; the error names the feature and column.
 pub(crate) fn cast_batches(
@@ -637,4 +650,31 @@ pub(crate) fn cast_batches(
             Ok(RecordBatch::try_new(schema.clone(), columns)?)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// State blobs are named by the key, not the table name (which `a-b/x` and `a_b/x` share),
+    /// and a feature's drop finds exactly its own.
+    #[test]
+    fn feature_states_are_named_by_the_key() {
+        let key = |k: &str| FeatureKey::parse(k).unwrap();
+        let (dash, underscore) = (key("a-b/x"), key("a_b/x"));
+        assert_eq!(dash.table_name(), underscore.table_name());
+        let name = |k: &FeatureKey| feature_state_name(k, "resolve", "parquet");
+        assert_eq!(name(&dash), "resolve/keys/a-b.x.parquet");
+        assert_eq!(name(&underscore), "resolve/keys/a_b.x.parquet");
+        // Parts never hold `.`: the split is unambiguous.
+        let keys = ["a/b/c", "a/b-c", "a/b_c", "a_b/c", "abc", "abc/parquet"];
+        let names: std::collections::HashSet<String> = keys.iter().map(|k| name(&key(k))).collect();
+        assert_eq!(names.len(), keys.len());
+        for k in keys {
+            for n in &names {
+                assert_eq!(is_state_of(n, &key(k)), *n == name(&key(k)), "{k} {n}");
+            }
+        }
+        assert!(!is_state_of("resolve/a_b__x.parquet", &underscore));
+    }
 }

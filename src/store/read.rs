@@ -12,7 +12,7 @@ use datafusion::logical_expr::{col, lit, Expr, LogicalPlan, LogicalPlanBuilder};
 
 use super::columns::{DELETED_AT, FEATURE_VERSION};
 use super::latest::LatestRowsTable;
-use super::{FeatureScan, MetadataStore};
+use super::{FeatureScan, MetadataStore, StoredTable};
 use crate::error::Result;
 use crate::graph::{FeatureGraph, FeatureKey};
 
@@ -45,7 +45,7 @@ pub struct ReadOptions {
 
 /// Which stores a read looks in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lookup {
+pub enum Lookup {
     /// This store only.
     ThisStore,
     /// This store, else the first fallback that has the feature.
@@ -61,26 +61,32 @@ pub(crate) async fn plan(
     lookup: Lookup,
 ) -> Result<Option<LogicalPlan>> {
     match locate(store, key, lookup).await? {
-        Some(scan) => Ok(Some(plan_scan(scan, graph, key, options, None)?)),
+        Some(table) => Ok(Some(plan_scan(table.scan, graph, key, options, None)?)),
         None => Ok(None),
     }
 }
 
 /// The stored rows a read of `key` would read (one look at each table consulted): this
 /// store's table, else (with [`Lookup::WithFallbacks`]) the first fallback's.
-pub(crate) async fn locate(
+pub(super) async fn locate(
     store: &MetadataStore,
     key: &FeatureKey,
     lookup: Lookup,
-) -> Result<Option<FeatureScan>> {
+) -> Result<Option<StoredTable>> {
+    let owned = |owner: &MetadataStore, scan: Option<FeatureScan>| {
+        scan.map(|scan| StoredTable {
+            scan,
+            backend: Arc::clone(&owner.backend),
+        })
+    };
     if let Some(scan) = store.backend.scan(key).await? {
-        return Ok(Some(scan));
+        return Ok(owned(store, Some(scan)));
     }
     if lookup == Lookup::ThisStore {
         return Ok(None);
     }
     match store.fallback_holding(key).await? {
-        Some(owner) => owner.backend.scan(key).await,
+        Some(owner) => Ok(owned(owner, owner.backend.scan(key).await?)),
         None => Ok(None),
     }
 }
@@ -88,7 +94,7 @@ pub(crate) async fn locate(
 /// The plan of a read of the stored rows `scan`. `restrict`: a filter on the feature's id
 /// columns only, applied before the latest row per sample is chosen (it keeps or drops whole
 /// samples, so the reduction is unchanged for the samples it keeps).
-pub(crate) fn plan_scan(
+pub(super) fn plan_scan(
     scan: FeatureScan,
     graph: &FeatureGraph,
     key: &FeatureKey,

@@ -10,12 +10,12 @@ use datafusion::common::ScalarValue;
 use datafusion::functions::core::expr_fn::{coalesce, get_field, named_struct};
 use datafusion::logical_expr::{cast, col, lit, when, Expr};
 use datafusion::prelude::DataFrame;
-use datafusion_metaxy_udfs::functions::metaxy_hash_concat;
 
 use super::columns::*;
 use super::MetadataStore;
 use crate::error::{MetaxyError, Result};
 use crate::graph::{FeatureGraph, FeatureKey};
+use crate::hashing::struct_hash;
 
 /// Why rows are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,37 +35,6 @@ fn is_string(dt: &DataType) -> bool {
         dt,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
     )
-}
-
-/// metaxy's sample-level rule, its one definition: a sample's provenance (or data version) is
-/// its per-field values in field-key order joined with `|`, hashed with the store's algorithm
-/// and truncated; NULL when any value is NULL (Polars' `concat_str`); the hash of "" without
-/// fields. `by_field` holds (struct key, value) pairs in any order.
-pub(crate) fn sample_hash(
-    mut by_field: Vec<(String, Expr)>,
-    store: &MetadataStore,
-    truncate: usize,
-) -> Expr {
-    by_field.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut parts: Vec<Expr> = by_field.into_iter().map(|(_, value)| value).collect();
-    if parts.is_empty() {
-        parts.push(lit(""));
-    }
-    metaxy_hash_concat(store.hash_algorithm(), Some(truncate), "|", parts)
-}
-
-/// [`sample_hash`] of a provenance-like struct column with the given keys.
-pub(crate) fn struct_hash(
-    struct_col: Expr,
-    struct_keys: &[String],
-    store: &MetadataStore,
-    truncate: usize,
-) -> Expr {
-    let by_field = struct_keys
-        .iter()
-        .map(|k| (k.clone(), get_field(struct_col.clone(), k.as_str())))
-        .collect();
-    sample_hash(by_field, store, truncate)
 }
 
 /// A struct rebuilt with exactly `keys` (in this order) as Utf8 children.
@@ -199,7 +168,7 @@ pub(crate) async fn write(
     let provenance = if has(PROVENANCE) {
         cast(col(PROVENANCE), DataType::Utf8)
     } else {
-        struct_hash(pbf.clone(), &struct_keys, store, truncate)
+        struct_hash(pbf.clone(), &struct_keys, store.hash_algorithm(), truncate)
     };
     let ts_or = |name: &str, default: ScalarValue| {
         if has(name) {
@@ -231,7 +200,7 @@ pub(crate) async fn write(
                 provenance.clone(),
             ])
         } else {
-            struct_hash(dvbf.clone(), &struct_keys, store, truncate)
+            struct_hash(dvbf.clone(), &struct_keys, store.hash_algorithm(), truncate)
         };
         (dvbf, dv)
     } else {

@@ -36,7 +36,7 @@ pub(super) fn unprovable_fragment(
 ) -> Result<Option<String>> {
     let feature = graph.feature(key)?;
     let schema_of = |k: &FeatureKey| schemas.get(k).cloned().flatten();
-    let target = schema_of(key).unwrap_or_else(|| crate::store::read::empty_schema(feature));
+    let target = schema_of(key).unwrap_or_else(|| crate::store::empty_schema(feature));
     // (what, SQL, the columns it is applied to)
     let mut fragments: Vec<(String, &String, Option<SchemaRef>)> = vec![];
     for p in &options.staleness_predicates {

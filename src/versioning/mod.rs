@@ -11,7 +11,7 @@
 //!   children to their parent first).
 
 mod deterministic;
-mod incremental;
+pub mod incremental;
 mod provenance;
 mod upstream;
 

@@ -75,7 +75,9 @@ pub(super) fn field_provenance(
         .collect();
     let mut exprs = kept;
     exprs.push(named_struct(struct_args).alias(PROVENANCE_BY_FIELD));
-    exprs.push(crate::store::sample_hash(by_field, store, truncate).alias(PROVENANCE));
+    exprs.push(
+        crate::hashing::sample_hash(by_field, store.hash_algorithm(), truncate).alias(PROVENANCE),
+    );
     let df = df.select(exprs)?;
     let struct_keys: Vec<String> = fields.into_iter().map(|(k, _)| k).collect();
     with_defaults(df, &struct_keys, store, truncate)
@@ -102,7 +104,12 @@ pub(super) fn with_defaults(
     if !has(PROVENANCE) {
         df = df.with_column(
             PROVENANCE,
-            crate::store::struct_hash(col(PROVENANCE_BY_FIELD), struct_keys, store, truncate),
+            crate::hashing::struct_hash(
+                col(PROVENANCE_BY_FIELD),
+                struct_keys,
+                store.hash_algorithm(),
+                truncate,
+            ),
         )?;
     }
     Ok(df)

@@ -100,7 +100,7 @@ pub async fn collect(df: DataFrame, how: &Run) -> datafusion::error::Result<Vec<
         }
         Run::ViaProto => {}
     }
-    use datafusion_metaxy::store::codec::MetaxyCodec;
+    use datafusion_metaxy::distributed::codec::MetaxyCodec;
     use datafusion_proto::bytes::{
         physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
     };

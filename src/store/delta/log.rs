@@ -1,5 +1,5 @@
 //! A feature table's Delta snapshot: its schema, its active files and their statistics, as
-//! [`DeltaFilesTable`](super::delta_scan::DeltaFilesTable) and the stored facts need them.
+//! [`DeltaFilesTable`](super::scan::DeltaFilesTable) and the stored facts need them.
 //!
 //! [`read_commits`] reads it straight from the table's JSON commits, for the logs metaxy and we
 //! write: JSON commits `0..=N` and nothing else, reader protocol version 1, no deletion
@@ -539,8 +539,8 @@ mod tests {
             }
         }
         assert_eq!(
-            crate::store::delta::facts_from_stats(&ours.files),
-            crate::store::delta::facts_from_stats(&delta.files)
+            crate::store::delta::scan::facts_from_stats(&ours.files),
+            crate::store::delta::scan::facts_from_stats(&delta.files)
         );
     }
 
@@ -569,7 +569,7 @@ mod tests {
         append(rows(&[1, 2, 3], 1_000, false, None), true).await;
         let (ours, delta) = both(&backend, &key).await;
         assert!(ours.only_commit_ours);
-        assert!(crate::store::delta::facts_from_stats(&ours.files).single_timestamp);
+        assert!(crate::store::delta::scan::facts_from_stats(&ours.files).single_timestamp);
         assert_same(&ours, &delta);
         // More appends, one with a new column, one with tombstones; then a hard delete, which
         // rewrites files (remove actions).

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! # use datafusion::prelude::*;
-//! use datafusion_metaxy::store::codec::MetaxyCodec;
+//! use datafusion_metaxy::distributed::codec::MetaxyCodec;
 //! use datafusion_proto::bytes::{
 //!     physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
 //! };
@@ -38,10 +38,9 @@ use serde_json::{json, Value};
 use datafusion::physical_expr_common::physical_expr::proto_decode::PhysicalExprDecodeCtx;
 use datafusion::physical_expr_common::physical_expr::proto_encode::PhysicalExprEncodeCtx;
 
-use super::candidates::InCandidates;
-use super::checkpoint::RecordExec;
-use super::latest_index::{IsLatestExpr, LatestRowsIndexExec, LatestTimes};
-use super::latest_sort::LatestRowsExec;
+use crate::store::latest::{IsLatestExpr, LatestRowsExec, LatestRowsIndexExec, LatestTimes};
+use crate::versioning::incremental::candidates::InCandidates;
+use crate::versioning::incremental::checkpoint::CheckpointExec;
 
 /// Encodes and decodes our plan nodes (see the module documentation).
 ///
@@ -106,9 +105,9 @@ impl PhysicalExtensionCodec for MetaxyCodec {
                     self.times(times_id(&node)?),
                 )?))
             }
-            (Some("ResolveCheckpointExec"), [input]) => {
+            (Some("CheckpointExec"), [input]) => {
                 let mode = field(&node, "mode")?.as_str().unwrap_or_default();
-                Ok(Arc::new(RecordExec::passing(
+                Ok(Arc::new(CheckpointExec::passing(
                     Arc::clone(input),
                     mode.to_string(),
                 )))
@@ -143,9 +142,9 @@ impl PhysicalExtensionCodec for MetaxyCodec {
             })
         } else if let Some(exec) = node.downcast_ref::<LatestRowsExec>() {
             json!({"node": "LatestRowsExec", "keys": exec.key_names()})
-        } else if let Some(exec) = node.downcast_ref::<RecordExec>() {
+        } else if let Some(exec) = node.downcast_ref::<CheckpointExec>() {
             // Decoded elsewhere, it passes the rows and writes no checkpoint.
-            json!({"node": "ResolveCheckpointExec", "mode": exec.mode()})
+            json!({"node": "CheckpointExec", "mode": exec.mode()})
         } else {
             return not_impl_err!("no metaxy codec for plan node {}", node.name());
         };

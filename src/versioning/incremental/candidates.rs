@@ -232,7 +232,7 @@ impl InCandidates {
         }
     }
 
-    /// The set as JSON, for plans that travel ([`super::codec::MetaxyCodec`]).
+    /// The set as JSON, for plans that travel ([`crate::distributed::codec::MetaxyCodec`]).
     pub fn encode(&self) -> Value {
         match self.set.as_ref() {
             KeySet::Dense { min, bits } => json!({"dense": {"min": min, "bits": bits}}),

@@ -1,4 +1,5 @@
-//! Merge-on-read by sorting ([`LatestRowsExec`]): any id columns; see [`super::latest`].
+//! Merge-on-read by sorting ([`LatestRowsExec`]): any id columns, a partition's rows
+//! radix-sorted so that each sample's are adjacent; see [`super`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,9 +25,9 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
-use super::columns::{DELETED_AT, UPDATED_AT};
 use super::row_times::*;
 use super::ties;
+use crate::store::columns::{DELETED_AT, UPDATED_AT};
 
 /// Keeps, per sample, the input rows with the greatest `coalesce(metaxy_deleted_at,
 /// metaxy_updated_at)` (see the module documentation).

@@ -6,7 +6,7 @@
 //! before the reduction, e.g. the current feature version), and puts one of two operators on
 //! top. Being a table provider, it needs no planner extension and works in any
 //! `SessionContext`. Exactly one row per sample is returned: of rows tied on the greatest
-//! timestamp, the one [`super::ties`] chooses (metaxy keeps an arbitrary one); NULL ids are one
+//! timestamp, the one [`ties`] chooses (metaxy keeps an arbitrary one); NULL ids are one
 //! sample, as in Polars' group-by.
 //!
 //! - One integer id column (metaxy's usual `sample_uid`): [`LatestRowsIndexExec`] reads the ids
@@ -52,6 +52,11 @@
 //! # Ok(()) }
 //! ```
 
+mod index;
+mod row_times;
+mod sort;
+mod ties;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -69,10 +74,10 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::columns::{DELETED_AT, UPDATED_AT};
+use crate::store::columns::{DELETED_AT, UPDATED_AT};
 
-pub use super::latest_index::{IsLatestExpr, LatestRowsIndexExec, LatestTimes};
-pub use super::latest_sort::LatestRowsExec;
+pub use self::index::{IsLatestExpr, LatestRowsIndexExec, LatestTimes};
+pub use self::sort::LatestRowsExec;
 
 /// A table provider returning, per sample, only the latest stored rows of `inner`.
 #[derive(Debug, Clone)]

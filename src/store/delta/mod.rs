@@ -8,35 +8,33 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Expr;
-use datafusion::parquet::basic::{Compression, Encoding};
-use datafusion::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
-use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::prelude::SessionContext;
 use datafusion_metaxy_udfs::HashAlgorithm;
-use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::StructType;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use url::Url;
 
-use super::columns::{
-    DATA_VERSION, DATA_VERSION_BY_FIELD, DELETED_AT, FEATURE_VERSION, PROVENANCE,
-    PROVENANCE_BY_FIELD, UPDATED_AT,
-};
-use super::delta_log::{self, LogFile, LogRead, LogSnapshot, ONE_ROW_PER_SAMPLE};
-use super::delta_scan::{store_path, store_url, DeltaFilesTable};
-use super::mapped_files::MappedFiles;
-use super::{feature_path, FeatureScan, StoreBackend, StoredFacts};
+mod config;
+mod log;
+pub mod mapped_files;
+mod parquet;
+pub mod scan;
+
+pub use self::config::REGISTRATION;
+
+use self::log::{LogRead, LogSnapshot, ONE_ROW_PER_SAMPLE};
+use self::mapped_files::MappedFiles;
+use self::scan::{store_path, store_url, DeltaFilesTable};
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureKey;
+use crate::store::{feature_path, FeatureScan, StoreBackend};
 
 /// Retry and timeout settings of remote stores, unless `storage_options` sets them.
 const REMOTE_DEFAULTS: [(&str, &str); 4] = [
@@ -46,17 +44,36 @@ const REMOTE_DEFAULTS: [(&str, &str); 4] = [
     ("timeout", "60s"),
 ];
 
-/// Feature tables as Delta tables under one root (`Debug`: `super`, without credentials).
+/// Feature tables as Delta tables under one root (`Debug` shows no credentials).
 #[derive(Clone)]
 pub struct DeltaBackend {
-    pub(super) root: Url,
-    pub(super) storage_options: HashMap<String, String>,
+    root: Url,
+    storage_options: HashMap<String, String>,
     /// Whether large reads of a local root's data files map them ([`MappedFiles`]).
-    pub(super) maps: bool,
+    maps: bool,
     /// The object store at the root, built on first use.
     root_store: Arc<std::sync::OnceLock<Arc<dyn object_store::ObjectStore>>>,
     /// The object store of the root's scheme and bucket ([`store_url`]), built on first use.
     bucket_store: Arc<std::sync::OnceLock<Arc<dyn object_store::ObjectStore>>>,
+}
+
+/// A Delta backend's root and the names of its storage options: their values (credentials,
+/// tokens) are not shown, nor a password in the root URL.
+impl std::fmt::Debug for DeltaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut root = self.root.clone();
+        if root.password().is_some() {
+            let _ = root.set_password(Some("<redacted>"));
+        }
+        let options: std::collections::BTreeMap<&str, &str> = (self.storage_options.keys())
+            .map(|k| (k.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("DeltaBackend")
+            .field("root", &root.as_str())
+            .field("storage_options", &options)
+            .field("mmap", &self.maps)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A delta-rs error, with what was being done.
@@ -250,15 +267,15 @@ impl DeltaBackend {
     }
 
     /// The feature table's current snapshot, `None` when it has no commit: read from its JSON
-    /// commits where the log is one [`delta_log::read_commits`] replays, else by delta-rs.
+    /// commits where the log is one [`log::read_commits`] replays, else by delta-rs.
     async fn snapshot(&self, key: &FeatureKey) -> Result<Option<LogSnapshot>> {
-        if !delta_log::uses_locking_provider(&self.storage_options) {
+        if !log::uses_locking_provider(&self.storage_options) {
             let bucket = self.stores()?.1;
-            match delta_log::read_commits(bucket.as_ref(), &self.table_prefix(key)?).await? {
+            match log::read_commits(bucket.as_ref(), &self.table_prefix(key)?).await? {
                 LogRead::Absent => return Ok(None),
                 LogRead::Snapshot(snapshot) => return Ok(Some(*snapshot)),
                 LogRead::NotSimple(why) => {
-                    log::debug!("{key}: the Delta log is read by delta-rs: {why}");
+                    ::log::debug!("{key}: the Delta log is read by delta-rs: {why}");
                 }
             }
         }
@@ -289,7 +306,7 @@ impl StoreBackend for DeltaBackend {
             return Ok(None);
         };
         // From the per-file statistics of the log (none known when they are missing).
-        let mut facts = facts_from_stats(&snapshot.files);
+        let mut facts = scan::facts_from_stats(&snapshot.files);
         // One timestamp in the statistics is not one write: Delta keeps timestamp statistics
         // in milliseconds, so two writes within a millisecond look like one. The table is
         // known to hold one row per sample only when it has one commit (version 0), written
@@ -323,8 +340,8 @@ impl StoreBackend for DeltaBackend {
     ) -> Result<()> {
         // Every file carries the types the table declares (an arrow UInt64 column is a Delta
         // `long`, so its values are written as Int64, failing on values that do not fit).
-        let declared = declared_schema(&schema)?;
-        let batches = super::cast_batches(key, batches, &declared)?;
+        let declared = parquet::declared_schema(&schema)?;
+        let batches = crate::store::cast_batches(key, batches, &declared)?;
         let schema = declared;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         // One Delta commit: all rows or none. delta-rs retries appends that race with other
@@ -348,7 +365,7 @@ impl StoreBackend for DeltaBackend {
             let mut write = table
                 .write(batches.clone())
                 .with_save_mode(SaveMode::Append)
-                .with_writer_properties(writer_properties(&schema, rows));
+                .with_writer_properties(parquet::writer_properties(&schema, rows));
             if one_row_per_sample {
                 write =
                     write.with_commit_properties(CommitProperties::default().with_metadata([(
@@ -470,6 +487,36 @@ impl StoreBackend for DeltaBackend {
         Ok(())
     }
 
+    async fn list_states(&self) -> Result<Vec<String>> {
+        let prefix = state_path("")?;
+        let listed: Vec<object_store::ObjectMeta> = self
+            .root_store()?
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| object_store_error(&format!("listing {prefix} in {}", self.root), e))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|m| {
+                let parts: Vec<String> = m
+                    .location
+                    .prefix_match(&prefix)?
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                Some(parts.join("/"))
+            })
+            .collect())
+    }
+
+    fn files_only(
+        &self,
+        scan: &FeatureScan,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Option<Arc<dyn datafusion::catalog::TableProvider>> {
+        let table = scan.provider.downcast_ref::<DeltaFilesTable>()?;
+        Some(Arc::new(table.files_only(keep)))
+    }
+
     async fn delete_state(&self, name: &str) -> Result<()> {
         let path = state_path(name)?;
         match self.root_store()?.delete(&path).await {
@@ -535,129 +582,6 @@ impl StoreBackend for DeltaBackend {
         out.sort();
         Ok(out)
     }
-}
-
-/// The arrow schema of the Delta table `schema` declares: each arrow type mapped to its Delta
-/// type and back, as a reader of the table sees it.
-fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
-    let delta: StructType = schema
-        .try_into_kernel()
-        .map_err(|e| location_error("mapping the schema to Delta types", e))?;
-    let arrow: Schema = (&delta)
-        .try_into_arrow()
-        .map_err(|e| location_error("mapping the Delta schema to arrow", e))?;
-    Ok(Arc::new(arrow))
-}
-
-/// Parquet settings of the files we append of `rows` rows: snappy (as the Python deltalake
-/// writer), row groups of [`row_group_rows`], so that a scan of one append is split across
-/// partitions (DataFusion parallelises a file by row group); integer columns
-/// delta-encoded (`DELTA_BINARY_PACKED`, a standard parquet encoding; metaxy reads it: tested).
-///
-/// The hash columns (provenance and data versions, whole and by field) hold nearly distinct,
-/// high-entropy strings: no dictionary (it only costs time), `DELTA_LENGTH_BYTE_ARRAY` (their
-/// equal lengths pack to almost nothing) and no compression. On the `resolve` bench's simple
-/// root, bytes per value: 8.0 for the sample hash (snappy 7.8, plain 12.0), 7.3 for a field's
-/// (snappy 6.4, plain 10.9): snappy saved little more than the packed lengths do, and its
-/// decompression was the largest cost of an incremental resolve, which reads a few rows spread
-/// over every page: the bench's simple 10M incremental cell went from 0.30–0.35 s to 0.17–0.21
-/// s, the full resolve unchanged within noise (docs/benchmarks.md).
-fn writer_properties(schema: &Schema, rows: usize) -> WriterProperties {
-    let mut builder = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(row_group_rows(rows)));
-    let hash_column = |builder: WriterPropertiesBuilder, path: ColumnPath| {
-        builder
-            .set_column_dictionary_enabled(path.clone(), false)
-            .set_column_encoding(path.clone(), Encoding::DELTA_LENGTH_BYTE_ARRAY)
-            .set_column_compression(path, Compression::UNCOMPRESSED)
-    };
-    let text =
-        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-    for field in schema.fields() {
-        let name = field.name().as_str();
-        // Integer columns (ids above all: sequential or clustered) delta-encoded: the ids and
-        // timestamps scan of the `resolve` bench's simple 1M stale read 12.1 MB in 25 ms of
-        // decoding with plain ids, 21 KB in 6 ms delta-encoded.
-        if field.data_type().is_integer() {
-            builder = builder
-                .set_column_dictionary_enabled(ColumnPath::from(name), false)
-                .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
-        }
-        if (name == PROVENANCE || name == DATA_VERSION) && text(field.data_type()) {
-            builder = hash_column(builder, ColumnPath::from(name));
-        }
-        if let (true, DataType::Struct(children)) = (
-            name == PROVENANCE_BY_FIELD || name == DATA_VERSION_BY_FIELD,
-            field.data_type(),
-        ) {
-            for child in children {
-                if text(child.data_type()) {
-                    let path = ColumnPath::new(vec![name.to_string(), child.name().clone()]);
-                    builder = hash_column(builder, path);
-                }
-            }
-        }
-    }
-    builder.build()
-}
-
-/// Rows per parquet row group in an append of `rows` rows: at most 128Ki, and a quarter of the
-/// append down to 16Ki, so that an append of a few hundred thousand rows is still read (and
-/// hashed) by several cores: one 100K-row group left one of two cores idle in the bench's
-/// simple 100K cell (docs/benchmarks.md).
-fn row_group_rows(rows: usize) -> usize {
-    const MOST: usize = 128 * 1024;
-    const LEAST: usize = 16 * 1024;
-    rows.div_ceil(4).clamp(LEAST, MOST)
-}
-
-/// What the add actions' statistics (one row per file) prove ([`StoredFacts`]): a single
-/// timestamp when every file's `metaxy_updated_at` has one value, the same in all files, and
-/// `metaxy_deleted_at` is NULL in every row; likewise one feature version.
-pub(crate) fn facts_from_stats(files: &[LogFile]) -> StoredFacts {
-    // Every file records its NULLs of `column`, and they are all its rows.
-    let all_null = |column: &str| {
-        files.iter().all(|f| {
-            f.stats
-                .as_ref()
-                .is_some_and(|s| s.null_count.get(column) == Some(&s.num_records))
-        })
-    };
-    let single_timestamp = all_null(DELETED_AT) && single_value(files, UPDATED_AT).is_some();
-    let feature_version = match single_value(files, FEATURE_VERSION) {
-        Some(ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v))) => Some(v),
-        Some(ScalarValue::Utf8View(Some(v))) => Some(v),
-        _ => None,
-    };
-    StoredFacts {
-        single_timestamp,
-        feature_version,
-    }
-}
-
-/// The one value `column` holds in every row of every file, when the statistics prove it: in
-/// each file with rows, no NULL and min = max, the same in all files. (Statistics of long
-/// strings may be cut to a prefix; a read compares the value with the current feature version,
-/// which a cut prefix never equals, so a cut statistic only keeps the filter.)
-fn single_value(files: &[LogFile], column: &str) -> Option<ScalarValue> {
-    let mut seen: Option<&ScalarValue> = None;
-    for file in files {
-        let stats = file.stats.as_ref()?;
-        if stats.null_count.get(column) != Some(&0) {
-            return None;
-        }
-        if stats.num_records == 0 {
-            continue;
-        }
-        let lo = stats.min.get(column)?;
-        let hi = stats.max.get(column)?;
-        if lo.is_null() || lo != hi || seen.is_some_and(|s| s != lo) {
-            return None;
-        }
-        seen = Some(lo);
-    }
-    seen.cloned()
 }
 
 #[cfg(test)]

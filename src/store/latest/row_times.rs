@@ -1,4 +1,5 @@
-//! Reading ids and timestamps out of batches, shared by the merge-on-read operators.
+//! Reading ids and timestamps out of batches, shared by the merge-on-read operators
+//! ([`super::LatestRowsIndexExec`], [`super::LatestRowsExec`]).
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! Merge-on-read by an index of each sample's latest timestamp ([`LatestRowsIndexExec`]): one
-//! integer id column; see [`super::latest`].
+//! integer id column; see [`super`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,9 +27,9 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
-use super::columns::{DELETED_AT, UPDATED_AT};
 use super::row_times::*;
 use super::ties;
+use crate::store::columns::{DELETED_AT, UPDATED_AT};
 
 // One integer id column: an index of each sample's latest timestamp, then a filtered scan.
 
@@ -38,7 +38,7 @@ use super::ties;
 /// [`IsLatestExpr`] filtering its `rows` input.
 #[derive(Debug)]
 pub struct LatestTimes {
-    /// Names this index in a serialised plan ([`super::codec`]): the operator and the
+    /// Names this index in a serialised plan ([`crate::distributed::codec`]): the operator and the
     /// filters reading it carry the same id.
     id: u64,
     index: tokio::sync::OnceCell<TimesIndex>,

@@ -1,9 +1,10 @@
-//! The checkpoint an incremental `resolve_update` starts from (see
-//! `versioning/incremental.rs` for the rule): the files of each input table and the ids of the
-//! samples that were new or stale, kept beside the tables as one parquet file named by the
-//! feature key ([`checkpoint_name`]: `_metaxy/resolve/keys/<key>.parquet`, the fingerprint and
-//! files in its key-value metadata), and
-//! [`RecordExec`], the node that writes it once a resolve's `changes` have been read to the end.
+//! The [`Checkpoint`] an incremental `resolve_update` starts from (the rule: [`super`]), and
+//! [`CheckpointExec`], the node that writes it once a resolve's `changes` are read to the end.
+//!
+//! A checkpoint holds the files of each input table and the ids of the samples that were new or
+//! stale; it is the feature's state blob of kind [`KIND`] in the store, one parquet file
+//! named by the feature key (`_metaxy/resolve/keys/<key>.parquet` in a Delta store, see
+//! [`crate::store::feature_state_name`]), the fingerprint and files in its key-value metadata.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,9 +26,9 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use super::MetadataStore;
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureKey;
+use crate::store::MetadataStore;
 
 /// At most this many ids are kept in a checkpoint; a resolve with more changes leaves none
 /// (the next one is then a full one). A large increment is usually processed and written next,
@@ -59,44 +60,17 @@ pub struct Checkpoint {
     pub ids: Vec<RecordBatch>,
 }
 
-/// The state name of the checkpoint of resolving `key`: `resolve/keys/` and the key, its parts
-/// joined by `.` (`a-b/x` → `resolve/keys/a-b.x.parquet`). Named by the key, not the table
-/// name, which two keys share (`a-b/x` and `a_b/x` are both `a_b__x`, in different graphs over
-/// one store) and would then overwrite each other's checkpoint. A valid key part holds only
-/// `a-z`, `0-9`, `_` and `-`, safe in any file system and object store, and never `.`; any other
-/// byte would be written `~` and its hex, so distinct keys always have distinct names. Names of
-/// the older form ([`state_name`]) are never read.
-pub fn checkpoint_name(key: &FeatureKey) -> String {
-    let mut name = String::from("resolve/keys/");
-    for (i, part) in key.parts().iter().enumerate() {
-        if i > 0 {
-            name.push('.');
-        }
-        for b in part.bytes() {
-            if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' {
-                name.push(char::from(b));
-            } else {
-                name.push_str(&format!("~{b:02x}"));
-            }
-        }
-    }
-    name.push_str(".parquet");
-    name
-}
-
-/// The state name checkpoints had before [`checkpoint_name`], by table name (which two feature
-/// keys can share). Never read or written now; only removing a feature's leftovers uses it.
-pub fn state_name(table: &str) -> String {
-    format!("resolve/{table}.parquet")
-}
+/// The kind of feature state (in the store) a checkpoint is, and its file extension.
+pub const KIND: &str = "resolve";
+const EXTENSION: &str = "parquet";
 
 /// A checkpoint to write once the `changes` it describes have all been read.
 #[derive(Debug)]
-pub struct Pending {
+pub struct CheckpointDraft {
     /// Where.
     pub store: MetadataStore,
-    /// Its state name.
-    pub name: String,
+    /// The feature resolved: the checkpoint is its state.
+    pub key: FeatureKey,
     /// See [`Checkpoint`].
     pub fingerprint: String,
     /// See [`Checkpoint`].
@@ -107,17 +81,15 @@ pub struct Pending {
     pub max_ids: usize,
 }
 
-impl Pending {
-    /// The checkpoint of `store` named `name`, if any.
-    pub async fn load(store: &MetadataStore, name: &str) -> Result<Option<Checkpoint>> {
-        match store.backend.load_state(name).await? {
+impl Checkpoint {
+    /// The checkpoint of resolving `key` in `store`, if any.
+    pub async fn load(store: &MetadataStore, key: &FeatureKey) -> Result<Option<Checkpoint>> {
+        match store.load_feature_state(key, KIND, EXTENSION).await? {
             Some(bytes) => Ok(Some(Checkpoint::decode(bytes)?)),
             None => Ok(None),
         }
     }
-}
 
-impl Checkpoint {
     fn encode(&self, schema: SchemaRef, ids: &[RecordBatch]) -> Result<Vec<u8>> {
         use datafusion::parquet::arrow::ArrowWriter;
         use datafusion::parquet::file::metadata::KeyValue;
@@ -176,22 +148,22 @@ impl Checkpoint {
     }
 }
 
-/// `changes` as a table whose scan is [`RecordExec`] over the changes' plan.
+/// `changes` as a table whose scan is [`CheckpointExec`] over the changes' plan.
 #[derive(Debug)]
-pub struct RecordingTable {
+pub struct CheckpointTable {
     plan: LogicalPlan,
     schema: SchemaRef,
     mode: String,
-    record: Option<Arc<Pending>>,
+    record: Option<Arc<CheckpointDraft>>,
 }
 
-impl RecordingTable {
-    /// `plan` (of `schema`) read through a [`RecordExec`] saying `mode`, leaving `record`.
+impl CheckpointTable {
+    /// `plan` (of `schema`) read through a [`CheckpointExec`] saying `mode`, leaving `record`.
     pub fn new(
         plan: LogicalPlan,
         schema: SchemaRef,
         mode: String,
-        record: Option<Arc<Pending>>,
+        record: Option<Arc<CheckpointDraft>>,
     ) -> Self {
         Self {
             plan,
@@ -203,7 +175,7 @@ impl RecordingTable {
 }
 
 #[async_trait]
-impl TableProvider for RecordingTable {
+impl TableProvider for CheckpointTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -236,7 +208,7 @@ impl TableProvider for RecordingTable {
             }
             None => state.create_physical_plan(&self.plan).await?,
         };
-        let exec: Arc<dyn ExecutionPlan> = Arc::new(RecordExec::new(
+        let exec: Arc<dyn ExecutionPlan> = Arc::new(CheckpointExec::new(
             input,
             self.mode.clone(),
             self.record.clone(),
@@ -262,15 +234,15 @@ impl TableProvider for RecordingTable {
 /// Passes the changes through; says in `EXPLAIN` whether the resolve is incremental (and
 /// why not); and when its input ends, writes the checkpoint for the next resolve.
 #[derive(Debug)]
-pub struct RecordExec {
+pub struct CheckpointExec {
     seen: Arc<Mutex<Seen>>,
     input: Arc<dyn ExecutionPlan>,
     mode: String,
-    record: Option<Arc<Pending>>,
+    record: Option<Arc<CheckpointDraft>>,
     properties: Arc<PlanProperties>,
 }
 
-impl RecordExec {
+impl CheckpointExec {
     /// The node as decoded elsewhere: it passes rows and writes nothing.
     pub fn passing(input: Arc<dyn ExecutionPlan>, mode: String) -> Self {
         Self::new(input, mode, None)
@@ -281,7 +253,11 @@ impl RecordExec {
         &self.mode
     }
 
-    fn new(input: Arc<dyn ExecutionPlan>, mode: String, record: Option<Arc<Pending>>) -> Self {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        mode: String,
+        record: Option<Arc<CheckpointDraft>>,
+    ) -> Self {
         // Rows pass unchanged: the input's partitions, orderings and equivalences hold.
         let properties = Arc::new(PlanProperties::new(
             input.equivalence_properties().clone(),
@@ -300,9 +276,9 @@ impl RecordExec {
     }
 }
 
-impl DisplayAs for RecordExec {
+impl DisplayAs for CheckpointExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ResolveCheckpointExec: {}", self.mode)?;
+        write!(f, "CheckpointExec: {}", self.mode)?;
         if let Some(record) = &self.record {
             write!(
                 f,
@@ -314,9 +290,9 @@ impl DisplayAs for RecordExec {
     }
 }
 
-impl ExecutionPlan for RecordExec {
+impl ExecutionPlan for CheckpointExec {
     fn name(&self) -> &str {
-        "ResolveCheckpointExec"
+        "CheckpointExec"
     }
     fn properties(&self) -> &Arc<PlanProperties> {
         &self.properties
@@ -408,7 +384,7 @@ impl ExecutionPlan for RecordExec {
     }
 }
 
-/// What the partitions of one [`RecordExec`] have seen.
+/// What the partitions of one [`CheckpointExec`] have seen.
 #[derive(Debug, Default)]
 struct Seen {
     ids: Vec<RecordBatch>,
@@ -417,7 +393,7 @@ struct Seen {
     finished: usize,
 }
 
-impl Pending {
+impl CheckpointDraft {
     async fn save(&self, schema: SchemaRef, ids: Vec<RecordBatch>) -> Result<()> {
         // Stored with plain field types (no dictionary or view encodings of the plan).
         let fields: Vec<Field> = schema
@@ -441,29 +417,8 @@ impl Pending {
             ids: vec![],
         };
         let bytes = checkpoint.encode(plain, &ids)?;
-        self.store.backend.save_state(&self.name, bytes).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checkpoints_are_named_by_the_key() {
-        let key = |k: &str| FeatureKey::parse(k).unwrap();
-        let (dash, underscore) = (key("a-b/x"), key("a_b/x"));
-        // One table name, two checkpoints.
-        assert_eq!(dash.table_name(), underscore.table_name());
-        assert_eq!(checkpoint_name(&dash), "resolve/keys/a-b.x.parquet");
-        assert_eq!(checkpoint_name(&underscore), "resolve/keys/a_b.x.parquet");
-        // Parts never hold `.`: the split is unambiguous, and no name is an older one.
-        let names: std::collections::HashSet<String> = ["a/b/c", "a/b-c", "a/b_c", "a_b/c", "abc"]
-            .into_iter()
-            .map(|k| checkpoint_name(&key(k)))
-            .collect();
-        assert_eq!(names.len(), 5);
-        assert!(names.iter().all(|n| n.starts_with("resolve/keys/")));
-        assert_ne!(checkpoint_name(&key("a_b")), state_name("a_b"));
+        (self.store)
+            .save_feature_state(&self.key, KIND, EXTENSION, bytes)
+            .await
     }
 }

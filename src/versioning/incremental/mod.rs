@@ -1,14 +1,21 @@
 //! Incremental `resolve_update`: at the cost of the change instead of the whole feature.
 //!
 //! A sample's outcome depends only on its own stored rows. A resolve whose `changes` are read
-//! to the end leaves a checkpoint ([`crate::store::checkpoint`]): each input table's files and
+//! to the end leaves a checkpoint ([`checkpoint`]): each input table's files and
 //! the ids then new or stale. Tables are append-only, so the next resolve re-examines only the
 //! *candidates* (ids in files added since, plus those ids), reading every input restricted to
-//! them ([`crate::store::candidates`]) before the latest row per sample is chosen; its results
+//! them ([`candidates`]) before the latest row per sample is chosen; its results
 //! are the full resolve's. Otherwise (no checkpoint, changed definitions or options, a file
 //! gone, samples given, a filter or staleness predicate that may answer otherwise without a
 //! write ([`super::deterministic`]), an in-memory store, a cluster, …) it resolves in full and
 //! `EXPLAIN` says why. The rule in full: docs/design.md, "Incremental resolve".
+//!
+//! Of the store it uses only [`MetadataStore::open`] (a table's [`StoredTable`]: its files, the
+//! rows of some of them, its current view restricted to some ids) and the feature's state blob
+//! that holds the checkpoint ([`MetadataStore::load_feature_state`]).
+
+pub mod candidates;
+pub mod checkpoint;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -23,10 +30,9 @@ use sha2::{Digest, Sha256};
 use super::ResolveOptions;
 use crate::error::Result;
 use crate::graph::{FeatureGraph, FeatureKey};
-use crate::store::candidates::candidate_filter;
-use crate::store::checkpoint::{checkpoint_name, max_checkpoint_ids, Pending, RecordingTable};
-use crate::store::read::{locate, plan_scan, Lookup};
-use crate::store::{FeatureScan, MetadataStore, ReadOptions};
+use crate::store::{Lookup, MetadataStore, StoredTable};
+use candidates::candidate_filter;
+use checkpoint::{max_checkpoint_ids, Checkpoint, CheckpointDraft, CheckpointTable};
 
 /// More candidate samples (or rows added to one input since the checkpoint) than this, and the
 /// resolve is a full one: restricting to them would save little.
@@ -41,13 +47,13 @@ const RULE_VERSION: u32 = 2;
 /// The input tables of one resolve, each looked at once, and the restriction to candidate
 /// samples when the resolve is incremental.
 pub(super) struct Inputs {
-    scans: HashMap<FeatureKey, Option<FeatureScan>>,
+    scans: HashMap<FeatureKey, Option<StoredTable>>,
     /// Per input table, its own column for each comparison id.
     columns: HashMap<FeatureKey, Vec<String>>,
     candidates: Option<Arc<Vec<RecordBatch>>>,
     /// What the plan's `EXPLAIN` says, and the checkpoint to leave when `changes` is read.
     mode: String,
-    record: Option<Arc<Pending>>,
+    record: Option<Arc<CheckpointDraft>>,
 }
 
 impl Inputs {
@@ -133,7 +139,7 @@ impl Inputs {
         let schemas = inputs
             .scans
             .iter()
-            .map(|(k, scan)| (k.clone(), scan.as_ref().map(|s| s.provider.schema())))
+            .map(|(k, scan)| (k.clone(), scan.as_ref().map(|s| s.provider().schema())))
             .collect();
         if let Some(why) =
             super::deterministic::unprovable_fragment(ctx, graph, key, options, &schemas)?
@@ -150,12 +156,14 @@ impl Inputs {
                 None => {
                     tables.insert(k.to_string(), vec![]);
                 }
-                Some(FeatureScan { files: Some(f), .. }) => {
-                    tables.insert(k.to_string(), f.clone());
-                }
-                Some(_) => {
-                    unnamed.get_or_insert_with(|| k.to_string());
-                }
+                Some(table) => match table.files() {
+                    Some(f) => {
+                        tables.insert(k.to_string(), f.to_vec());
+                    }
+                    None => {
+                        unnamed.get_or_insert_with(|| k.to_string());
+                    }
+                },
             }
         }
         if let Some(k) = unnamed {
@@ -174,7 +182,6 @@ impl Inputs {
             .time_zone
             .clone();
         let fingerprint = fingerprint(graph, store, key, options, time_zone.as_deref())?;
-        let name = checkpoint_name(key);
         // The rows of the largest upstream table, from the logs' statistics.
         let input_rows = inputs
             .scans
@@ -183,20 +190,20 @@ impl Inputs {
             .map(|(_, scan)| match scan {
                 None => Some(0),
                 Some(scan) => scan
-                    .provider
+                    .provider()
                     .statistics()
                     .and_then(|s| s.num_rows.get_value().copied()),
             })
             .try_fold(0usize, |most, rows| Some(most.max(rows?)));
-        inputs.record = Some(Arc::new(Pending {
+        inputs.record = Some(Arc::new(CheckpointDraft {
             store: store.clone(),
-            name: name.clone(),
+            key: key.clone(),
             fingerprint: fingerprint.clone(),
             tables: tables.clone(),
             ids: ids.to_vec(),
             max_ids: max_checkpoint_ids(input_rows),
         }));
-        let checkpoint = match Pending::load(store, &name).await {
+        let checkpoint = match Checkpoint::load(store, key).await {
             Ok(Some(c)) => c,
             Ok(None) => {
                 full(&mut inputs, "no checkpoint yet".into());
@@ -319,7 +326,7 @@ impl Inputs {
         let restrict = match &self.candidates {
             Some(candidates) => {
                 let own = &self.columns[key];
-                let schema = scan.provider.schema();
+                let schema = scan.provider().schema();
                 let mut types = vec![];
                 for c in own {
                     types.push(schema.field_with_name(c)?.data_type().clone());
@@ -328,14 +335,14 @@ impl Inputs {
             }
             None => None,
         };
-        let plan = plan_scan(scan.clone(), graph, key, &ReadOptions::default(), restrict)?;
+        let plan = scan.current_view(graph, key, restrict)?;
         Ok(Some(DataFrame::new(ctx.state(), plan)))
     }
 
     /// `changes` read through a node that names the mode in `EXPLAIN` and, once every row has
     /// been read, leaves the checkpoint for the next resolve.
     pub(super) fn recorded(&self, ctx: &SessionContext, changes: DataFrame) -> Result<DataFrame> {
-        let table = RecordingTable::new(
+        let table = CheckpointTable::new(
             changes.logical_plan().clone(),
             Arc::new(changes.schema().as_arrow().clone()),
             self.mode.clone(),
@@ -358,7 +365,7 @@ async fn open_all(
     store: &MetadataStore,
     deps: impl Iterator<Item = &FeatureKey>,
     target: &FeatureKey,
-) -> Result<HashMap<FeatureKey, Option<FeatureScan>>> {
+) -> Result<HashMap<FeatureKey, Option<StoredTable>>> {
     let mut wanted: Vec<(FeatureKey, Lookup)> = vec![];
     for dep in deps {
         if !wanted.iter().any(|(k, _)| k == dep) {
@@ -374,7 +381,7 @@ async fn open_all(
         .map(|(k, lookup)| {
             let store = store.clone();
             SpawnedTask::spawn(async move {
-                let scan = locate(&store, &k, lookup).await;
+                let scan = store.open(&k, lookup).await;
                 (k, scan)
             })
         })

@@ -1,11 +1,11 @@
 //! A feature's Delta table read as DataFusion's own parquet scan.
 //!
-//! [`DeltaFilesTable`] is built from one Delta snapshot ([`super::delta_log`]): its schema and
+//! [`DeltaFilesTable`] is built from one Delta snapshot ([`super::log`]): its schema and
 //! the list of its active files with their sizes and per-file statistics. Its scan is
 //! DataFusion's `DataSourceExec` over a `ParquetSource` (no delta-rs operator in the plan), so
 //! every node of a read or of
 //! `resolve_update` is a DataFusion built-in or one of ours, and the plan serialises with
-//! datafusion-proto ([`super::codec`]).
+//! datafusion-proto ([`crate::distributed::codec`]).
 //!
 //! The files are addressed by their full path in the object store of the store root's scheme
 //! and bucket ([`store_url`]: `file://`, `s3://bucket`, …), registered in the session's
@@ -37,8 +37,10 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use url::Url;
 
-use super::delta_log::{FileStats, LogFile, LogSnapshot};
+use super::log::{FileStats, LogFile, LogSnapshot};
 use crate::error::{MetaxyError, Result as MetaxyResult};
+use crate::store::columns::{DELETED_AT, FEATURE_VERSION, UPDATED_AT};
+use crate::store::StoredFacts;
 
 /// The object store URL the files of the store rooted at `root` are read through: its scheme
 /// and authority (`file://`, `s3://bucket`, `az://container@account`, …).
@@ -276,4 +278,52 @@ impl TableProvider for DeltaFilesTable {
             .build();
         Ok(DataSourceExec::from_data_source(config))
     }
+}
+
+/// What the add actions' statistics (one row per file) prove ([`StoredFacts`]): a single
+/// timestamp when every file's `metaxy_updated_at` has one value, the same in all files, and
+/// `metaxy_deleted_at` is NULL in every row; likewise one feature version.
+pub(crate) fn facts_from_stats(files: &[LogFile]) -> StoredFacts {
+    // Every file records its NULLs of `column`, and they are all its rows.
+    let all_null = |column: &str| {
+        files.iter().all(|f| {
+            f.stats
+                .as_ref()
+                .is_some_and(|s| s.null_count.get(column) == Some(&s.num_records))
+        })
+    };
+    let single_timestamp = all_null(DELETED_AT) && single_value(files, UPDATED_AT).is_some();
+    let feature_version = match single_value(files, FEATURE_VERSION) {
+        Some(ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v))) => Some(v),
+        Some(ScalarValue::Utf8View(Some(v))) => Some(v),
+        _ => None,
+    };
+    StoredFacts {
+        single_timestamp,
+        feature_version,
+    }
+}
+
+/// The one value `column` holds in every row of every file, when the statistics prove it: in
+/// each file with rows, no NULL and min = max, the same in all files. (Statistics of long
+/// strings may be cut to a prefix; a read compares the value with the current feature version,
+/// which a cut prefix never equals, so a cut statistic only keeps the filter.)
+fn single_value(files: &[LogFile], column: &str) -> Option<ScalarValue> {
+    let mut seen: Option<&ScalarValue> = None;
+    for file in files {
+        let stats = file.stats.as_ref()?;
+        if stats.null_count.get(column) != Some(&0) {
+            return None;
+        }
+        if stats.num_records == 0 {
+            continue;
+        }
+        let lo = stats.min.get(column)?;
+        let hi = stats.max.get(column)?;
+        if lo.is_null() || lo != hi || seen.is_some_and(|s| s != lo) {
+            return None;
+        }
+        seen = Some(lo);
+    }
+    seen.cloned()
 }

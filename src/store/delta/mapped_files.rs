@@ -642,7 +642,10 @@ mod tests {
             ),
             ("srv/store/example/video.delta/.hidden/x.parquet", false),
             ("srv/store/example/video.delta", false),
-            ("srv/store/_metaxy/resolve-checkpoint.parquet", false),
+            (
+                "srv/store/_metaxy/resolve/keys/example.video.parquet",
+                false,
+            ),
             ("srv/store/loose.parquet", false),
             ("srv/other/example/video.delta/part-1.parquet", false),
             ("tmp/input.parquet", false),
