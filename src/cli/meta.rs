@@ -48,11 +48,12 @@ pub async fn run(shell: &mut Shell, line: &str, out: &mut dyn Write) -> Result<F
             write(out, &format!("Timing is {}.", on_off(shell.timing)))?;
         }
         ("\\timing", [v]) => {
-            shell.timing = parse_switch(v)?;
+            shell.timing = parse_switch("\\timing", v)?;
             write(out, &format!("Timing is {}.", on_off(shell.timing)))?;
         }
         ("\\format", [fmt]) | ("\\pset", ["format", fmt]) => {
-            shell.format = fmt.parse::<OutputFormat>().map_err(MetaxyError::Config)?;
+            shell.format =
+                (fmt.parse::<OutputFormat>()).map_err(|e| MetaxyError::usage(command, e))?;
             write(out, &format!("Output format is {fmt}."))?;
         }
         ("\\format" | "\\pset", []) => {
@@ -96,9 +97,10 @@ pub async fn run(shell: &mut Shell, line: &str, out: &mut dyn Write) -> Result<F
             write(out, &format!("Loaded {n} features."))?;
         }
         _ => {
-            return Err(MetaxyError::Config(format!(
-                "unknown meta-command or arguments: {line} (\\? lists them)"
-            )))
+            return Err(MetaxyError::usage(
+                line,
+                "unknown meta-command or arguments (\\? lists them)",
+            ))
         }
     }
     Ok(Flow::Continue)
@@ -163,13 +165,15 @@ fn on_off(b: bool) -> &'static str {
     }
 }
 
-fn parse_switch(v: &str) -> Result<bool> {
+/// `v`, the argument of meta-command `command`, as on (`true`) or off.
+fn parse_switch(command: &str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "on" | "true" => Ok(true),
         "off" | "false" => Ok(false),
-        other => Err(MetaxyError::Config(format!(
-            "expected on or off, got '{other}'"
-        ))),
+        other => Err(MetaxyError::usage(
+            command,
+            format!("expected on or off, got '{other}'"),
+        )),
     }
 }
 
