@@ -52,9 +52,8 @@ pub struct SessionOptions {
 /// Below this many rows (estimated) on its smaller side, a hash join of the default
 /// configuration builds one table shared by every partition instead of repartitioning both
 /// sides by the join key (DataFusion's default: 128Ki rows, 1 MiB). A resolve joins its roots
-/// and compares with the stored rows this way up to a few million samples: the `resolve`
-/// bench's wide 1M new cell went from 296–336 to 266–278 ms, simple 1M stale from 200–204 to
-/// 166–175 ms (whole processes, min of 5, docs/benchmarks.md).
+/// and compares with the stored rows this way up to a few million samples, which is faster
+/// than repartitioning both sides at those sizes (docs/benchmarks.md).
 const SINGLE_PARTITION_JOIN_ROWS: usize = 2_000_000;
 /// The same bound in (estimated) bytes of the smaller side.
 const SINGLE_PARTITION_JOIN_BYTES: usize = 512 * 1024 * 1024;

@@ -14,13 +14,11 @@ use clap::Parser;
 use datafusion_metaxy::cli::{repl, Args, Command, Shell};
 use datafusion_metaxy::MetaxyError;
 
-/// mimalloc, as DataFusion's own CLI: with the system allocator the kernel's page-fault paths
-/// took a tenth of the CPU of the `resolve` bench's wide 1M new cell; with mimalloc that cell
-/// runs in 0.359 / 0.371 s instead of 0.397 / 0.406 s (mean of 8 processes, two alternating
-/// runs). Built without transparent huge pages (`no_thp`): with them a 100K-row resolve spent
-/// up to 0.2 s clearing 2 MiB pages when the machine's free memory had just been released by
-/// another process (docs/benchmarks.md). The library leaves the allocator to
-/// embedders.
+/// mimalloc, as DataFusion's own CLI: with the system allocator a large resolve spends a good
+/// part of its CPU in the kernel's page-fault paths. Built without transparent huge pages
+/// (`no_thp`): with them a resolve may spend its time clearing huge pages when the machine's
+/// free memory has just been released by another process (docs/benchmarks.md). The library
+/// leaves the allocator to embedders.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -80,8 +78,8 @@ fn main() -> ExitCode {
         // (its writes awaited) and its output is flushed, and without a memory limit nothing
         // spilled to a temporary directory that dropping the session would remove. Freeing
         // every allocation one by one (the allocator then hands pages back with `madvise`)
-        // and stopping the runtime's threads came between the output and `exit_group` of a
-        // 100K-sample resolve process (3.7 ms under `strace`; docs/benchmarks.md).
+        // and stopping the runtime's threads would only delay the end of the process after its
+        // output (docs/benchmarks.md).
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });

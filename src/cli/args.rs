@@ -122,10 +122,11 @@ impl Args {
     /// ```
     /// use clap::Parser;
     /// use datafusion_metaxy::cli::Args;
-    /// let args = Args::try_parse_from(["metaxy-sql", "--features", "defs.toml", "--store", "memory"])
-    ///     .unwrap();
+    /// use std::path::PathBuf;
+    /// let flags = ["metaxy-sql", "--features", "defs.toml", "--store", "memory"];
+    /// let args = Args::try_parse_from(flags).unwrap();
     /// let options = args.shell_options(Default::default())?;
-    /// assert_eq!(options.open.feature_files, ["defs.toml"]);
+    /// assert_eq!(options.open.feature_files, [PathBuf::from("defs.toml")]);
     /// assert_eq!(options.open.store_name.as_deref(), Some("memory"));
     /// # Ok::<(), datafusion_metaxy::MetaxyError>(())
     /// ```

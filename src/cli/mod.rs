@@ -1,12 +1,12 @@
 //! The `metaxy-sql` shell: what the binary runs, for `-c`/`-f` scripts and for the REPL alike.
 //!
-//! [`Args`] are its flags; [`Shell::open`] finds the configuration the way metaxy does (`--config`, `METAXY_CONFIG`, or
-//! `metaxy.toml` / `pyproject.toml` in the current directory or a parent), picks the store
-//! (`--store NAME`, the configured default, or the embedded default: a Delta store under
-//! `./.metaxy/store`), and loads the feature graph (`--features`, else the `metaxy.lock` next
-//! to the configuration, else the graph `metaxy push` stored in the store). Input is fed line by
-//! line: a line starting with `\` is a meta-command ([`meta`]), anything else accumulates until
-//! a line ends with `;` and then runs as SQL.
+//! [`Args`] are its flags. [`Shell::open`] finds the configuration the way metaxy does
+//! (`--config`, `METAXY_CONFIG`, or `metaxy.toml` / `pyproject.toml` in the current directory or
+//! a parent), picks the store (`--store NAME`, the configured default, or the embedded default:
+//! a Delta store under `./.metaxy/store`), and loads the feature graph (`--features`, else the
+//! `metaxy.lock` next to the configuration, else the graph `metaxy push` stored in the store).
+//! Input is fed line by line: a line starting with `\` is a meta-command ([`meta`]), anything
+//! else accumulates until a line ends with `;` and then runs as SQL.
 
 pub mod args;
 pub mod meta;
