@@ -196,10 +196,14 @@ impl Resolve<'_> {
         let dv_col = dv_col.as_str();
         let names = column_names(&df);
         if let Some(missing) = group.iter().find(|c| !names.contains(c)) {
-            return Err(MetaxyError::Store(format!(
-                "aggregation column '{missing}' is not a column of the upstream rows (columns: {})",
-                names.join(", ")
-            )));
+            return Err(MetaxyError::Definition {
+                at: format!("{}, dependency {}", self.key, dep.feature),
+                message: format!(
+                    "aggregation column '{missing}' is not a column of the upstream rows \
+                     (columns: {})",
+                    names.join(", ")
+                ),
+            });
         }
         let order_by: Vec<_> = order
             .iter()
@@ -262,13 +266,16 @@ fn check_collisions(
                 continue;
             }
             if let Some((_, other)) = seen.iter().find(|(n, _)| *n == name) {
-                return Err(MetaxyError::Store(format!(
-                    "resolve_update of {key}: column '{name}' comes from both {other} and {}; \
-                     only the join columns ({}) may be shared — add a `rename` or `select` to \
-                     one of the dependencies",
-                    dep.feature,
-                    join.join(", ")
-                )));
+                return Err(MetaxyError::Definition {
+                    at: key.to_string(),
+                    message: format!(
+                        "column '{name}' comes from both {other} and {}; only the join columns \
+                         ({}) may be shared — add a `rename` or `select` to one of the \
+                         dependencies",
+                        dep.feature,
+                        join.join(", ")
+                    ),
+                });
             }
             seen.push((name, &dep.feature));
         }
