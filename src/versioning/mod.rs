@@ -1,8 +1,8 @@
 //! `resolve_update`: which samples of a feature are new, stale or orphaned, as one DataFusion
 //! plan per part over the store (nothing is collected in between).
 //!
-//! - this file: the options, the increment, and [`resolve_update`], which builds one
-//!   [`Resolve`](resolve::Resolve) and asks it for the increment;
+//! - this file: the options, the increment, and [`resolve_update`], which builds one `Resolve`
+//!   and asks it for the increment;
 //! - `resolve.rs`: one resolve (session, graph, store, feature, options, comparison ids) and the
 //!   two sides it compares: the expected rows and the stored ones;
 //! - `upstream.rs`: each dependency's current view prepared like metaxy does (filters, rename,
