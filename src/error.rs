@@ -82,6 +82,28 @@ pub enum MetaxyError {
     /// Invalid configuration (metaxy.toml, options).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// SQL (a function, a procedure, a statement) or a meta-command used wrongly: arguments it
+    /// does not take, a name that does not exist there; nothing was changed.
+    #[error("invalid use of {what}: {message}")]
+    Usage {
+        /// What was used: the function, the statement, the command.
+        what: String,
+        /// What is wrong, and what it takes.
+        message: String,
+    },
+    /// SQL given as a filter or predicate (of a resolve) that does not plan: bad syntax, an
+    /// unknown column, not boolean.
+    #[error("invalid {what} `{sql}` {applied}: {source}")]
+    Filter {
+        /// What the SQL is: `filter`, `staleness predicate`.
+        what: String,
+        /// The SQL as given.
+        sql: String,
+        /// What it is applied to (`on the stored rows of …`, `of dependency … of …`).
+        applied: String,
+        /// DataFusion's error.
+        source: Box<DataFusionError>,
+    },
     /// A statement failed on the cluster because a worker could not be reached or stopped
     /// during it (nothing was written).
     #[error("the cluster failed (workers {workers}): a worker is unreachable or stopped during the statement; nothing was written: {}", without_backtrace(&.source.to_string()))]
@@ -143,6 +165,22 @@ impl From<MetaxyError> for DataFusionError {
         match e {
             MetaxyError::DataFusion(e) => e,
             other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+impl MetaxyError {
+    /// A [`MetaxyError::Usage`]: `what` (a function, a statement, a command) was used wrongly.
+    ///
+    /// ```
+    /// use datafusion_metaxy::MetaxyError;
+    /// let e = MetaxyError::usage("resolve_update", "unknown part 'fresh'");
+    /// assert_eq!(e.to_string(), "invalid use of resolve_update: unknown part 'fresh'");
+    /// ```
+    pub fn usage(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Usage {
+            what: what.into(),
+            message: message.into(),
         }
     }
 }

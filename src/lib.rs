@@ -9,7 +9,11 @@
 //!   ([`versioning::incremental`]); [`distributed`]: plans on a cluster of workers.
 //! - [`new_context`] builds the engine's `SessionContext` (hash UDFs from
 //!   [`datafusion_metaxy_udfs`], `metaxy_features()` / `metaxy_fields()`, files queryable by
-//!   path when [`FileAccess`] allows); [`sql::run_script`] runs SQL text the way the `metaxy-sql` binary does.
+//!   path when [`FileAccess`] allows) from a graph and a store; [`session::open`] opens them
+//!   from configuration files first, as the `metaxy-sql` binary does.
+//! - [`sql::run_statement`] runs one statement (writes to feature tables and `resolve_update`
+//!   included); the `cli` module is the `metaxy-sql` shell, which runs SQL text and
+//!   meta-commands line by line.
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -30,5 +34,5 @@ pub use error::{MetaxyError, Result};
 pub use graph::FeatureGraph;
 pub use session::{new_context, SessionOptions};
 pub use sql::file_access::FileAccess;
-pub use sql::{run_script, OutputFormat};
+pub use sql::OutputFormat;
 pub use store::{MetadataStore, ReadOptions};

@@ -1,6 +1,6 @@
-//! The one place the engine is wired: [`open`] goes from configuration to store, graph and
-//! session (the `metaxy-sql` binary, the tests and embedders use it), [`new_context`] from a
-//! graph and a store to the `SessionContext`.
+//! The one place the engine is wired: [`open`] goes from configuration files to store, graph
+//! and session (the `metaxy-sql` binary, the tests and embedders use it), [`new_context`] from
+//! a graph and a store to the `SessionContext`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +18,8 @@ use crate::sql::file_access::{self, FileAccess};
 use crate::sql::graph_functions::{FeaturesFunction, FieldsFunction};
 use crate::store::{self, MetadataStore, ReadOptions};
 
-/// What the engine is built from.
+/// What [`new_context`] builds the session from: a graph and a store already at hand, and how
+/// the session runs.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
     /// DataFusion configuration; `None` uses DataFusion's defaults with `information_schema` on
@@ -51,9 +52,8 @@ pub struct SessionOptions {
 /// Below this many rows (estimated) on its smaller side, a hash join of the default
 /// configuration builds one table shared by every partition instead of repartitioning both
 /// sides by the join key (DataFusion's default: 128Ki rows, 1 MiB). A resolve joins its roots
-/// and compares with the stored rows this way up to a few million samples: the `resolve`
-/// bench's wide 1M new cell went from 296–336 to 266–278 ms, simple 1M stale from 200–204 to
-/// 166–175 ms (whole processes, min of 5, docs/benchmarks.md).
+/// and compares with the stored rows this way up to a few million samples, which is faster
+/// than repartitioning both sides at those sizes (docs/benchmarks.md).
 const SINGLE_PARTITION_JOIN_ROWS: usize = 2_000_000;
 /// The same bound in (estimated) bytes of the smaller side.
 const SINGLE_PARTITION_JOIN_BYTES: usize = 512 * 1024 * 1024;
@@ -183,27 +183,23 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
 /// Where the embedded default store lives, relative to the current directory.
 pub const EMBEDDED_STORE: &str = ".metaxy/store";
 
-/// What [`open`] builds the engine from, as `metaxy-sql`'s flags give it.
+/// What [`open`] opens, as `metaxy-sql`'s flags give it, and how the session it builds runs.
 #[derive(Debug, Clone, Default)]
-pub struct EngineOptions {
+pub struct OpenOptions {
     /// An explicit configuration file; else `METAXY_CONFIG`, else the first `metaxy.toml` (or
     /// `pyproject.toml` with `[tool.metaxy]`) from the current directory up.
-    pub config: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
     /// A configured store by name (default: the configuration's `store`, then `dev`;
     /// `memory` is always available; without any configured store, the embedded default: a
     /// Delta store under [`EMBEDDED_STORE`]).
-    pub store: Option<String>,
+    pub store_name: Option<String>,
     /// Feature definition files (lock files or our TOML); else the configuration's
     /// `metaxy.lock`, else the graph `metaxy push` stored in the store.
-    pub features: Vec<PathBuf>,
-    /// Workers to run the statements on ([`SessionOptions::workers`]).
-    pub workers: Vec<url::Url>,
-    /// Bounded memory ([`SessionOptions::memory_limit`]).
-    pub memory_limit: Option<usize>,
-    /// File access of SQL ([`SessionOptions::file_access`]).
-    pub file_access: FileAccess,
-    /// Token and TLS towards the workers ([`SessionOptions::cluster`]).
-    pub cluster: ClusterSecurity,
+    pub feature_files: Vec<PathBuf>,
+    /// The rest of the session: DataFusion's configuration, workers, memory limit, file access,
+    /// cluster security. Its `metaxy`, `graph` and `store` are what [`open`] opens: any given
+    /// here are replaced.
+    pub session: SessionOptions,
 }
 
 /// A size such as `6GiB`, `512MB`, `100k` or `1000000` (bytes) as bytes.
@@ -232,8 +228,8 @@ pub fn parse_size(text: &str) -> Result<usize> {
     Ok(bytes as usize)
 }
 
-/// An engine opened from configuration ([`open`]).
-pub struct Engine {
+/// A session opened from configuration files ([`open`]), with what it was opened from.
+pub struct Opened {
     /// The session, with everything of [`new_context`].
     pub ctx: SessionContext,
     /// Its graph and store.
@@ -246,32 +242,31 @@ pub struct Engine {
 
 /// Opens configuration, store and graph as `metaxy-sql` does, and builds the session.
 ///
-/// ```no_run
+/// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> datafusion_metaxy::Result<()> {
-/// use datafusion_metaxy::session::{open, EngineOptions};
-/// let engine = open(&EngineOptions {
-///     config: Some("metaxy.toml".into()),
+/// use datafusion_metaxy::session::{open, OpenOptions};
+/// let opened = open(&OpenOptions {
+///     store_name: Some("memory".into()),
+///     feature_files: vec!["tests/data/video.toml".into()],
 ///     ..Default::default()
 /// })
 /// .await?;
-/// engine.ctx.sql("SELECT * FROM metaxy_features()").await?.show().await?;
+/// assert_eq!(opened.graph_source, "tests/data/video.toml");
+/// let features = opened.ctx.sql("SELECT * FROM metaxy_features()").await?;
+/// assert!(features.count().await? > 0);
 /// # Ok(())
 /// # }
 /// ```
-pub async fn open(options: &EngineOptions) -> Result<Engine> {
-    let (config_file, config) = load_config(options.config.clone())?;
-    let store = open_store(&config, options.store.as_deref())?;
-    let (graph, graph_source) = load_graph(&config, &options.features, &store).await?;
+pub async fn open(options: &OpenOptions) -> Result<Opened> {
+    let (config_file, config) = load_config(options.config_file.clone())?;
+    let store = open_store(&config, options.store_name.as_deref())?;
+    let (graph, graph_source) = load_graph(&config, &options.feature_files, &store).await?;
     let ctx = new_context(SessionOptions {
-        config: None,
         metaxy: config,
         graph: Some(Arc::new(graph)),
         store: Some(store),
-        workers: options.workers.clone(),
-        memory_limit: options.memory_limit,
-        file_access: options.file_access,
-        cluster: options.cluster.clone(),
+        ..options.session.clone()
     })?;
     let state = ctx
         .state()
@@ -279,7 +274,7 @@ pub async fn open(options: &EngineOptions) -> Result<Engine> {
         .get_extension::<MetaxyState>()
         .map(|s| (*s).clone())
         .ok_or_else(|| MetaxyError::Config("the session has no metaxy state".into()))?;
-    Ok(Engine {
+    Ok(Opened {
         ctx,
         state,
         config_file,

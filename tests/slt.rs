@@ -1,15 +1,18 @@
-//! Runs every `sql/*.slt` golden file against the engine exactly as `metaxy-sql` builds it. A
-//! thin adapter from a `SessionContext` to the `sqllogictest` crate; values are normalised in
-//! one place ([`normalize`]).
+//! Runs every `sql/*.slt` golden file against a session opened exactly as `metaxy-sql` opens
+//! it. A thin adapter from a `SessionContext` to the `sqllogictest` crate; values are normalised
+//! in one place ([`normalize`]).
 
 use async_trait::async_trait;
+use clap::Parser;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
+use datafusion_metaxy::cli::Args;
+use datafusion_metaxy::session::OpenOptions;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 use crate::common::{batches_to_rows, repo_root};
 
-/// One `.slt` connection: a fresh engine.
+/// One `.slt` connection: a fresh session.
 struct Engine {
     ctx: SessionContext,
 }
@@ -68,39 +71,29 @@ impl sqllogictest::AsyncDB for Engine {
     }
 }
 
-/// A file's first line may set up the engine as `metaxy-sql` flags do:
-/// `# metaxy: --features tests/data/video.toml --config path/metaxy.toml` (paths from the
-/// repository root).
-fn file_options(file: &std::path::Path) -> datafusion_metaxy::SessionOptions {
+/// The options a file's session is opened with: `metaxy-sql`'s, from the flags its first line
+/// may give (`# metaxy: --features tests/data/video.toml --config path/metaxy.toml`, paths from
+/// the repository root, the tests' working directory), parsed and turned into options by the
+/// binary's own [`Args`], with the in-memory store (`--store memory`) first.
+fn file_options(file: &std::path::Path) -> OpenOptions {
     let text = std::fs::read_to_string(file).unwrap();
-    let mut features = Vec::new();
-    let mut metaxy = datafusion_metaxy::MetaxyConfig::default();
-    if let Some(flags) = text
+    let flags = text
         .lines()
         .next()
         .and_then(|l| l.strip_prefix("# metaxy:"))
-    {
-        let mut words = flags.split_whitespace();
-        while let Some(flag) = words.next() {
-            let path = repo_root().join(words.next().expect("a path after the flag"));
-            match flag {
-                "--features" => features.push(path),
-                "--config" => metaxy = datafusion_metaxy::MetaxyConfig::load(&path).unwrap(),
-                other => panic!("{}: unknown flag {other}", file.display()),
-            }
-        }
-    }
-    let graph = metaxy
-        .load_features(&features)
-        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    datafusion_metaxy::SessionOptions {
-        config: None,
-        metaxy,
-        graph: Some(std::sync::Arc::new(graph)),
-        // As in metaxy-sql.
-        file_access: datafusion_metaxy::FileAccess::open(),
-        ..Default::default()
-    }
+        .unwrap_or_default();
+    let words = ["metaxy-sql", "--store", "memory"]
+        .into_iter()
+        .chain(flags.split_whitespace());
+    let options = Args::try_parse_from(words)
+        .map_err(|e| e.to_string())
+        .and_then(|args| {
+            let security = args.security().map_err(|e| e.to_string())?;
+            args.shell_options(security).map_err(|e| e.to_string())
+        });
+    options
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .open
 }
 
 #[tokio::test]
@@ -118,9 +111,10 @@ async fn golden_sql_files() {
         let mut runner = sqllogictest::Runner::new(|| {
             let options = options.clone();
             async move {
-                let ctx = datafusion_metaxy::new_context(options)
+                let opened = datafusion_metaxy::session::open(&options)
+                    .await
                     .map_err(|e| EngineError(e.to_string()))?;
-                Ok(Engine { ctx })
+                Ok(Engine { ctx: opened.ctx })
             }
         });
         // Column types are not asserted: the files check values.

@@ -48,11 +48,12 @@ pub async fn run(shell: &mut Shell, line: &str, out: &mut dyn Write) -> Result<F
             write(out, &format!("Timing is {}.", on_off(shell.timing)))?;
         }
         ("\\timing", [v]) => {
-            shell.timing = parse_switch(v)?;
+            shell.timing = parse_switch("\\timing", v)?;
             write(out, &format!("Timing is {}.", on_off(shell.timing)))?;
         }
         ("\\format", [fmt]) | ("\\pset", ["format", fmt]) => {
-            shell.format = fmt.parse::<OutputFormat>().map_err(MetaxyError::Config)?;
+            shell.format =
+                (fmt.parse::<OutputFormat>()).map_err(|e| MetaxyError::usage(command, e))?;
             write(out, &format!("Output format is {fmt}."))?;
         }
         ("\\format" | "\\pset", []) => {
@@ -71,9 +72,10 @@ pub async fn run(shell: &mut Shell, line: &str, out: &mut dyn Write) -> Result<F
         ("\\feature", [key]) => describe_feature(shell, key, out).await?,
         ("\\graph", []) | ("\\graph", ["mermaid"]) => write(out, &render::mermaid(&shell.graph()))?,
         ("\\graph", ["dot"]) => write(out, &render::dot(&shell.graph()))?,
-        ("\\stores", []) => write(out, &shell.state.store.describe().join("\n"))?,
+        ("\\stores", []) => write(out, &shell.session.state.store.describe().join("\n"))?,
         ("\\config", []) => {
             let file = shell
+                .session
                 .config_file
                 .as_ref()
                 .map_or("none (defaults)".to_string(), |p| p.display().to_string());
@@ -81,24 +83,31 @@ pub async fn run(shell: &mut Shell, line: &str, out: &mut dyn Write) -> Result<F
                 out,
                 &format!(
                     "config file: {file}\nfeatures from: {}\nproject: {}\nhash truncation: {}",
-                    shell.graph_source,
-                    shell.state.config.project.as_deref().unwrap_or("(default)"),
-                    shell.state.config.hash_truncation_length
+                    shell.session.graph_source,
+                    shell
+                        .session
+                        .state
+                        .config
+                        .project
+                        .as_deref()
+                        .unwrap_or("(default)"),
+                    shell.session.state.config.hash_truncation_length
                 ),
             )?
         }
         ("\\load", files) if !files.is_empty() => {
             let paths: Vec<std::path::PathBuf> = files.iter().map(Into::into).collect();
-            let graph = shell.state.config.load_features(&paths)?;
+            let graph = shell.session.state.config.load_features(&paths)?;
             let n = graph.features().count();
-            shell.state.set_graph(std::sync::Arc::new(graph));
-            shell.graph_source = files.join(", ");
+            shell.session.state.set_graph(std::sync::Arc::new(graph));
+            shell.session.graph_source = files.join(", ");
             write(out, &format!("Loaded {n} features."))?;
         }
         _ => {
-            return Err(MetaxyError::Config(format!(
-                "unknown meta-command or arguments: {line} (\\? lists them)"
-            )))
+            return Err(MetaxyError::usage(
+                line,
+                "unknown meta-command or arguments (\\? lists them)",
+            ))
         }
     }
     Ok(Flow::Continue)
@@ -111,8 +120,8 @@ async fn list_tables(shell: &Shell, out: &mut dyn Write) -> Result<()> {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let graph = shell.graph();
     let (mut schemas, mut names, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
-    for catalog_name in shell.ctx.catalog_names() {
-        let Some(catalog) = shell.ctx.catalog(&catalog_name) else {
+    for catalog_name in shell.ctx().catalog_names() {
+        let Some(catalog) = shell.ctx().catalog(&catalog_name) else {
             continue;
         };
         for schema_name in catalog.schema_names() {
@@ -127,7 +136,7 @@ async fn list_tables(shell: &Shell, out: &mut dyn Write) -> Result<()> {
             for table in tables {
                 let feature = graph.features().find(|f| f.key().table_name() == table);
                 let kind = match feature {
-                    Some(f) if shell.state.store.has_feature(f.key()).await? => {
+                    Some(f) if shell.session.state.store.has_feature(f.key()).await? => {
                         format!("feature {}", f.key())
                     }
                     Some(f) => format!("feature {} (nothing written yet)", f.key()),
@@ -163,13 +172,15 @@ fn on_off(b: bool) -> &'static str {
     }
 }
 
-fn parse_switch(v: &str) -> Result<bool> {
+/// `v`, the argument of meta-command `command`, as on (`true`) or off.
+fn parse_switch(command: &str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "on" | "true" => Ok(true),
         "off" | "false" => Ok(false),
-        other => Err(MetaxyError::Config(format!(
-            "expected on or off, got '{other}'"
-        ))),
+        other => Err(MetaxyError::usage(
+            command,
+            format!("expected on or off, got '{other}'"),
+        )),
     }
 }
 
@@ -177,11 +188,11 @@ async fn describe_feature(shell: &mut Shell, key: &str, out: &mut dyn Write) -> 
     let graph = shell.graph();
     let feature = graph.find(key)?;
     let mut text = render::describe(feature);
-    let store = &shell.state.store;
+    let store = &shell.session.state.store;
     let rows = if store.has_feature(feature.key()).await? {
         let table = feature.key().table_name();
         let count = |sql: String| {
-            let ctx = shell.ctx.clone();
+            let ctx = shell.ctx().clone();
             async move {
                 let batches = ctx.sql(&sql).await?.collect().await?;
                 let n = batches

@@ -1,18 +1,18 @@
 //! The `metaxy-sql` shell: what the binary runs, for `-c`/`-f` scripts and for the REPL alike.
 //!
-//! [`Shell::open`] finds the configuration the way metaxy does (`--config`, `METAXY_CONFIG`, or
-//! `metaxy.toml` / `pyproject.toml` in the current directory or a parent), picks the store
-//! (`--store NAME`, the configured default, or the embedded default: a Delta store under
-//! `./.metaxy/store`), and loads the feature graph (`--features`, else the `metaxy.lock` next
-//! to the configuration, else the graph `metaxy push` stored in the store). Input is fed line by
-//! line: a line starting with `\` is a meta-command ([`meta`]), anything else accumulates until
-//! a line ends with `;` and then runs as SQL.
+//! [`Args`] are its flags. [`Shell::open`] finds the configuration the way metaxy does
+//! (`--config`, `METAXY_CONFIG`, or `metaxy.toml` / `pyproject.toml` in the current directory or
+//! a parent), picks the store (`--store NAME`, the configured default, or the embedded default:
+//! a Delta store under `./.metaxy/store`), and loads the feature graph (`--features`, else the
+//! `metaxy.lock` next to the configuration, else the graph `metaxy push` stored in the store).
+//! Input is fed line by line: a line starting with `\` is a meta-command ([`meta`]), anything
+//! else accumulates until a line ends with `;` and then runs as SQL.
 
+pub mod args;
 pub mod meta;
 pub mod repl;
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,30 +23,21 @@ use datafusion::sql::parser::Statement;
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureGraph;
 use crate::progress::{short_bytes, short_count, Progress};
-use crate::sql::catalog::MetaxyState;
+use crate::session::{OpenOptions, Opened};
 use crate::sql::{parse_statements, print_batches, run_statement, OutputFormat};
 
 pub use crate::session::EMBEDDED_STORE;
+pub use args::{Args, Command};
 
-/// How to open a shell (the binary's options).
+/// How to open a shell: what it opens, and the shell's own settings.
 #[derive(Debug, Clone, Default)]
 pub struct ShellOptions {
-    /// An explicit configuration file (else discovery).
-    pub config: Option<PathBuf>,
-    /// A configured store by name (`memory` is always available).
-    pub store: Option<String>,
-    /// Feature definition files (lock files or our TOML).
-    pub features: Vec<PathBuf>,
+    /// Configuration, store, graph and session ([`crate::session::open`]).
+    pub open: OpenOptions,
     /// The output format.
     pub format: OutputFormat,
-    /// Print only results and errors.
+    /// Print only results and errors (no banner, no row counts and timings).
     pub quiet: bool,
-    /// Workers to run the statements on (see [`crate::distributed`]).
-    pub workers: Vec<url::Url>,
-    /// Bounded memory ([`crate::SessionOptions::memory_limit`]).
-    pub memory_limit: Option<usize>,
-    /// Token and TLS towards the workers ([`crate::SessionOptions::cluster`]).
-    pub cluster: crate::distributed::ClusterSecurity,
 }
 
 /// Whether a statement is done.
@@ -58,22 +49,16 @@ pub enum Flow {
     Quit,
 }
 
-/// A session plus the shell's settings.
+/// An opened session plus the shell's settings.
 pub struct Shell {
-    /// The engine.
-    pub ctx: SessionContext,
-    /// Graph and store of the session.
-    pub state: MetaxyState,
+    /// The session, its graph and store, and where they came from.
+    pub session: Opened,
     /// Output format of results.
     pub format: OutputFormat,
     /// Print the row count and elapsed time after each statement.
     pub timing: bool,
     /// Show a progress indicator on stderr while a statement runs (a terminal only).
     pub progress: bool,
-    /// The configuration file in use, if any.
-    pub config_file: Option<PathBuf>,
-    /// Where the feature graph came from.
-    pub graph_source: String,
     buffer: String,
     activity: Arc<Activity>,
 }
@@ -138,31 +123,22 @@ pub fn may_write(statement: &Statement) -> bool {
 }
 
 impl Shell {
-    /// Opens the configuration, store and graph described by `options`
+    /// Opens the configuration, store and graph described by `options.open`
     /// ([`crate::session::open`], as embedders and the tests do).
     pub async fn open(options: &ShellOptions) -> Result<Self> {
-        let engine = crate::session::open(&crate::session::EngineOptions {
-            config: options.config.clone(),
-            store: options.store.clone(),
-            features: options.features.clone(),
-            workers: options.workers.clone(),
-            memory_limit: options.memory_limit,
-            // The shell's user reads and writes files anyway.
-            file_access: crate::FileAccess::open(),
-            cluster: options.cluster.clone(),
-        })
-        .await?;
         Ok(Self {
-            ctx: engine.ctx,
-            state: engine.state,
+            session: crate::session::open(&options.open).await?,
             format: options.format,
             timing: false,
             progress: false,
-            config_file: engine.config_file,
-            graph_source: engine.graph_source,
             buffer: String::new(),
             activity: Arc::default(),
         })
+    }
+
+    /// The session.
+    pub fn ctx(&self) -> &SessionContext {
+        &self.session.ctx
     }
 
     /// Whether a statement is waiting for its `;`.
@@ -218,18 +194,18 @@ impl Shell {
 
     /// Plans and runs each statement of `sql`, printing its result.
     pub async fn execute(&mut self, sql: &str, out: &mut dyn Write) -> Result<()> {
-        for statement in parse_statements(&self.ctx, sql)? {
+        for statement in parse_statements(self.ctx(), sql)? {
             let started = Instant::now();
             let spinner = self.progress.then(|| {
                 let progress = self
-                    .ctx
+                    .ctx()
                     .state_ref()
                     .read()
                     .config()
                     .get_extension::<Progress>();
                 let progress = progress.unwrap_or_else(|| {
                     let progress = Arc::new(Progress::default());
-                    self.ctx
+                    self.ctx()
                         .state_ref()
                         .write()
                         .config_mut()
@@ -241,7 +217,7 @@ impl Shell {
             });
             let write = may_write(&statement);
             self.activity.writing.store(write, Ordering::SeqCst);
-            let result = run_statement(&self.ctx, statement).await;
+            let result = run_statement(self.ctx(), statement).await;
             self.activity.writing.store(false, Ordering::SeqCst);
             if write && result.is_ok() {
                 self.activity.written.fetch_add(1, Ordering::SeqCst);
@@ -273,7 +249,7 @@ impl Shell {
 
     /// The feature graph in use.
     pub fn graph(&self) -> Arc<FeatureGraph> {
-        self.state.graph()
+        self.session.state.graph()
     }
 }
 

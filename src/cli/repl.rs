@@ -88,8 +88,8 @@ pub fn run(shell: &mut Shell, runtime: &Runtime, quiet: bool) -> Result<()> {
         println!(
             "metaxy-sql {} — features from {}; store {}. \\? for help, \\q to quit.",
             env!("CARGO_PKG_VERSION"),
-            shell.graph_source,
-            shell.state.store.describe().join("; ")
+            shell.session.graph_source,
+            shell.session.state.store.describe().join("; ")
         );
     }
     loop {

@@ -86,15 +86,19 @@ fn target<'a>(
         _ => return Err(MetaxyError::Unsupported(format!("table name {name}"))),
     };
     let Some(catalog_provider) = ctx.catalog(&catalog) else {
-        return Err(MetaxyError::Config(format!(
-            "table {name}: unknown catalog '{catalog}'"
-        )));
+        return Err(MetaxyError::usage(
+            format!("table {name}"),
+            format!("unknown catalog '{catalog}'"),
+        ));
     };
     if catalog_provider.schema(&schema).is_none() {
-        return Err(MetaxyError::Config(format!(
-            "table {name}: unknown schema '{schema}' (schemas: {})",
-            catalog_provider.schema_names().join(", ")
-        )));
+        return Err(MetaxyError::usage(
+            format!("table {name}"),
+            format!(
+                "unknown schema '{schema}' (schemas: {})",
+                catalog_provider.schema_names().join(", ")
+            ),
+        ));
     }
     let feature = graph.features().find(|f| &f.key().table_name() == table);
     Ok(match feature {
@@ -223,7 +227,7 @@ pub async fn try_execute(
             };
             check_insert(insert)?;
             let source = insert.source.as_ref().ok_or_else(|| {
-                MetaxyError::Config(format!("INSERT INTO {name} needs a query or VALUES"))
+                MetaxyError::usage(format!("INSERT INTO {name}"), "a query or VALUES is needed")
             })?;
             let mut data = ctx.sql(&source.to_string()).await?;
             if !insert.columns.is_empty() {
@@ -304,10 +308,13 @@ pub async fn try_execute(
                         [] => false,
                         [s] if s.eq_ignore_ascii_case("all_feature_versions") => true,
                         [other] => {
-                            return Err(MetaxyError::Config(format!(
-                                "CALL metaxy_hard_delete: unknown scope '{other}' (expected \
-                                 'all_feature_versions' or nothing for the current version)"
-                            )))
+                            return Err(MetaxyError::usage(
+                                "CALL metaxy_hard_delete",
+                                format!(
+                                    "unknown scope '{other}' (expected 'all_feature_versions' \
+                                     or nothing for the current version)"
+                                ),
+                            ))
                         }
                         _ => unreachable!("at most one scope argument"),
                     };
@@ -344,12 +351,12 @@ pub async fn try_execute(
                     Ok(Some(count(n)?))
                 }
                 ("metaxy_hard_delete" | "metaxy_drop_feature" | "metaxy_load_features", _) => {
-                    Err(MetaxyError::Config(format!(
-                        "usage: CALL metaxy_hard_delete('<feature>', '<SQL predicate>' [, \
-                         'all_feature_versions']), CALL \
-                         metaxy_drop_feature('<feature>') or CALL metaxy_load_features('<file>' \
-                         [, ...]); got CALL {function}"
-                    )))
+                    Err(MetaxyError::usage(
+                        format!("CALL {function}"),
+                        "expected CALL metaxy_hard_delete('<feature>', '<SQL predicate>' [, \
+                         'all_feature_versions']), CALL metaxy_drop_feature('<feature>') or \
+                         CALL metaxy_load_features('<file>' [, ...])",
+                    ))
                 }
                 _ => Ok(None),
             }
@@ -416,15 +423,15 @@ fn string_args(function: &ast::Function) -> Result<Vec<String>> {
         .map(|a| match a {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Value(v))) => match &v.value {
                 ast::Value::SingleQuotedString(s) => Ok(s.clone()),
-                other => Err(MetaxyError::Config(format!(
-                    "CALL {}: arguments must be string literals, got {other}",
-                    function.name
-                ))),
+                other => Err(MetaxyError::usage(
+                    format!("CALL {}", function.name),
+                    format!("arguments must be string literals, got {other}"),
+                )),
             },
-            other => Err(MetaxyError::Config(format!(
-                "CALL {}: arguments must be string literals, got {other}",
-                function.name
-            ))),
+            other => Err(MetaxyError::usage(
+                format!("CALL {}", function.name),
+                format!("arguments must be string literals, got {other}"),
+            )),
         })
         .collect()
 }

@@ -78,10 +78,13 @@ impl FileAccess {
 }
 
 fn closed(what: &str, switch: &str) -> crate::MetaxyError {
-    crate::MetaxyError::Config(format!(
-        "{what} reads or writes files, and this session's file access is closed \
-         (SessionOptions::file_access.{switch}; metaxy-sql opens it)"
-    ))
+    crate::MetaxyError::usage(
+        what,
+        format!(
+            "it reads or writes files, and this session's file access is closed \
+             (SessionOptions::file_access.{switch}; metaxy-sql opens it)"
+        ),
+    )
 }
 
 /// Installs `access` in `ctx`, with `roots` the stores' directories SQL never writes into.

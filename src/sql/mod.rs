@@ -1,6 +1,7 @@
-//! Running SQL text: split a script into statements, plan and run each in order, and print the
-//! results in one of the output formats. The `metaxy-sql` shell (`crate::cli`) and the tests
-//! go through [`run_statement`] and [`print_batches`], so formats and errors behave the same.
+//! Running SQL text: split it into statements ([`parse_statements`]), run each
+//! ([`run_statement`]) and print the results in one of the output formats ([`print_batches`]).
+//! The `metaxy-sql` shell (`crate::cli`) and the tests go through these, so formats and errors
+//! behave the same.
 
 pub mod catalog;
 pub mod dml;
@@ -98,21 +99,6 @@ pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result
         ctx.deregister_table(view.as_str())?;
     }
     result.map_err(|e| crate::distributed::name_workers(ctx, e))
-}
-
-/// Runs every statement of `sql` in order, printing each result to `out` in `format`. Stops at
-/// the first failing statement and returns its error.
-pub async fn run_script(
-    ctx: &SessionContext,
-    sql: &str,
-    format: OutputFormat,
-    out: &mut dyn Write,
-) -> Result<()> {
-    for statement in parse_statements(ctx, sql)? {
-        let batches = run_statement(ctx, statement).await?;
-        print_batches(&batches, format, out)?;
-    }
-    Ok(())
 }
 
 /// Writes batches in the given format.

@@ -44,14 +44,10 @@ fn call_args(factor: &TableFactor) -> Option<std::result::Result<Call, String>> 
                     match &v.value {
                         ast::Value::SingleQuotedString(s) => Ok(Some(s.clone())),
                         ast::Value::Null => Ok(None),
-                        other => Err(format!(
-                            "{FUNCTION}: arguments must be strings or NULL, got {other}"
-                        )),
+                        other => Err(format!("arguments must be strings or NULL, got {other}")),
                     }
                 }
-                other => Err(format!(
-                    "{FUNCTION}: arguments must be strings or NULL, got {other}"
-                )),
+                other => Err(format!("arguments must be strings or NULL, got {other}")),
             })
             .collect(),
     )
@@ -105,12 +101,15 @@ pub async fn rewrite(
     }
     let mut views = Vec::new();
     for call in collect.0 {
-        let args = call.map_err(MetaxyError::Config)?;
+        let args = call.map_err(|message| MetaxyError::usage(FUNCTION, message))?;
         let usage = || {
-            MetaxyError::Config(format!(
-                "usage: {FUNCTION}('<feature>' [, 'new' | 'stale' | 'orphaned' | NULL [, \
-                 '<samples parquet or table>' | NULL [, '<staleness SQL>' | NULL]]])"
-            ))
+            MetaxyError::usage(
+                FUNCTION,
+                format!(
+                    "expected {FUNCTION}('<feature>' [, 'new' | 'stale' | 'orphaned' | NULL [, \
+                     '<samples parquet or table>' | NULL [, '<staleness SQL>' | NULL]]])"
+                ),
+            )
         };
         let feature = args.first().cloned().flatten().ok_or_else(usage)?;
         if args.len() > 4 {
@@ -146,9 +145,10 @@ pub async fn rewrite(
             Some("stale") => increment.stale,
             Some("orphaned") => increment.orphaned,
             Some(other) => {
-                return Err(MetaxyError::Config(format!(
-                    "{FUNCTION}: unknown part '{other}' (expected new, stale, orphaned or NULL)"
-                )))
+                return Err(MetaxyError::usage(
+                    FUNCTION,
+                    format!("unknown part '{other}' (expected new, stale, orphaned or NULL)"),
+                ))
             }
         };
         let name = format!("__metaxy_resolve_{}", uuid::Uuid::new_v4().simple());

@@ -94,11 +94,14 @@ pub(super) fn with_defaults(
     let names: Vec<String> = column_names(&samples);
     let has = |n: &str| names.iter().any(|x| x == n);
     if !has(PROVENANCE_BY_FIELD) {
-        return Err(MetaxyError::Store(format!(
-            "samples must have a '{PROVENANCE_BY_FIELD}' column (a struct of the provenance of \
-             each field; columns given: {})",
-            names.join(", ")
-        )));
+        return Err(MetaxyError::usage(
+            "resolve_update",
+            format!(
+                "samples must have a '{PROVENANCE_BY_FIELD}' column (a struct of the provenance \
+                 of each field; columns given: {})",
+                names.join(", ")
+            ),
+        ));
     }
     let mut df = samples;
     if !has(PROVENANCE) {

@@ -1,0 +1,163 @@
+//! The `metaxy-sql` command line: its flags and subcommands, and the options they give the
+//! shell ([`Args::shell_options`]); the binary and the `.slt` tests parse flags with it.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::ShellOptions;
+use crate::distributed::{ClusterSecurity, TlsFiles};
+use crate::error::Result;
+use crate::session::{OpenOptions, SessionOptions};
+use crate::sql::OutputFormat;
+use crate::FileAccess;
+
+/// SQL over metaxy feature metadata, on Apache DataFusion. Without -c or -f: an interactive
+/// REPL.
+#[derive(Debug, Parser)]
+#[command(name = "metaxy-sql", version, about)]
+pub struct Args {
+    /// SQL (or meta-commands) to run; repeat to run several in order.
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub command: Vec<String>,
+
+    /// A file of SQL statements (and meta-commands) to run; repeatable, run after the commands.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Vec<PathBuf>,
+
+    /// Output format: table, csv, json or ndjson.
+    #[arg(long, default_value = "table")]
+    pub format: OutputFormat,
+
+    /// metaxy's configuration file (metaxy.toml or pyproject.toml). Default: METAXY_CONFIG,
+    /// else the first metaxy.toml / pyproject.toml with [tool.metaxy] in this directory or a
+    /// parent.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Run every statement on these workers (`metaxy-sql worker`), comma-separated
+    /// http://host:port URLs. Default: METAXY_WORKERS; none: this process alone.
+    #[arg(long, value_name = "URL,...")]
+    pub workers: Option<String>,
+
+    /// A file holding the cluster's shared token (workers and coordinators). Default:
+    /// METAXY_CLUSTER_TOKEN_FILE, else the token in METAXY_CLUSTER_TOKEN.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub token_file: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM): a worker's server certificate, or the client certificate
+    /// a coordinator presents to workers that require one.
+    #[arg(long, value_name = "PEM", global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", global = true)]
+    pub tls_key: Option<PathBuf>,
+
+    /// The CA (PEM) that signs the workers' certificates: coordinators verify https:// workers
+    /// with it (default: the system's roots); a worker given it requires client certificates
+    /// it signed.
+    #[arg(long, value_name = "PEM", global = true)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Bounded memory: DataFusion's memory pool size (e.g. 6GiB); joins become sort-merge
+    /// joins that spill to disk. Default: no limit.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+
+    // The `worker` subcommand, if given.
+    #[command(subcommand)]
+    pub command_kind: Option<Command>,
+
+    /// The configured store to use (default: the configuration's `store`; `memory` is always
+    /// available). Without any configured store: a Delta store under ./.metaxy/store.
+    #[arg(long, value_name = "NAME")]
+    pub store: Option<String>,
+
+    /// A feature definition file (a metaxy lock file or our TOML); repeatable, all files form
+    /// one graph. Default: the metaxy.lock next to the configuration, else the graph pushed to
+    /// the store.
+    #[arg(long = "features", value_name = "PATH")]
+    pub features: Vec<PathBuf>,
+
+    /// Print only results and errors (no banner, no row counts and timings).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+// The subcommands (their doc comments are their help).
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run a worker executing the plan stages coordinators (`--workers`) send it, until
+    /// stopped; it reads the stores of its configuration (`--config`).
+    Worker {
+        /// The address to listen on, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: std::net::SocketAddr,
+        /// A local directory whose parquet files plans may read besides the stores (inputs
+        /// such as resolve_update's samples files); repeatable.
+        #[arg(long = "allow-read", value_name = "DIR")]
+        allow_read: Vec<PathBuf>,
+    },
+}
+
+impl Args {
+    /// The token and TLS of the cluster: the flags, else the environment
+    /// ([`ClusterSecurity::from_env`]).
+    pub fn security(&self) -> Result<ClusterSecurity> {
+        ClusterSecurity::from_env(
+            self.token_file.as_deref(),
+            TlsFiles {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                ca: self.tls_ca.clone(),
+            },
+        )
+    }
+
+    /// What the shell opens and how it prints, with `cluster` ([`Args::security`]): the workers
+    /// of `--workers`, else `METAXY_WORKERS`; file access open (the shell's user reads and
+    /// writes files anyway).
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// use datafusion_metaxy::cli::Args;
+    /// use std::path::PathBuf;
+    /// let flags = ["metaxy-sql", "--features", "defs.toml", "--store", "memory"];
+    /// let args = Args::try_parse_from(flags).unwrap();
+    /// let options = args.shell_options(Default::default())?;
+    /// assert_eq!(options.open.feature_files, [PathBuf::from("defs.toml")]);
+    /// assert_eq!(options.open.store_name.as_deref(), Some("memory"));
+    /// # Ok::<(), datafusion_metaxy::MetaxyError>(())
+    /// ```
+    pub fn shell_options(&self, cluster: ClusterSecurity) -> Result<ShellOptions> {
+        let workers = self
+            .workers
+            .clone()
+            .or_else(|| std::env::var(crate::distributed::WORKERS_ENV).ok())
+            .map(|list| crate::distributed::parse_workers(&list))
+            .transpose()?
+            .unwrap_or_default();
+        let memory_limit = self
+            .memory_limit
+            .as_deref()
+            .map(crate::session::parse_size)
+            .transpose()?;
+        Ok(ShellOptions {
+            open: OpenOptions {
+                config_file: self.config.clone(),
+                store_name: self.store.clone(),
+                feature_files: self.features.clone(),
+                session: SessionOptions {
+                    workers,
+                    memory_limit,
+                    file_access: FileAccess::open(),
+                    cluster,
+                    ..Default::default()
+                },
+            },
+            format: self.format,
+            quiet: self.quiet,
+        })
+    }
+}
