@@ -1,4 +1,6 @@
 //! Backslash meta-commands, in datafusion-cli's style plus metaxy's own.
+//! A line starting with `\` is handled here instead of as SQL; [`HELP`] lists the commands
+//! (the text of `\?`).
 
 use std::io::Write;
 

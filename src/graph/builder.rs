@@ -1,4 +1,6 @@
 //! Building a feature graph in Rust, for apps that embed the engine.
+//! The builders produce the same definitions a lock file or our TOML gives, so the graph and
+//! its versions are checked and computed the same way.
 
 use super::spec::{FeatureDep, FeatureSpec, FieldDeps, FieldSpec};
 use super::{

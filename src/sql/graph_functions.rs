@@ -1,4 +1,6 @@
 //! `metaxy_features()` and `metaxy_fields()`: the loaded feature graph as SQL tables.
+//! Both are table functions over the session's graph, one row per feature or field, with the
+//! definition-level versions computed from the definitions alone.
 
 use std::sync::Arc;
 

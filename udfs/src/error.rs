@@ -1,4 +1,6 @@
 //! The crate's error type, converted to `DataFusionError` where it crosses into DataFusion.
+//! Every variant names the function or argument concerned, so a wrong call fails with a
+//! message a SQL user can act on.
 
 use datafusion::error::DataFusionError;
 

@@ -1,4 +1,6 @@
 //! `wyhash(s)`: wyhash v1 (seed 0) of a string or binary, as an unsigned decimal string.
+//! The value and its decimal rendering are polars-hash 0.9.3's `nchash`, so they match the
+//! reference byte for byte (checked against its vectors in `tests/hash.rs`).
 
 use crate::HashAlgorithm;
 

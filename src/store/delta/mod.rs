@@ -113,7 +113,8 @@ impl DeltaBackend {
         if remote {
             // The S3, GCS and Azure handlers (delta-rs knows only `file` and `memory` URLs
             // without them), registered for the first store on a URL, not at the start of
-            // every process (the S3 one alone was 15% of `metaxy-sql --version`).
+            // every process: registering them is a noticeable part of a short process's start,
+            // and local stores never need them.
             static CLOUD_HANDLERS: std::sync::Once = std::sync::Once::new();
             CLOUD_HANDLERS.call_once(|| {
                 deltalake_aws::register_handlers(None);

@@ -33,12 +33,9 @@ pub(super) fn declared_schema(schema: &Schema) -> Result<SchemaRef> {
 ///
 /// The hash columns (provenance and data versions, whole and by field) hold nearly distinct,
 /// high-entropy strings: no dictionary (it only costs time), `DELTA_LENGTH_BYTE_ARRAY` (their
-/// equal lengths pack to almost nothing) and no compression. On the `resolve` bench's simple
-/// root, bytes per value: 8.0 for the sample hash (snappy 7.8, plain 12.0), 7.3 for a field's
-/// (snappy 6.4, plain 10.9): snappy saved little more than the packed lengths do, and its
-/// decompression was the largest cost of an incremental resolve, which reads a few rows spread
-/// over every page: the bench's simple 10M incremental cell went from 0.30–0.35 s to 0.17–0.21
-/// s, the full resolve unchanged within noise (docs/benchmarks.md).
+/// equal lengths pack to almost nothing) and no compression: compression saves little more
+/// than the packed lengths do on such values, and decompressing would be the largest cost of an
+/// incremental resolve, which reads a few rows spread over every page.
 pub(super) fn writer_properties(schema: &Schema, rows: usize) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -53,9 +50,9 @@ pub(super) fn writer_properties(schema: &Schema, rows: usize) -> WriterPropertie
         |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     for field in schema.fields() {
         let name = field.name().as_str();
-        // Integer columns (ids above all: sequential or clustered) delta-encoded: the ids and
-        // timestamps scan of the `resolve` bench's simple 1M stale read 12.1 MB in 25 ms of
-        // decoding with plain ids, 21 KB in 6 ms delta-encoded.
+        // Integer columns (ids above all: sequential or clustered) delta-encoded: they pack to
+        // almost nothing, so the id and timestamp scans of merge-on-read and of an incremental
+        // resolve read and decode little.
         if field.data_type().is_integer() {
             builder = builder
                 .set_column_dictionary_enabled(ColumnPath::from(name), false)
@@ -81,8 +78,8 @@ pub(super) fn writer_properties(schema: &Schema, rows: usize) -> WriterPropertie
 
 /// Rows per parquet row group in an append of `rows` rows: at most 128Ki, and a quarter of the
 /// append down to 16Ki, so that an append of a few hundred thousand rows is still read (and
-/// hashed) by several cores: one 100K-row group left one of two cores idle in the bench's
-/// simple 100K cell (docs/benchmarks.md).
+/// hashed) by several cores: DataFusion splits a file's scan by row group, so a single group
+/// would leave the other cores idle.
 fn row_group_rows(rows: usize) -> usize {
     const MOST: usize = 128 * 1024;
     const LEAST: usize = 16 * 1024;

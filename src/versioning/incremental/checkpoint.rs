@@ -40,8 +40,8 @@ pub const MAX_CHECKPOINT_IDS: usize = 100_000;
 /// (`None`: not known): [`MAX_CHECKPOINT_IDS`], and no more than half those rows. A resolve
 /// that found most samples new or stale (the first resolve of a feature, a code version bump)
 /// would leave a checkpoint from which the next resolve re-examines most samples anyway, at
-/// the full resolve's cost, while recording it costs this one time (a third of the run of a
-/// 100K-sample new resolve: parquet-encoding the ids and writing the file).
+/// the full resolve's cost, while recording it (parquet-encoding the ids and writing the file)
+/// costs this one a large share of its run.
 pub fn max_checkpoint_ids(input_rows: Option<usize>) -> usize {
     input_rows.map_or(MAX_CHECKPOINT_IDS, |rows| {
         (rows / 2).min(MAX_CHECKPOINT_IDS)
@@ -98,8 +98,8 @@ impl Checkpoint {
             "fingerprint": self.fingerprint,
             "tables": self.tables,
         });
-        // The ids are distinct: a dictionary only costs time (its interner showed in the
-        // profile of a 100K-sample new resolve).
+        // The ids are distinct: a dictionary would only cost time (interning every id) and
+        // save nothing.
         let props = WriterProperties::builder()
             .set_dictionary_enabled(false)
             .set_key_value_metadata(Some(vec![KeyValue::new(
