@@ -65,12 +65,11 @@ impl<'a> Resolve<'a> {
     /// The parts of the update, the expected rows without their data versions when they
     /// default to the provenance.
     pub(super) async fn compared(&self) -> Result<Increment> {
-        let (ctx, graph, store, key) = (self.ctx, self.graph, self.store, self.key);
-        let inputs = Inputs::locate(ctx, graph, store, key, &self.options, &self.ids).await?;
+        let inputs = Inputs::locate(self).await?;
         // `changes` goes through the node that says how it was resolved and leaves the
         // checkpoint (not on a cluster: the checkpoint is written where the plan ends, the
         // coordinator).
-        let record = !crate::store::latest::is_distributed(ctx.state().config_options());
+        let record = !crate::store::latest::is_distributed(self.ctx.state().config_options());
         let mut increment = self.compare_inputs(&inputs, record).await?;
         if inputs.is_incremental() {
             // Orphaned samples need not have been touched: that part reads everything.

@@ -27,6 +27,7 @@ use datafusion::logical_expr::{col, Expr};
 use datafusion::prelude::{DataFrame, SessionContext};
 use sha2::{Digest, Sha256};
 
+use super::resolve::Resolve;
 use super::ResolveOptions;
 use crate::error::Result;
 use crate::graph::{FeatureGraph, FeatureKey};
@@ -59,14 +60,9 @@ pub(super) struct Inputs {
 impl Inputs {
     /// Looks at every input table of resolving `key` (its dependencies with fallbacks, the
     /// target in `store` only) and decides between the incremental and the full resolve.
-    pub(super) async fn locate(
-        ctx: &SessionContext,
-        graph: &FeatureGraph,
-        store: &MetadataStore,
-        key: &FeatureKey,
-        options: &ResolveOptions,
-        ids: &[String],
-    ) -> Result<Self> {
+    pub(super) async fn locate(resolve: &Resolve<'_>) -> Result<Self> {
+        let (ctx, graph, store, key) = (resolve.ctx, resolve.graph, resolve.store, resolve.key);
+        let (options, ids) = (&resolve.options, resolve.ids.as_slice());
         let feature = graph.feature(key)?;
         let scans = open_all(store, feature.spec().deps.iter().map(|d| &d.feature), key).await?;
         let mut columns = HashMap::new();
