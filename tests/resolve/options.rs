@@ -31,14 +31,10 @@ deps = ["t/a", "t/b", "t/c"]
 fields = { out = "1" }
 "#;
 
-/// `sample_uid`, `pbf.out`, `metaxy_provenance` of a part, sorted by id.
-async fn summary(df: DataFrame) -> Vec<String> {
+/// The columns `exprs` of a part, one line per row, sorted by `sample_uid`.
+async fn sorted_rows(df: DataFrame, exprs: &[&str]) -> Vec<String> {
     let df = df
-        .select_exprs(&[
-            "sample_uid",
-            "get_field(metaxy_provenance_by_field, 'out')",
-            "metaxy_provenance",
-        ])
+        .select_exprs(exprs)
         .unwrap()
         .sort_by(vec![datafusion::prelude::col("sample_uid")])
         .unwrap();
@@ -52,24 +48,18 @@ type Parts = [Vec<String>; 3];
 
 const NONE: Vec<String> = Vec::new();
 
+/// New and stale as `sample_uid`, `pbf.out`, `metaxy_provenance`; orphaned as ids.
 async fn parts(i: Increment) -> Parts {
+    let summary = [
+        "sample_uid",
+        "get_field(metaxy_provenance_by_field, 'out')",
+        "metaxy_provenance",
+    ];
     [
-        summary(i.new).await,
-        summary(i.stale).await,
-        orphaned_ids(i.orphaned).await,
+        sorted_rows(i.new, &summary).await,
+        sorted_rows(i.stale, &summary).await,
+        sorted_rows(i.orphaned, &["sample_uid"]).await,
     ]
-}
-
-async fn orphaned_ids(df: DataFrame) -> Vec<String> {
-    let df = df
-        .select_exprs(&["sample_uid"])
-        .unwrap()
-        .sort_by(vec![datafusion::prelude::col("sample_uid")])
-        .unwrap();
-    batches_to_rows(&df.collect().await.unwrap())
-        .into_iter()
-        .map(|r| r.join(" "))
-        .collect()
 }
 
 /// Three roots (two samples each) and `t/out` over all three, materialised.

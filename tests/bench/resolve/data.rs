@@ -185,6 +185,19 @@ pub fn open(dir: &Path) -> MetadataStore {
     MetadataStore::new("bench", Arc::new(backend)).with_hash_algorithm(HashAlgorithm::Xxhash64)
 }
 
+/// A store under a new temporary directory and a one-node session over it, as an embedder
+/// builds it.
+pub fn fresh_store() -> (tempfile::TempDir, MetadataStore, SessionContext) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ctx = datafusion_metaxy::new_context(SessionOptions {
+        store: Some(Arc::new(store.clone())),
+        ..Default::default()
+    })
+    .unwrap();
+    (dir, store, ctx)
+}
+
 /// Seeding writes at most this many samples at once (one commit each), so that 100M samples are
 /// never held in memory together.
 const SLICE: usize = 10_000_000;
@@ -235,13 +248,7 @@ pub async fn seed(
     mutated: &Path,
 ) -> tempfile::TempDir {
     let (graph, roots, leaf) = graph(&a.scenario);
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let ctx = datafusion_metaxy::new_context(SessionOptions {
-        store: Some(Arc::new(store.clone())),
-        ..Default::default()
-    })
-    .unwrap();
+    let (dir, store, ctx) = fresh_store();
     for (key, file) in roots.iter().zip(roots_in) {
         write_slices(a, &ctx, &graph, &store, key, file).await;
     }

@@ -2,15 +2,13 @@
 //! files (inputs, or the Delta store's data files), and formulations of the latest row timed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion_metaxy::graph::FeatureKey;
-use datafusion_metaxy::SessionOptions;
 
-use crate::data::{graph, open, seed};
+use crate::data::{fresh_store, graph, seed};
 use crate::measure::{count, timed, Cell};
 use crate::{Args, WIDE_FIELDS};
 
@@ -175,13 +173,7 @@ pub async fn store_floor(a: &Args, phase: &str, roots_in: &[PathBuf], mutated: &
 /// Times formulations of "latest row per sample" over a root written twice (development aid).
 pub async fn experiment(a: &Args, roots_in: &[PathBuf], mutated: &Path) {
     let (graph, roots, _) = graph(&a.scenario);
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let ctx = datafusion_metaxy::new_context(SessionOptions {
-        store: Some(Arc::new(store.clone())),
-        ..Default::default()
-    })
-    .unwrap();
+    let (dir, store, ctx) = fresh_store();
     for file in [&roots_in[0], &mutated.to_path_buf()] {
         let df = ctx
             .read_parquet(file.to_str().unwrap(), ParquetReadOptions::default())
