@@ -11,9 +11,10 @@
 //!   [`datafusion_metaxy_udfs`], `metaxy_features()` / `metaxy_fields()`, files queryable by
 //!   path when [`FileAccess`] allows) from a graph and a store; [`session::open`] opens them
 //!   from configuration files first, as the `metaxy-sql` binary does.
-//! - [`sql::run_statement`] runs one statement (writes to feature tables and `resolve_update`
-//!   included); the `cli` module is the `metaxy-sql` shell, which runs SQL text and
-//!   meta-commands line by line.
+//! - [`sql`]: the SQL surface, DataFusion's own (feature tables with `INSERT`/`DELETE`,
+//!   `resolve_update(…)` and the procedures as table functions), so `ctx.sql` runs all of it;
+//!   the `cli` module is the `metaxy-sql` shell, which runs SQL text and meta-commands line by
+//!   line ([`sql::run_statement`]).
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -36,3 +37,8 @@ pub use session::{new_context, SessionOptions};
 pub use sql::file_access::FileAccess;
 pub use sql::OutputFormat;
 pub use store::{MetadataStore, ReadOptions};
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -14,8 +14,11 @@ use crate::distributed::ClusterSecurity;
 use crate::error::{MetaxyError, Result};
 use crate::graph::FeatureGraph;
 use crate::sql::catalog::{FeatureSchema, MetaxyState};
+use crate::sql::dml::FeatureWrites;
 use crate::sql::file_access::{self, FileAccess};
 use crate::sql::graph_functions::{FeaturesFunction, FieldsFunction};
+use crate::sql::procedures::{Procedure, PROCEDURES};
+use crate::sql::resolve_update::ResolveUpdateFunction;
 use crate::store::{self, MetadataStore, ReadOptions};
 
 /// What [`new_context`] builds the session from: a graph and a store already at hand, and how
@@ -58,21 +61,34 @@ const SINGLE_PARTITION_JOIN_ROWS: usize = 2_000_000;
 /// The same bound in (estimated) bytes of the smaller side.
 const SINGLE_PARTITION_JOIN_BYTES: usize = 512 * 1024 * 1024;
 
-/// Builds a `SessionContext` with everything datafusion-metaxy offers registered: the hash UDFs
-/// (`xxhash64`, `metaxy_hash`, …), the graph functions (`metaxy_features()`,
-/// `metaxy_fields()`), every feature of the graph as a table named by its table name (the
-/// store's current view; `history.<table>` holds every stored row), writes to them with
-/// `INSERT`/`DELETE`/`CALL` (see [`crate::sql::dml`]), and, when
-/// [`SessionOptions::file_access`] opens it, querying and writing files by path
-/// (`SELECT * FROM 'data.parquet'`, `COPY … TO`).
+/// Builds a `SessionContext` with everything datafusion-metaxy offers registered, all of it
+/// reachable with plain `ctx.sql` (and the DataFrame API, [`MetaxyContextExt`]):
+///
+/// - the hash UDFs (`xxhash64`, `metaxy_hash`, …) and the graph functions
+///   (`metaxy_features()`, `metaxy_fields()`);
+/// - every feature of the graph as a table named by its table name (the store's current view;
+///   `history.<table>` holds every stored row), written with `INSERT` (system columns filled)
+///   and `DELETE` (soft), see [`crate::sql::feature_table`] and [`crate::sql::dml`];
+/// - `resolve_update('<feature>' [, part [, samples [, staleness]]])` as a table function and
+///   the procedures (`metaxy_hard_delete`, `metaxy_drop_feature`, `metaxy_load_features`) as
+///   table functions returning what they did ([`crate::sql::procedures`]);
+/// - when [`SessionOptions::file_access`] opens it, querying and writing files by path
+///   (`SELECT * FROM 'data.parquet'`, `COPY … TO`).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> datafusion_metaxy::Result<()> {
-/// let ctx = datafusion_metaxy::new_context(Default::default())?;
-/// let df = ctx.sql("SELECT xxhash32('abc') AS h").await?;
-/// let batches = df.collect().await?;
-/// assert_eq!(batches[0].num_rows(), 1);
+/// use std::sync::Arc;
+/// use datafusion_metaxy::{new_context, MetaxyConfig, SessionOptions};
+/// let graph = MetaxyConfig::default().load_features(&["tests/data/video.toml".into()])?;
+/// let ctx = new_context(SessionOptions { graph: Some(Arc::new(graph)), ..Default::default() })?;
+/// ctx.sql("INSERT INTO example__video (video_id, metaxy_provenance_by_field) \
+///          VALUES (1, named_struct('audio', 'a1', 'frames', 'f1'))")
+///     .await?
+///     .collect()
+///     .await?;
+/// let new = ctx.sql("SELECT * FROM resolve_update('example/crop', 'new')").await?;
+/// assert_eq!(new.count().await?, 1);
 /// # Ok(())
 /// # }
 /// ```
@@ -177,7 +193,73 @@ pub fn new_context(options: SessionOptions) -> Result<SessionContext> {
         "metaxy_fields",
         Arc::new(FieldsFunction::new(state.clone())),
     );
+    ctx.register_udtf(
+        "resolve_update",
+        Arc::new(ResolveUpdateFunction::new(state.clone())),
+    );
+    for name in PROCEDURES {
+        ctx.register_udtf(name, Arc::new(Procedure::new(name, state.clone())));
+    }
+    ctx.add_analyzer_rule(Arc::new(FeatureWrites));
     Ok(ctx)
+}
+
+/// The DataFrame API's way to what the SQL functions do, on a session from [`new_context`]
+/// (its graph and store), in the style of `ctx.read_parquet`.
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> datafusion_metaxy::Result<()> {
+/// use std::sync::Arc;
+/// use datafusion::dataframe::DataFrameWriteOptions;
+/// use datafusion_metaxy::session::MetaxyContextExt;
+/// use datafusion_metaxy::versioning::ResolveOptions;
+/// use datafusion_metaxy::{new_context, MetaxyConfig, SessionOptions};
+///
+/// let graph = MetaxyConfig::default().load_features(&["tests/data/video.toml".into()])?;
+/// let ctx = new_context(SessionOptions { graph: Some(Arc::new(graph)), ..Default::default() })?;
+/// // Writes go through DataFusion's `write_table`: columns by name, system columns filled.
+/// ctx.sql("SELECT 1 AS video_id, named_struct('audio', 'a', 'frames', 'f') AS metaxy_provenance_by_field")
+///     .await?
+///     .write_table("example__video", DataFrameWriteOptions::new())
+///     .await?;
+/// let increment = ctx.resolve_update("example/crop", ResolveOptions::default()).await?;
+/// assert_eq!(increment.new.count().await?, 1);
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait::async_trait]
+pub trait MetaxyContextExt {
+    /// `resolve_update` of `feature` against the session's store: the increment's parts as
+    /// lazy DataFrames (the SQL `resolve_update(...)` reads one of them).
+    async fn resolve_update(
+        &self,
+        feature: &str,
+        options: crate::versioning::ResolveOptions,
+    ) -> Result<crate::versioning::Increment>;
+}
+
+#[async_trait::async_trait]
+impl MetaxyContextExt for SessionContext {
+    async fn resolve_update(
+        &self,
+        feature: &str,
+        options: crate::versioning::ResolveOptions,
+    ) -> Result<crate::versioning::Increment> {
+        let state = metaxy_state(self)?;
+        let graph = state.graph();
+        let key = graph.find(feature)?.key().clone();
+        crate::versioning::resolve_update(self, &graph, &state.store, &key, options).await
+    }
+}
+
+/// The graph and store of a session built by [`new_context`].
+fn metaxy_state(ctx: &SessionContext) -> Result<MetaxyState> {
+    ctx.state()
+        .config()
+        .get_extension::<MetaxyState>()
+        .map(|s| (*s).clone())
+        .ok_or_else(|| MetaxyError::Config("the session was not built by new_context".into()))
 }
 
 /// Where the embedded default store lives, relative to the current directory.
@@ -268,12 +350,7 @@ pub async fn open(options: &OpenOptions) -> Result<Opened> {
         store: Some(store),
         ..options.session.clone()
     })?;
-    let state = ctx
-        .state()
-        .config()
-        .get_extension::<MetaxyState>()
-        .map(|s| (*s).clone())
-        .ok_or_else(|| MetaxyError::Config("the session has no metaxy state".into()))?;
+    let state = metaxy_state(&ctx)?;
     Ok(Opened {
         ctx,
         state,

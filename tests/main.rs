@@ -5,6 +5,7 @@ mod cli;
 mod cluster_security;
 mod common;
 mod distributed;
+mod embedded;
 mod faults;
 mod file_access;
 mod fuzz;

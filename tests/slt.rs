@@ -1,6 +1,7 @@
-//! Runs every `sql/*.slt` golden file against a session opened exactly as `metaxy-sql` opens
-//! it. A thin adapter from a `SessionContext` to the `sqllogictest` crate; values are normalised
-//! in one place ([`normalize`]).
+//! Runs every `sql/*.slt` golden file through plain `ctx.sql` on a session opened exactly as
+//! `metaxy-sql` opens it (`session::open`, which builds it with `new_context`). A thin adapter
+//! from a `SessionContext` to the `sqllogictest` crate; values are normalised in one place
+//! ([`normalize`]).
 
 use async_trait::async_trait;
 use clap::Parser;
@@ -46,15 +47,14 @@ impl sqllogictest::AsyncDB for Engine {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
-        let mut last = Vec::new();
-        let statements = datafusion_metaxy::sql::parse_statements(&self.ctx, sql)
+        // Plain DataFusion: the statement goes to `ctx.sql` as it is written.
+        let df = self
+            .ctx
+            .sql(sql)
+            .await
             .map_err(|e| EngineError(e.to_string()))?;
-        for statement in statements {
-            last = datafusion_metaxy::sql::run_statement(&self.ctx, statement)
-                .await
-                .map_err(|e| EngineError(e.to_string()))?;
-        }
-        let columns = last.first().map_or(0, |b| b.num_columns());
+        let columns = df.schema().fields().len();
+        let last = df.collect().await.map_err(|e| EngineError(e.to_string()))?;
         if columns == 0 {
             return Ok(DBOutput::StatementComplete(0));
         }

@@ -1,15 +1,15 @@
 //! Feature tables in SQL: a schema provider that answers every feature's table name with its
-//! current view (merge-on-read), resolved per query so new writes are seen, and a `history`
-//! schema with every stored row of each feature. Other tables (`CREATE TABLE …`) live beside
-//! them as usual.
+//! [`FeatureTable`] (the current view, merge-on-read, resolved per statement so new writes are
+//! seen), and a `history` schema with every stored row of each feature. Other tables
+//! (`CREATE TABLE …`) live beside them as usual.
 
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 
+use super::feature_table::FeatureTable;
 use crate::graph::FeatureGraph;
 use crate::store::{MetadataStore, ReadOptions};
 
@@ -96,7 +96,12 @@ impl SchemaProvider for FeatureSchema {
             crate::store::table_plan(&self.state.store, &graph, feature.key(), &self.options)
                 .await
                 .map_err(DataFusionError::from)?;
-        Ok(Some(Arc::new(ViewTable::new(plan, None))))
+        Ok(Some(Arc::new(FeatureTable::new(
+            self.state.clone(),
+            feature.key().clone(),
+            plan,
+            self.options.history,
+        ))))
     }
 
     fn register_table(
@@ -113,6 +118,18 @@ impl SchemaProvider for FeatureSchema {
     }
 
     fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let graph = self.state.graph();
+        if let Some(feature) = graph.features().find(|f| f.key().table_name() == name) {
+            if self.options.history {
+                return Err(FeatureTable::read_only(feature.key()));
+            }
+            return Err(crate::MetaxyError::Unsupported(format!(
+                "DROP TABLE of feature table {name}: drop its data with SELECT * FROM \
+                 metaxy_drop_feature('{}')",
+                feature.key()
+            ))
+            .into());
+        }
         self.inner.deregister_table(name)
     }
 

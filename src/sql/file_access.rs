@@ -75,6 +75,14 @@ impl FileAccess {
         }
         Err(closed(call, "path_functions"))
     }
+
+    /// `Err` naming the switch when `url_tables` is closed.
+    pub(crate) fn check_url_tables(&self, call: &str) -> crate::Result<()> {
+        if self.url_tables {
+            return Ok(());
+        }
+        Err(closed(call, "url_tables"))
+    }
 }
 
 fn closed(what: &str, switch: &str) -> crate::MetaxyError {

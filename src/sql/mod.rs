@@ -1,12 +1,18 @@
-//! Running SQL text: split it into statements ([`parse_statements`]), run each
+//! The SQL surface and the shell's way of running it. Everything a session offers is
+//! DataFusion's own SQL over registered objects: feature tables ([`feature_table`], with DML
+//! made metaxy's by [`dml`]), `resolve_update(...)` ([`resolve_update`]), the procedures
+//! ([`procedures`]), the graph functions ([`graph_functions`]), so `ctx.sql` runs it all.
+//!
+//! For the `metaxy-sql` shell: split text into statements ([`parse_statements`]), run each
 //! ([`run_statement`]) and print the results in one of the output formats ([`print_batches`]).
-//! The `metaxy-sql` shell (`crate::cli`) and the tests go through these, so formats and errors
-//! behave the same.
 
+pub(crate) mod action;
 pub mod catalog;
 pub mod dml;
+pub mod feature_table;
 pub mod file_access;
 pub mod graph_functions;
+pub mod procedures;
 pub mod resolve_update;
 
 use std::io::Write;
@@ -14,8 +20,16 @@ use std::str::FromStr;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::catalog::TableFunctionArgs;
+use datafusion::common::DFSchema;
+use datafusion::datasource::provider_as_source;
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::planner::object_name_to_table_reference;
+use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
 use crate::error::{MetaxyError, Result};
@@ -61,31 +75,26 @@ pub fn parse_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<Statement
         .collect())
 }
 
-/// Runs one already-parsed statement and collects its result (at least one batch, empty when
-/// there are no rows, so the columns are known). Writes to feature tables go through the store
-/// ([`dml`]); everything else is planned by DataFusion.
+/// Runs one already-parsed statement as `ctx.sql` would, and collects its result (at least
+/// one batch, empty when there are no rows, so the columns are known).
+///
+/// Two spellings DataFusion's planner does not take are the shell's own, both planned with
+/// DataFusion's API: `CALL f(args)` reads the table function `f(args)` (the procedures), and
+/// `INSERT INTO <feature table> <query>` without a column list matches the query's columns by
+/// name, as metaxy's write does (it goes through `DataFrame::write_table` into the same
+/// provider), where DataFusion would match them by position.
 pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result<Vec<RecordBatch>> {
-    let state = ctx
-        .state_ref()
-        .read()
-        .config()
-        .get_extension::<catalog::MetaxyState>();
-    let mut statement = statement;
-    let views = match &state {
-        Some(state) => resolve_update::rewrite(ctx, state, &mut statement).await?,
-        None => Vec::new(),
-    };
     let result = async {
-        if let Some(state) = &state {
-            if let Some(batches) = dml::try_execute(ctx, state, &statement).await? {
-                return Ok(batches);
+        let df = match shell_spelling(ctx, &statement).await? {
+            Some(df) => df,
+            None => {
+                let plan = ctx.state().statement_to_plan(statement).await?;
+                if let Some(batches) = crate::distributed::explain(ctx, &plan).await? {
+                    return Ok(batches);
+                }
+                ctx.execute_logical_plan(plan).await?
             }
-        }
-        let plan = ctx.state().statement_to_plan(statement).await?;
-        if let Some(batches) = crate::distributed::explain(ctx, &plan).await? {
-            return Ok(batches);
-        }
-        let df = ctx.execute_logical_plan(plan).await?;
+        };
         // A query without rows still says what its columns are (printed as a header).
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
         let mut batches = crate::progress::collect(df).await?;
@@ -95,10 +104,99 @@ pub async fn run_statement(ctx: &SessionContext, statement: Statement) -> Result
         Ok(batches)
     }
     .await;
-    for view in views {
-        ctx.deregister_table(view.as_str())?;
-    }
     result.map_err(|e| crate::distributed::name_workers(ctx, e))
+}
+
+/// The DataFrame of a statement in one of the shell's own spellings ([`run_statement`]).
+async fn shell_spelling(ctx: &SessionContext, statement: &Statement) -> Result<Option<DataFrame>> {
+    let Statement::Statement(statement) = statement else {
+        return Ok(None);
+    };
+    match statement.as_ref() {
+        ast::Statement::Call(function) => {
+            let name = function.name.to_string().to_ascii_lowercase();
+            let args = match &function.args {
+                ast::FunctionArguments::None => Vec::new(),
+                ast::FunctionArguments::List(list) if list.clauses.is_empty() => list
+                    .args
+                    .iter()
+                    .map(|arg| match arg {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                            Ok(ctx.parse_sql_expr(&e.to_string(), &DFSchema::empty())?)
+                        }
+                        other => Err(MetaxyError::usage(
+                            format!("CALL {}", function.name),
+                            format!("arguments must be values, got {other}"),
+                        )),
+                    })
+                    .collect::<Result<_>>()?,
+                other => {
+                    return Err(MetaxyError::usage(
+                        format!("CALL {}", function.name),
+                        format!("arguments must be values, got {other}"),
+                    ))
+                }
+            };
+            let state = ctx.state();
+            let provider = ctx
+                .table_function(&name)?
+                .create_table_provider_with_args(TableFunctionArgs::new(&args, &state))?;
+            Ok(Some(ctx.read_table(provider)?))
+        }
+        ast::Statement::Insert(insert) if insert.columns.is_empty() && plain(insert) => {
+            let (ast::TableObject::TableName(name), Some(source)) = (&insert.table, &insert.source)
+            else {
+                return Ok(None);
+            };
+            let normalize = ctx
+                .state_ref()
+                .read()
+                .config()
+                .options()
+                .sql_parser
+                .enable_ident_normalization;
+            let reference = object_name_to_table_reference(name.clone(), normalize)?;
+            let Ok(provider) = ctx.table_provider(reference.clone()).await else {
+                return Ok(None);
+            };
+            if !provider.is::<feature_table::FeatureTable>() {
+                return Ok(None);
+            }
+            let query = ast::Statement::Query(source.clone());
+            let rows = ctx
+                .state()
+                .statement_to_plan(Statement::Statement(Box::new(query)))
+                .await?;
+            let insert = LogicalPlanBuilder::insert_into(
+                rows,
+                reference,
+                provider_as_source(provider),
+                InsertOp::Append,
+            )?
+            .build()?;
+            Ok(Some(ctx.execute_logical_plan(insert).await?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Whether an INSERT has nothing but a target and a query.
+fn plain(insert: &ast::Insert) -> bool {
+    !insert.overwrite
+        && insert.or.is_none()
+        && !insert.ignore
+        && !insert.replace_into
+        && insert.on.is_none()
+        && insert.returning.is_none()
+        && insert.output.is_none()
+        && insert.partitioned.is_none()
+        && insert.after_columns.is_empty()
+        && insert.assignments.is_empty()
+        && insert.table_alias.is_none()
+        && insert.insert_alias.is_none()
+        && insert.priority.is_none()
+        && insert.settings.is_none()
+        && insert.format_clause.is_none()
 }
 
 /// Writes batches in the given format.

@@ -1,183 +1,135 @@
-//! The SQL form of `resolve_update`:
-//! `resolve_update(feature_key [, part [, samples [, staleness]]])` in any FROM clause.
-//! DataFusion 55 table functions are synchronous, and resolving reads the store, so calls are
-//! resolved here before planning: each becomes a temporary view over its increment's plan
-//! (nothing collected), and the statement is rewritten to read it. `part` is `'new'`,
-//! `'stale'` or `'orphaned'`; NULL or absent gives new and stale rows with `metaxy_change`.
-//! `samples` is a parquet path or a table name; `staleness` an SQL predicate on stored rows.
+//! The SQL form of `resolve_update`, a table function:
+//! `resolve_update(feature_key [, part [, samples [, staleness]]])` in any FROM clause (joins,
+//! CTEs, views, `INSERT … SELECT`, `COPY`, `EXPLAIN`). `part` is `'new'`, `'stale'` or
+//! `'orphaned'`; NULL or absent gives new and stale rows with `metaxy_change`. `samples` is a
+//! table name or a parquet path (when file access allows querying paths); `staleness` an SQL
+//! predicate on stored rows. The increment is one lazy plan inlined into the statement.
 
-use std::ops::ControlFlow;
+use std::sync::Arc;
 
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use datafusion::sql::parser::{CopyToSource, Statement as DFStatement};
-use datafusion::sql::sqlparser::ast::{
-    self, FunctionArg, FunctionArgExpr, ObjectName, TableFactor, Visit, VisitMut, Visitor,
-    VisitorMut,
-};
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 
+use super::action::{block_on, context_of};
 use super::catalog::MetaxyState;
-use crate::error::{MetaxyError, Result};
-use crate::versioning::{resolve_update, ResolveOptions};
+use crate::error::MetaxyError;
+use crate::versioning::{Increment, ResolveOptions};
 
 const FUNCTION: &str = "resolve_update";
 
-/// Literal arguments of one call.
-type Call = Vec<Option<String>>;
+/// `resolve_update(...)` over the session's graph and store.
+#[derive(Debug)]
+pub struct ResolveUpdateFunction {
+    state: MetaxyState,
+}
 
-fn call_args(factor: &TableFactor) -> Option<std::result::Result<Call, String>> {
-    let TableFactor::Table {
-        name,
-        args: Some(args),
-        ..
-    } = factor
-    else {
-        return None;
-    };
-    if !name.to_string().eq_ignore_ascii_case(FUNCTION) {
-        return None;
+impl ResolveUpdateFunction {
+    /// The function over a session's graph and store.
+    pub fn new(state: MetaxyState) -> Self {
+        Self { state }
     }
-    Some(
-        args.args
-            .iter()
-            .map(|a| match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Value(v))) => {
-                    match &v.value {
-                        ast::Value::SingleQuotedString(s) => Ok(Some(s.clone())),
-                        ast::Value::Null => Ok(None),
-                        other => Err(format!("arguments must be strings or NULL, got {other}")),
-                    }
-                }
-                other => Err(format!("arguments must be strings or NULL, got {other}")),
-            })
-            .collect(),
+}
+
+/// The literal string (or NULL) arguments of a table function call.
+pub(crate) fn string_args(function: &str, exprs: &[Expr]) -> Result<Vec<Option<String>>> {
+    exprs
+        .iter()
+        .map(|e| match e {
+            Expr::Literal(
+                ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s),
+                _,
+            ) => Ok(s.clone()),
+            Expr::Literal(ScalarValue::Null, _) => Ok(None),
+            other => Err(MetaxyError::usage(
+                function,
+                format!("arguments must be strings or NULL, got {other}"),
+            )
+            .into()),
+        })
+        .collect()
+}
+
+fn usage() -> MetaxyError {
+    MetaxyError::usage(
+        FUNCTION,
+        format!(
+            "expected {FUNCTION}('<feature>' [, 'new' | 'stale' | 'orphaned' | NULL [, \
+             '<samples parquet or table>' | NULL [, '<staleness SQL>' | NULL]]])"
+        ),
     )
 }
 
-struct Collect(Vec<std::result::Result<Call, String>>);
-
-impl Visitor for Collect {
-    type Break = ();
-    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-        if let Some(call) = call_args(factor) {
-            self.0.push(call);
-        }
-        ControlFlow::Continue(())
-    }
+/// Which part of the increment a call reads.
+fn part_of(increment: Increment, part: Option<&str>) -> crate::Result<DataFrame> {
+    Ok(match part {
+        None => increment.changes,
+        Some("new") => increment.new,
+        Some("stale") => increment.stale,
+        Some("orphaned") => increment.orphaned,
+        Some(other) => return Err(part_error(other)),
+    })
 }
 
-struct Rewrite(Vec<String>, usize);
+/// The samples argument: a parquet file (when the session may query paths) or a table.
+async fn samples(ctx: &SessionContext, samples: &str) -> crate::Result<DataFrame> {
+    let access = super::file_access::of(ctx);
+    // The file system is only looked at when the session may read paths.
+    let is_path = samples.ends_with(".parquet")
+        || (access.url_tables && std::path::Path::new(samples).exists());
+    if is_path {
+        access.check_url_tables(&format!("{FUNCTION} with samples '{samples}'"))?;
+        return Ok(ctx
+            .read_parquet(samples, ParquetReadOptions::default())
+            .await?);
+    }
+    Ok(ctx.table(samples).await?)
+}
 
-impl VisitorMut for Rewrite {
-    type Break = ();
-    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-        if call_args(factor).is_some() {
-            if let TableFactor::Table { name, args, .. } = factor {
-                *name = ObjectName::from(vec![ast::Ident::new(self.0[self.1].clone())]);
-                *args = None;
-                self.1 += 1;
+impl TableFunctionImpl for ResolveUpdateFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let args =
+            string_args(FUNCTION, args.exprs()).and_then(|a| Ok((a, context_of(args.session())?)));
+        let (args, ctx) = args?;
+        if args.is_empty() || args.len() > 4 {
+            return Err(usage().into());
+        }
+        let feature = args[0].clone().ok_or_else(usage)?;
+        let part = args.get(1).cloned().flatten();
+        let samples_arg = args.get(2).cloned().flatten();
+        let staleness_predicates = args.get(3).cloned().flatten().into_iter().collect();
+        let graph = self.state.graph();
+        let key = graph.find(&feature)?.key().clone();
+        if let Some(p) = part.as_deref() {
+            // Refused before the store is read.
+            if !matches!(p, "new" | "stale" | "orphaned") {
+                return Err(part_error(p).into());
             }
         }
-        ControlFlow::Continue(())
-    }
-}
-
-/// Resolves every `resolve_update(...)` of the statement into a temporary view and rewrites the
-/// statement to read those views. Returns the views to deregister afterwards.
-pub async fn rewrite(
-    ctx: &SessionContext,
-    state: &MetaxyState,
-    statement: &mut DFStatement,
-) -> Result<Vec<String>> {
-    let Some(mut inner) = sql_of(statement) else {
-        return Ok(Vec::new());
-    };
-    let mut collect = Collect(Vec::new());
-    let _ = match &inner {
-        Sql::Statement(s) => Visit::visit(&**s, &mut collect),
-        Sql::Query(q) => Visit::visit(&**q, &mut collect),
-    };
-    if collect.0.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut views = Vec::new();
-    for call in collect.0 {
-        let args = call.map_err(|message| MetaxyError::usage(FUNCTION, message))?;
-        let usage = || {
-            MetaxyError::usage(
-                FUNCTION,
-                format!(
-                    "expected {FUNCTION}('<feature>' [, 'new' | 'stale' | 'orphaned' | NULL [, \
-                     '<samples parquet or table>' | NULL [, '<staleness SQL>' | NULL]]])"
-                ),
-            )
-        };
-        let feature = args.first().cloned().flatten().ok_or_else(usage)?;
-        if args.len() > 4 {
-            return Err(usage());
-        }
-        let part = args.get(1).cloned().flatten();
-        let samples = match args.get(2).cloned().flatten() {
-            Some(s) if s.ends_with(".parquet") || std::path::Path::new(&s).exists() => Some(
-                ctx.read_parquet(s.as_str(), ParquetReadOptions::default())
-                    .await?,
-            ),
-            Some(table) => Some(ctx.table(table.as_str()).await?),
-            None => None,
-        };
-        let staleness_predicates = args.get(3).cloned().flatten().into_iter().collect();
-        let graph = state.graph();
-        let key = graph.find(&feature)?.key().clone();
-        let increment = resolve_update(
-            ctx,
-            &graph,
-            &state.store,
-            &key,
-            ResolveOptions {
+        let store = Arc::clone(&self.state.store);
+        let df = block_on(async {
+            let samples = match &samples_arg {
+                Some(s) => Some(samples(&ctx, s).await?),
+                None => None,
+            };
+            let options = ResolveOptions {
                 samples,
                 staleness_predicates,
                 ..Default::default()
-            },
-        )
-        .await?;
-        let df = match part.as_deref() {
-            None => increment.changes,
-            Some("new") => increment.new,
-            Some("stale") => increment.stale,
-            Some("orphaned") => increment.orphaned,
-            Some(other) => {
-                return Err(MetaxyError::usage(
-                    FUNCTION,
-                    format!("unknown part '{other}' (expected new, stale, orphaned or NULL)"),
-                ))
-            }
-        };
-        let name = format!("__metaxy_resolve_{}", uuid::Uuid::new_v4().simple());
-        ctx.register_table(name.as_str(), df.into_view())?;
-        views.push(name);
+            };
+            let increment =
+                crate::versioning::resolve_update(&ctx, &graph, &store, &key, options).await?;
+            part_of(increment, part.as_deref())
+        })??;
+        Ok(Arc::new(ViewTable::new(df.logical_plan().clone(), None)))
     }
-    let mut rewrite = Rewrite(views.clone(), 0);
-    let _ = match &mut inner {
-        Sql::Statement(s) => VisitMut::visit(&mut **s, &mut rewrite),
-        Sql::Query(q) => VisitMut::visit(&mut **q, &mut rewrite),
-    };
-    Ok(views)
 }
 
-/// The SQL of a statement that may read tables: a plain statement, the query of `COPY (query)
-/// TO …`, or either under `EXPLAIN [ANALYZE]`.
-enum Sql<'a> {
-    Statement(&'a mut ast::Statement),
-    Query(&'a mut ast::Query),
-}
-
-fn sql_of(statement: &mut DFStatement) -> Option<Sql<'_>> {
-    match statement {
-        DFStatement::Statement(inner) => Some(Sql::Statement(inner.as_mut())),
-        DFStatement::Explain(explain) => sql_of(explain.statement.as_mut()),
-        DFStatement::CopyTo(copy) => match &mut copy.source {
-            CopyToSource::Query(query) => Some(Sql::Query(query.as_mut())),
-            CopyToSource::Relation(_) => None,
-        },
-        _ => None,
-    }
+fn part_error(part: &str) -> MetaxyError {
+    MetaxyError::usage(
+        FUNCTION,
+        format!("unknown part '{part}' (expected new, stale, orphaned or NULL)"),
+    )
 }

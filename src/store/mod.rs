@@ -340,6 +340,22 @@ impl MetadataStore {
         Self::new("memory", Arc::new(memory::MemoryBackend::default()))
     }
 
+    /// A Delta Lake store at `root`, a local path or an object store URL (`s3://`, `gs://`,
+    /// `az://`, `file://`), in the layout metaxy's `DeltaMetadataStore` writes; credentials
+    /// come from the environment as delta-rs reads them (storage options: configure the store
+    /// in `metaxy.toml` instead).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = datafusion_metaxy::MetadataStore::delta(dir.path().to_str().unwrap())?;
+    /// assert_eq!(store.name, "delta");
+    /// # Ok::<(), datafusion_metaxy::MetaxyError>(())
+    /// ```
+    pub fn delta(root: &str) -> Result<Self> {
+        let backend = delta::DeltaBackend::new(root, Default::default())?;
+        Ok(Self::new("delta", Arc::new(backend)))
+    }
+
     /// Sets the hash algorithm (metaxy's `hash_algorithm` store option).
     pub fn with_hash_algorithm(mut self, algorithm: HashAlgorithm) -> Self {
         self.hash_algorithm = algorithm;
