@@ -13,13 +13,15 @@
 //!   from configuration files first, as the `metaxy-sql` binary does.
 //! - [`sql::run_statement`] runs one statement (writes to feature tables and `resolve_update`
 //!   included); the `cli` module is the `metaxy-sql` shell, which runs SQL text and
-//!   meta-commands line by line.
+//!   meta-commands line by line; [`flight_sql`] serves a session to Flight SQL clients (BI tools,
+//!   ADBC drivers).
 
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod distributed;
 pub mod error;
+pub mod flight_sql;
 pub mod graph;
 pub(crate) mod hashing;
 pub mod progress;
