@@ -7,6 +7,7 @@ mod common;
 mod distributed;
 mod faults;
 mod file_access;
+mod flight_sql;
 mod fuzz;
 mod graph;
 mod hash;
