@@ -121,6 +121,15 @@ pub enum MetaxyError {
         /// tonic's error.
         source: tonic::transport::Error,
     },
+    /// The Flight SQL server could not serve (its address is taken, its TLS files do not
+    /// load, …).
+    #[error("Flight SQL server on {listen}: {message}")]
+    Server {
+        /// The address it was to listen on.
+        listen: String,
+        /// What failed.
+        message: String,
+    },
     /// The output of a query could not be written.
     #[error("cannot write query output: {0}")]
     Output(String),

@@ -14,13 +14,15 @@
 //! - [`sql`]: the SQL surface, DataFusion's own (feature tables with `INSERT`/`DELETE`,
 //!   `resolve_update(…)` and the procedures as table functions), so `ctx.sql` runs all of it;
 //!   the `cli` module is the `metaxy-sql` shell, which runs SQL text and meta-commands line by
-//!   line ([`sql::run_statement`]).
+//!   line ([`sql::run_statement`]); [`flight_sql`] serves a session to Flight SQL clients (BI
+//!   tools, ADBC drivers), handing their SQL straight to `ctx.sql`.
 
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod distributed;
 pub mod error;
+pub mod flight_sql;
 pub mod graph;
 pub(crate) mod hashing;
 pub mod progress;

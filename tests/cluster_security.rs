@@ -347,7 +347,7 @@ fn tokens_between_coordinator_and_worker() {
 }
 
 /// `openssl` makes a CA and a certificate for 127.0.0.1 it signs, in `dir`.
-fn certificates(dir: &Path) {
+pub(crate) fn certificates(dir: &Path) {
     let run = |args: &[&str]| {
         let o = Command::new("openssl")
             .args(args)

@@ -8,6 +8,7 @@ mod distributed;
 mod embedded;
 mod faults;
 mod file_access;
+mod flight_sql;
 mod fuzz;
 mod graph;
 mod hash;

@@ -4,6 +4,7 @@
 //! metaxy-sql                                  # REPL (config, lock and store discovered)
 //! metaxy-sql -c "SELECT xxhash64('abc')" --format csv
 //! metaxy-sql --features defs.toml -f script.sql
+//! metaxy-sql --features defs.toml serve --listen 127.0.0.1:50051   # Flight SQL
 //! ```
 
 use std::io::Write;
@@ -12,7 +13,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use datafusion_metaxy::cli::{repl, Args, Command, Shell};
-use datafusion_metaxy::MetaxyError;
+use datafusion_metaxy::distributed::ClusterSecurity;
+use datafusion_metaxy::{flight_sql, MetaxyError};
 
 /// mimalloc, as DataFusion's own CLI: with the system allocator a large resolve spends a good
 /// part of its CPU in the kernel's page-fault paths. Built without transparent huge pages
@@ -52,6 +54,16 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
+    if let Some(Command::Serve {
+        listen,
+        allow_files,
+    }) = &args.command_kind
+    {
+        return match runtime.block_on(serve(&args, *listen, *allow_files, security)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
     let options = match args.shell_options(security) {
         Ok(options) => options,
         Err(e) => return fail(e),
@@ -85,6 +97,21 @@ fn main() -> ExitCode {
         std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
     }
     code
+}
+
+/// `metaxy-sql serve`: refuses an open address without a token before opening anything, then
+/// opens the session as the shell does (file access as `--allow-files` says) and serves it over
+/// Flight SQL until stopped.
+async fn serve(
+    args: &Args,
+    listen: std::net::SocketAddr,
+    allow_files: bool,
+    security: ClusterSecurity,
+) -> Result<(), MetaxyError> {
+    flight_sql::check_listen(listen, &security)?;
+    let options = args.serve_options(security.clone(), allow_files)?;
+    let opened = datafusion_metaxy::session::open(&options).await?;
+    flight_sql::serve(opened.ctx, listen, security).await
 }
 
 /// Prints `e` as users see every error (no backtrace) and gives the failing exit code.

@@ -40,13 +40,13 @@ pub struct Args {
     #[arg(long, value_name = "URL,...")]
     pub workers: Option<String>,
 
-    /// A file holding the cluster's shared token (workers and coordinators). Default:
+    /// A file holding the cluster's shared token (workers, coordinators, `serve`). Default:
     /// METAXY_CLUSTER_TOKEN_FILE, else the token in METAXY_CLUSTER_TOKEN.
     #[arg(long, value_name = "PATH", global = true)]
     pub token_file: Option<PathBuf>,
 
-    /// TLS certificate chain (PEM): a worker's server certificate, or the client certificate
-    /// a coordinator presents to workers that require one.
+    /// TLS certificate chain (PEM): a server's certificate (a worker's, `serve`'s), or the
+    /// client certificate a coordinator presents to workers that require one.
     #[arg(long, value_name = "PEM", global = true)]
     pub tls_cert: Option<PathBuf>,
 
@@ -55,8 +55,8 @@ pub struct Args {
     pub tls_key: Option<PathBuf>,
 
     /// The CA (PEM) that signs the workers' certificates: coordinators verify https:// workers
-    /// with it (default: the system's roots); a worker given it requires client certificates
-    /// it signed.
+    /// with it (default: the system's roots); a worker (or `serve`) given it requires client
+    /// certificates it signed.
     #[arg(long, value_name = "PEM", global = true)]
     pub tls_ca: Option<PathBuf>,
 
@@ -65,7 +65,7 @@ pub struct Args {
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
 
-    // The `worker` subcommand, if given.
+    // The `worker` or `serve` subcommand, if given.
     #[command(subcommand)]
     pub command_kind: Option<Command>,
 
@@ -99,6 +99,22 @@ pub enum Command {
         #[arg(long = "allow-read", value_name = "DIR")]
         allow_read: Vec<PathBuf>,
     },
+    /// Serve the session over Arrow Flight SQL (BI tools, ADBC drivers) until stopped.
+    ///
+    /// The session opens as the shell's does (--config, --store, --features, --workers); clients
+    /// must send the cluster token (METAXY_CLUSTER_TOKEN, --token-file) as `authorization:
+    /// Bearer <token>`, and without one the server only listens on loopback.
+    Serve {
+        /// The address to listen on, HOST:PORT (port 0: any free port; the address is printed
+        /// on stderr).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: std::net::SocketAddr,
+        /// Let SQL read and write files by path (`FROM 'x.parquet'`, `COPY`,
+        /// metaxy_load_features): clients then reach the server's files as the server's user.
+        /// Default: closed.
+        #[arg(long)]
+        allow_files: bool,
+    },
 }
 
 impl Args {
@@ -131,6 +147,40 @@ impl Args {
     /// # Ok::<(), datafusion_metaxy::MetaxyError>(())
     /// ```
     pub fn shell_options(&self, cluster: ClusterSecurity) -> Result<ShellOptions> {
+        self.options(cluster, FileAccess::open())
+    }
+
+    /// What `metaxy-sql serve` opens: the shell's session ([`Args::shell_options`]) with file
+    /// access closed, unless `allow_files` opens it (clients then read and write files as the
+    /// server's user).
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// use datafusion_metaxy::cli::Args;
+    /// use datafusion_metaxy::FileAccess;
+    /// let flags = ["metaxy-sql", "--store", "memory", "serve", "--listen", "127.0.0.1:0"];
+    /// let args = Args::try_parse_from(flags).unwrap();
+    /// let options = args.serve_options(Default::default(), false)?;
+    /// assert_eq!(options.session.file_access, FileAccess::closed());
+    /// assert_eq!(options.store_name.as_deref(), Some("memory"));
+    /// let options = args.serve_options(Default::default(), true)?;
+    /// assert_eq!(options.session.file_access, FileAccess::open());
+    /// # Ok::<(), datafusion_metaxy::MetaxyError>(())
+    /// ```
+    pub fn serve_options(
+        &self,
+        cluster: ClusterSecurity,
+        allow_files: bool,
+    ) -> Result<OpenOptions> {
+        let access = if allow_files {
+            FileAccess::open()
+        } else {
+            FileAccess::closed()
+        };
+        Ok(self.options(cluster, access)?.open)
+    }
+
+    fn options(&self, cluster: ClusterSecurity, file_access: FileAccess) -> Result<ShellOptions> {
         let workers = self
             .workers
             .clone()
@@ -151,7 +201,7 @@ impl Args {
                 session: SessionOptions {
                     workers,
                     memory_limit,
-                    file_access: FileAccess::open(),
+                    file_access,
                     cluster,
                     ..Default::default()
                 },

@@ -185,13 +185,7 @@ pub async fn serve_worker(
     read_dirs: &[std::path::PathBuf],
     security: ClusterSecurity,
 ) -> Result<()> {
-    if !listen.ip().is_loopback() && !security.has_token() {
-        return Err(MetaxyError::Config(format!(
-            "refusing to listen on {listen} without a cluster token: anyone who reaches the \
-             port could run plans here. Set {TOKEN_ENV} (or {TOKEN_FILE_ENV}, --token-file) on \
-             the workers and the coordinator, or listen on a loopback address"
-        )));
-    }
+    security.check_listen(listen, "run plans here", "the workers and the coordinator")?;
     let mut roots: Vec<Url> = stores.iter().flat_map(|s| s.data_roots()).collect();
     for dir in read_dirs {
         let dir = dir.canonicalize().map_err(|source| MetaxyError::Io {

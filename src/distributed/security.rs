@@ -13,9 +13,12 @@
 //!
 //! Both go in every channel to a worker ([`SecureChannels`], the distributed planner's channel
 //! resolver), on the coordinator and on the workers alike.
+//! The Flight SQL server ([`crate::flight_sql`]) admits requests and speaks TLS by the same
+//! rules as a worker.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -132,7 +135,20 @@ impl ClusterSecurity {
         }
     }
 
-    /// The check a worker puts in front of every request.
+    /// Refuses to serve on `listen` without a token unless it is a loopback address: anyone
+    /// who reaches the port could `risk`. `holders` says who is to be given the token.
+    pub(crate) fn check_listen(&self, listen: SocketAddr, risk: &str, holders: &str) -> Result<()> {
+        if listen.ip().is_loopback() || self.has_token() {
+            return Ok(());
+        }
+        Err(MetaxyError::Config(format!(
+            "refusing to listen on {listen} without a cluster token: anyone who reaches the \
+             port could {risk}. Set {TOKEN_ENV} (or {TOKEN_FILE_ENV}, --token-file) on \
+             {holders}, or listen on a loopback address"
+        )))
+    }
+
+    /// The check a server (a worker, the Flight SQL server) puts in front of every request.
     pub(crate) fn interceptor(&self) -> TokenCheck {
         TokenCheck {
             expected: self
@@ -142,7 +158,8 @@ impl ClusterSecurity {
         }
     }
 
-    /// The worker's server TLS configuration, when it has a certificate.
+    /// The server TLS configuration of a worker or the Flight SQL server, when it has a
+    /// certificate.
     pub(crate) fn server_tls(&self) -> Result<Option<ServerTlsConfig>> {
         let tls = &self.tls;
         let (cert, key) = match (&tls.cert, &tls.key) {
@@ -150,7 +167,7 @@ impl ClusterSecurity {
             (None, None) if tls.ca.is_none() => return Ok(None),
             _ => {
                 return Err(MetaxyError::Config(
-                    "a TLS worker needs both a certificate and its key (--tls-cert, --tls-key)"
+                    "a TLS server needs both a certificate and its key (--tls-cert, --tls-key)"
                         .into(),
                 ))
             }
@@ -219,7 +236,7 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The worker's check of the token on every request.
+/// A server's check of the token on every request (workers and the Flight SQL server).
 #[derive(Clone)]
 pub(crate) struct TokenCheck {
     /// The SHA-256 of the token; `None`: every request passes.
