@@ -292,7 +292,7 @@ fn sql_on_feature_tables_is_honoured_or_refused() {
         ),
         (
             "DELETE FROM elsewhere.example__video WHERE video_id = 1",
-            "unknown schema 'elsewhere'",
+            "table 'datafusion.elsewhere.example__video' not found",
         ),
     ] {
         let o = run(sql, "csv");

@@ -180,12 +180,11 @@ async fn shell_spelling(ctx: &SessionContext, statement: &Statement) -> Result<O
     }
 }
 
-/// Whether an INSERT has nothing but a target and a query.
+/// Whether an INSERT has nothing but a target, a query and possibly `OVERWRITE` / `REPLACE`
+/// (which the provider refuses by name).
 fn plain(insert: &ast::Insert) -> bool {
-    !insert.overwrite
-        && insert.or.is_none()
+    insert.or.is_none()
         && !insert.ignore
-        && !insert.replace_into
         && insert.on.is_none()
         && insert.returning.is_none()
         && insert.output.is_none()
