@@ -167,13 +167,15 @@ async fn shell_spelling(ctx: &SessionContext, statement: &Statement) -> Result<O
                 .state()
                 .statement_to_plan(Statement::Statement(Box::new(query)))
                 .await?;
-            let insert = LogicalPlanBuilder::insert_into(
-                rows,
-                reference,
-                provider_as_source(provider),
-                InsertOp::Append,
-            )?
-            .build()?;
+            // The provider refuses anything but an append, naming it.
+            let op = match (insert.overwrite, insert.replace_into) {
+                (true, _) => InsertOp::Overwrite,
+                (_, true) => InsertOp::Replace,
+                _ => InsertOp::Append,
+            };
+            let insert =
+                LogicalPlanBuilder::insert_into(rows, reference, provider_as_source(provider), op)?
+                    .build()?;
             Ok(Some(ctx.execute_logical_plan(insert).await?))
         }
         _ => Ok(None),
