@@ -21,11 +21,11 @@ use std::str::FromStr;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::catalog::TableFunctionArgs;
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::planner::object_name_to_table_reference;
@@ -180,6 +180,28 @@ async fn shell_spelling(ctx: &SessionContext, statement: &Statement) -> Result<O
         }
         _ => Ok(None),
     }
+}
+
+/// The literal string (or NULL) arguments of a table function call.
+pub(crate) fn string_args(
+    function: &str,
+    exprs: &[Expr],
+) -> datafusion::common::Result<Vec<Option<String>>> {
+    exprs
+        .iter()
+        .map(|e| match e {
+            Expr::Literal(
+                ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s),
+                _,
+            ) => Ok(s.clone()),
+            Expr::Literal(ScalarValue::Null, _) => Ok(None),
+            other => Err(MetaxyError::usage(
+                function,
+                format!("arguments must be strings or NULL, got {other}"),
+            )
+            .into()),
+        })
+        .collect()
 }
 
 /// Whether an INSERT has nothing but a target, a query and possibly `OVERWRITE` / `REPLACE`

@@ -104,7 +104,7 @@ impl TableProvider for ProcedureCall {
 
 impl TableFunctionImpl for Procedure {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let values = super::resolve_update::string_args(self.name, args.exprs())?;
+        let values = super::string_args(self.name, args.exprs())?;
         let Some(values) = values.into_iter().collect::<Option<Vec<String>>>() else {
             return Err(self.usage().into());
         };

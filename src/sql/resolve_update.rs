@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::Expr;
+use datafusion::common::Result;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 
 use super::action::{block_on, context_of};
 use super::catalog::MetaxyState;
+use super::string_args;
 use crate::error::MetaxyError;
 use crate::versioning::{Increment, ResolveOptions};
 
@@ -31,25 +31,6 @@ impl ResolveUpdateFunction {
     pub fn new(state: MetaxyState) -> Self {
         Self { state }
     }
-}
-
-/// The literal string (or NULL) arguments of a table function call.
-pub(crate) fn string_args(function: &str, exprs: &[Expr]) -> Result<Vec<Option<String>>> {
-    exprs
-        .iter()
-        .map(|e| match e {
-            Expr::Literal(
-                ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s),
-                _,
-            ) => Ok(s.clone()),
-            Expr::Literal(ScalarValue::Null, _) => Ok(None),
-            other => Err(MetaxyError::usage(
-                function,
-                format!("arguments must be strings or NULL, got {other}"),
-            )
-            .into()),
-        })
-        .collect()
 }
 
 fn usage() -> MetaxyError {
