@@ -123,12 +123,12 @@ pub enum MetaxyError {
     },
     /// The Flight SQL server could not serve (its address is taken, its TLS files do not
     /// load, …).
-    #[error("Flight SQL server on {listen}: {message}")]
+    #[error("Flight SQL server on {listen}: {source}")]
     Server {
         /// The address it was to listen on.
         listen: String,
-        /// What failed.
-        message: String,
+        /// The error: tonic's, or the socket's.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The output of a query could not be written.
     #[error("cannot write query output: {0}")]

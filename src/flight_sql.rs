@@ -350,18 +350,18 @@ pub async fn serve(
     security: ClusterSecurity,
 ) -> Result<()> {
     check_listen(listen, &security)?;
-    let failed = |message: String| MetaxyError::Server {
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| MetaxyError::Server {
         listen: listen.to_string(),
-        message,
+        source,
     };
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = security.server_tls()? {
-        builder = builder.tls_config(tls).map_err(|e| failed(e.to_string()))?;
+        builder = builder.tls_config(tls).map_err(|e| failed(Box::new(e)))?;
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| failed(e.to_string()))?;
-    let bound = listener.local_addr().map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(Box::new(e)))?;
+    let bound = listener.local_addr().map_err(|e| failed(Box::new(e)))?;
     let service = InterceptedService::new(
         SessionService::new(ctx).into_server(),
         security.interceptor(),
@@ -374,7 +374,7 @@ pub async fn serve(
             stopped(),
         )
         .await
-        .map_err(|e| failed(e.to_string()))
+        .map_err(|e| failed(Box::new(e)))
 }
 
 /// Completes when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM.
