@@ -22,7 +22,7 @@ use datafusion_metaxy::distributed::{ClusterSecurity, TlsFiles, TOKEN_ENV};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::common::binary::{heavy, metaxy_sql, write_config, LOCAL_DEV};
-use crate::common::{binary_options, session};
+use crate::common::{binary_options, runtime, session};
 use crate::distributed::WorkerProcess;
 
 const TOKEN: &str = "test-cluster-token-0123456789";
@@ -110,14 +110,6 @@ async fn physical(sql: &str) -> Arc<dyn ExecutionPlan> {
         .unwrap()
         .create_physical_plan()
         .await
-        .unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
         .unwrap()
 }
 

@@ -17,7 +17,7 @@ use datafusion_metaxy::session::OpenOptions;
 use futures::TryStreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::common::{batches_to_rows, query_rows, repo_root};
+use crate::common::{assert_quickstart_answers, batches_to_rows, query_rows, repo_root, runtime};
 
 const TOKEN: &str = "flight-sql-test-token-0123456789";
 const SERVING: &str = "metaxy-sql: serving Flight SQL on ";
@@ -184,14 +184,6 @@ fn statements(script: &str) -> Vec<String> {
     statements
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// The quickstart script, statement by statement, through a Flight SQL client (the server
 /// hands each to `SessionContext::sql`): the same hand-checked answers as through the shell
 /// (tests/repl.rs's `quickstart_shows_exactly_the_affected_samples`).
@@ -236,35 +228,6 @@ fn the_quickstart_runs_through_flight_sql() {
         out
     });
     assert_quickstart_answers(&out);
-}
-
-/// The quickstart's hand-checked answers in its results (CSV, one after the other).
-fn assert_quickstart_answers(out: &str) {
-    // Step 2: every video is new for crop.
-    let header = "video_id,metaxy_change,metaxy_provenance\n";
-    let step2 = &out[out.find(header).unwrap_or_else(|| panic!("{out}")) + header.len()..];
-    let changes: Vec<&str> = step2
-        .lines()
-        .take(3)
-        .map(|l| l.rsplit_once(',').map_or(l, |(change, _)| change))
-        .collect();
-    assert_eq!(changes, ["v1,new", "v2,new", "v3,new"], "{out}");
-    // Step 4: new audio for v2 → crop and stt stale for v2 only; face_detection untouched.
-    assert!(
-        out.contains(
-            "feature,video_id,metaxy_change\nexample/crop,v2,stale\nexample/stt,v2,stale\n"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains("feature,to_recompute\nexample/face_detection,0\n"),
-        "{out}"
-    );
-    // Step 5: a code version bump of stt → all of stt new, crop unaffected.
-    assert!(
-        out.ends_with("feature,video_id,metaxy_change\nexample/stt,v1,new\nexample/stt,v2,new\nexample/stt,v3,new\n"),
-        "{out}"
-    );
 }
 
 /// Plain DataFusion SQL through Flight SQL reaches our engine: the hash functions, the graph

@@ -291,28 +291,7 @@ fn quickstart_shows_exactly_the_affected_samples() {
         "{}",
         text(&refused.stderr)
     );
-    let out = text(&first.stdout);
-    // Step 2: every video is new for crop.
-    assert!(
-        out.contains("video_id,metaxy_change,metaxy_provenance\nv1,new,"),
-        "{out}"
-    );
-    // Step 4: new audio for v2 → crop and stt stale for v2 only; face_detection untouched.
-    assert!(
-        out.contains(
-            "feature,video_id,metaxy_change\nexample/crop,v2,stale\nexample/stt,v2,stale\n"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains("feature,to_recompute\nexample/face_detection,0\n"),
-        "{out}"
-    );
-    // Step 5: a code version bump of stt → all of stt new, crop unaffected.
-    assert!(
-        out.ends_with("feature,video_id,metaxy_change\nexample/stt,v1,new\nexample/stt,v2,new\nexample/stt,v3,new\n"),
-        "{out}"
-    );
+    crate::common::assert_quickstart_answers(&text(&first.stdout));
     assert!(dir
         .path()
         .join(".metaxy/store/example/video.delta")

@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DataFusionError, Result, ScalarValue};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::datasource::DefaultTableSource;
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::{
     lit, DmlStatement, EmptyRelation, Expr, LogicalPlan, Projection, TableSource, WriteOp,
 };
@@ -116,16 +117,7 @@ fn rewrite(dml: DmlStatement, table: &FeatureTable) -> Result<LogicalPlan> {
                     "name the samples with a predicate on the table's own columns",
                 ));
             }
-            let predicate = predicate
-                .transform(|e| {
-                    Ok(match e {
-                        Expr::Column(c) if c.relation.is_some() => {
-                            Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
-                        }
-                        other => Transformed::no(other),
-                    })
-                })?
-                .data;
+            let predicate = unnormalize_col(predicate);
             let target = DefaultTableSource::new(Arc::new(table.deleting(predicate)));
             let nothing = LogicalPlan::EmptyRelation(EmptyRelation {
                 produce_one_row: false,
@@ -148,7 +140,7 @@ fn is_null_literal(expr: &Expr) -> bool {
         Expr::Alias(alias) => is_null_literal(&alias.expr),
         Expr::Cast(cast) => is_null_literal(&cast.expr),
         Expr::TryCast(cast) => is_null_literal(&cast.expr),
-        Expr::Literal(value, _) => value.is_null() || matches!(value, ScalarValue::Null),
+        Expr::Literal(value, _) => value.is_null(),
         _ => false,
     }
 }

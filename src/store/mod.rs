@@ -27,8 +27,6 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::Column;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion_metaxy_udfs::HashAlgorithm;
@@ -604,16 +602,7 @@ impl MetadataStore {
                 .and(predicate)
         };
         // Backends evaluate against the stored table itself: drop any table qualifier.
-        let predicate = predicate
-            .transform(|e| {
-                Ok(match e {
-                    Expr::Column(c) if c.relation.is_some() => {
-                        Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
-                    }
-                    other => Transformed::no(other),
-                })
-            })?
-            .data;
+        let predicate = datafusion::logical_expr::expr_rewriter::unnormalize_col(predicate);
         self.backend.delete(key, predicate, ctx).await
     }
 }

@@ -69,6 +69,46 @@ pub async fn query_rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
     batches_to_rows(&batches)
 }
 
+/// A Tokio runtime with two worker threads, for tests that drive servers from synchronous
+/// code.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The quickstart's hand-checked answers in its results (CSV, one after the other), however
+/// the script ran: the shell, a Flight SQL client.
+pub fn assert_quickstart_answers(out: &str) {
+    // Step 2: every video is new for crop.
+    let header = "video_id,metaxy_change,metaxy_provenance\n";
+    let step2 = &out[out.find(header).unwrap_or_else(|| panic!("{out}")) + header.len()..];
+    let changes: Vec<&str> = step2
+        .lines()
+        .take(3)
+        .map(|l| l.rsplit_once(',').map_or(l, |(change, _)| change))
+        .collect();
+    assert_eq!(changes, ["v1,new", "v2,new", "v3,new"], "{out}");
+    // Step 4: new audio for v2 → crop and stt stale for v2 only; face_detection untouched.
+    assert!(
+        out.contains(
+            "feature,video_id,metaxy_change\nexample/crop,v2,stale\nexample/stt,v2,stale\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("feature,to_recompute\nexample/face_detection,0\n"),
+        "{out}"
+    );
+    // Step 5: a code version bump of stt → all of stt new, crop unaffected.
+    assert!(
+        out.ends_with("feature,video_id,metaxy_change\nexample/stt,v1,new\nexample/stt,v2,new\nexample/stt,v3,new\n"),
+        "{out}"
+    );
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
