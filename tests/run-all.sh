@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # The same target directory as the README's run command (`./target`, or $CARGO_TARGET_DIR when
 # set), so a fresh machine compiles DataFusion once.
 
-if ! .venv/bin/python -c "import polars, polars_hash, metaxy" 2>/dev/null; then
+if ! .venv/bin/python -c "import polars, polars_hash, metaxy" 2>/dev/null || ! [ -x .venv/bin/maturin ]; then
   echo "creating .venv with the reference Python stack (tests/python/requirements.txt)"
   rm -rf .venv
   python3 -m venv .venv
@@ -27,5 +27,10 @@ export METAXY_S3_PYTHON="$PWD/.venv-s3/bin/python"
 
 cargo fmt --all -- --check
 cargo test --workspace
+# The Python package (python/): built in the dev profile into the same target directory (only
+# our crates compile again: the package alone leaves out the shell) and installed into .venv
+# as an editable package, then its tests against metaxy's own store.
+VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --profile dev --manifest-path python/Cargo.toml
+.venv/bin/python -m pytest -p no:cases -q tests/python
 cargo clippy --workspace --all-targets -- -D warnings
 echo "all checks passed"

@@ -1,5 +1,5 @@
 //! The Delta backend's registration: its `type` names (metaxy's class paths of its
-//! `DeltaMetadataStore`) and its keys of `[stores.NAME.config]`.
+//! `DeltaMetadataStore`, and our Python package's) and its keys of `[stores.NAME.config]`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ pub const REGISTRATION: Registration = Registration {
         "metaxy.ext.polars.handlers.delta.DeltaMetadataStore",
         "metaxy.ext.polars.DeltaMetadataStore",
         "metaxy.ext.metadata_stores.delta.DeltaMetadataStore",
+        // The Python package of this repository (`python/`): metaxy's store, our engine.
+        "metaxy_datafusion.DeltaMetadataStore",
     ],
     build: from_config,
 };

@@ -1,0 +1,244 @@
+//! `metaxy_datafusion._native`: datafusion-metaxy's `resolve_update` for the Python package.
+//! Python hands in the store's configuration (as metaxy's `[stores.NAME]` table, in JSON), the
+//! feature graph (metaxy's lock format), the samples (an Arrow C stream) and filters as SQL; it
+//! gets the increment's parts back as Arrow C streams (`__arrow_c_stream__`), which
+//! `polars.DataFrame(...)` reads without a copy.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchIterator};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{col, lit, DataFrame};
+use datafusion_metaxy::versioning::{resolve_update as resolve, ResolveOptions, CHANGE};
+use datafusion_metaxy::{new_context, MetaxyConfig, MetaxyError, SessionOptions};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyCapsule;
+
+pyo3::create_exception!(
+    _native,
+    EngineError,
+    PyValueError,
+    "An error of datafusion-metaxy's engine (bad input, a store it cannot read, SQL that does \
+     not plan); its message names what is wrong."
+);
+
+fn engine_error(e: impl std::fmt::Display) -> PyErr {
+    EngineError::new_err(e.to_string())
+}
+
+/// The runtime every call runs on (the GIL released meanwhile).
+fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
+        OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| engine_error(format!("cannot start the engine's runtime: {e}")))
+}
+
+/// Rows handed to Python as an Arrow C stream, once.
+#[pyclass(module = "metaxy_datafusion._native")]
+struct ArrowStream {
+    schema: SchemaRef,
+    batches: Option<Vec<RecordBatch>>,
+}
+
+#[pymethods]
+impl ArrowStream {
+    /// The Arrow PyCapsule interface: a capsule holding an `ArrowArrayStream`.
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(
+        &mut self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        // The schema is the increment's own; a requested one is not honoured by casting.
+        let _ = requested_schema;
+        let batches = self
+            .batches
+            .take()
+            .ok_or_else(|| engine_error("this stream was read already"))?;
+        let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), self.schema.clone());
+        let stream = FFI_ArrowArrayStream::new(Box::new(reader));
+        PyCapsule::new_with_value(py, stream, c"arrow_array_stream")
+    }
+}
+
+/// The rows of an object with `__arrow_c_stream__` (a Polars or pyarrow frame).
+fn read_stream(source: &Bound<'_, PyAny>) -> PyResult<(SchemaRef, Vec<RecordBatch>)> {
+    let capsule = source.call_method0("__arrow_c_stream__").map_err(|_| {
+        engine_error(
+            "samples must be a frame with the Arrow PyCapsule interface (__arrow_c_stream__)",
+        )
+    })?;
+    let capsule = capsule.cast::<PyCapsule>()?;
+    let pointer = capsule
+        .pointer_checked(Some(c"arrow_array_stream"))?
+        .as_ptr()
+        .cast::<FFI_ArrowArrayStream>();
+    // SAFETY: the capsule is an `arrow_array_stream` capsule from the Arrow PyCapsule
+    // interface, which holds a valid `ArrowArrayStream`; `from_raw` moves it out and leaves a
+    // released (empty) stream behind, so the capsule's destructor does not release it again.
+    let stream = unsafe { FFI_ArrowArrayStream::from_raw(pointer) };
+    let reader = ArrowArrayStreamReader::try_new(stream).map_err(engine_error)?;
+    let schema = datafusion::arrow::record_batch::RecordBatchReader::schema(&reader);
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(engine_error)?;
+    Ok((schema, batches))
+}
+
+/// What a call resolves, as Python gives it.
+struct Call {
+    config: String,
+    lock: String,
+    feature: String,
+    samples: Option<(SchemaRef, Vec<RecordBatch>)>,
+    options: ResolveOptions,
+}
+
+/// The store, graph and session of a call, then the increment, collected: new and stale
+/// from one plan (split by `metaxy_change`), orphaned from another.
+async fn run(call: Call) -> datafusion_metaxy::Result<[(SchemaRef, Vec<RecordBatch>); 3]> {
+    let config = MetaxyConfig::from_toml(&call.config, "metaxy_datafusion")?;
+    let base = std::env::current_dir().unwrap_or_default();
+    let store = datafusion_metaxy::store::registry::store_from_config(&config, None, &base)?
+        .ok_or_else(|| MetaxyError::Config("the store's configuration is missing".into()))?;
+    let graph = datafusion_metaxy::graph::lock::load(
+        &call.lock,
+        "metaxy's feature graph",
+        config.hash_truncation_length,
+    )?;
+    let key = graph.find(&call.feature)?.key().clone();
+    let ctx = new_context(SessionOptions {
+        metaxy: config,
+        store: Some(Arc::clone(&store)),
+        ..Default::default()
+    })?;
+    let mut options = call.options;
+    if let Some((schema, batches)) = call.samples {
+        let table = MemTable::try_new(schema, vec![batches])?;
+        options.samples = Some(ctx.read_table(Arc::new(table))?);
+    }
+    let increment = resolve(&ctx, &graph, &store, &key, options).await?;
+    let changes = increment.changes;
+    let part = |df: &DataFrame, change: &str| -> datafusion_metaxy::Result<DataFrame> {
+        let columns: Vec<_> = df
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| f.name() != CHANGE)
+            .map(|f| col(datafusion::common::Column::new_unqualified(f.name())))
+            .collect();
+        Ok(df
+            .clone()
+            .filter(col(CHANGE).eq(lit(change)))?
+            .select(columns)?)
+    };
+    let collected = changes.clone().collect().await?;
+    let changes_table = MemTable::try_new(
+        Arc::new(changes.schema().as_arrow().clone()),
+        vec![collected],
+    )?;
+    let changes = ctx.read_table(Arc::new(changes_table))?;
+    let mut out = Vec::with_capacity(3);
+    for df in [
+        part(&changes, "new")?,
+        part(&changes, "stale")?,
+        increment.orphaned,
+    ] {
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        out.push((schema, df.collect().await?));
+    }
+    let [new, stale, orphaned]: [_; 3] = out.try_into().expect("three parts");
+    Ok([new, stale, orphaned])
+}
+
+/// `resolve_update` of `feature` against the store `config` describes (JSON: metaxy's
+/// configuration with one store), over the graph in `lock` (metaxy's lock format). Returns the
+/// new, stale and orphaned rows as Arrow C streams.
+#[pyfunction]
+#[pyo3(signature = (
+    config,
+    lock,
+    feature,
+    samples=None,
+    filters=HashMap::new(),
+    global_filters=Vec::new(),
+    target_filters=Vec::new(),
+    staleness_predicates=Vec::new(),
+    skip_comparison=false,
+))]
+#[allow(clippy::too_many_arguments)]
+fn resolve_update(
+    py: Python<'_>,
+    config: &str,
+    lock: String,
+    feature: String,
+    samples: Option<Bound<'_, PyAny>>,
+    filters: HashMap<String, Vec<String>>,
+    global_filters: Vec<String>,
+    target_filters: Vec<String>,
+    staleness_predicates: Vec<String>,
+    skip_comparison: bool,
+) -> PyResult<(ArrowStream, ArrowStream, ArrowStream)> {
+    let config = json_to_toml(config)?;
+    let samples = samples.as_ref().map(read_stream).transpose()?;
+    let filters = filters
+        .into_iter()
+        .map(|(key, sql)| {
+            datafusion_metaxy::graph::FeatureKey::parse(&key)
+                .map(|k| (k, sql))
+                .map_err(engine_error)
+        })
+        .collect::<PyResult<_>>()?;
+    let call = Call {
+        config,
+        lock,
+        feature,
+        samples,
+        options: ResolveOptions {
+            samples: None,
+            staleness_predicates,
+            filters,
+            global_filters,
+            target_filters,
+            skip_comparison,
+            full_resolve: false,
+        },
+    };
+    let runtime = runtime()?;
+    let parts = py
+        .detach(|| runtime.block_on(run(call)))
+        .map_err(engine_error)?;
+    let [new, stale, orphaned] = parts.map(|(schema, batches)| ArrowStream {
+        schema,
+        batches: Some(batches),
+    });
+    Ok((new, stale, orphaned))
+}
+
+/// metaxy's configuration as JSON (what Python has) to TOML (what the engine reads).
+fn json_to_toml(json: &str) -> PyResult<String> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(engine_error)?;
+    let value: toml::Value = toml::Value::try_from(value).map_err(engine_error)?;
+    toml::to_string(&value).map_err(engine_error)
+}
+
+/// The extension module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(resolve_update, m)?)?;
+    m.add_class::<ArrowStream>()?;
+    m.add("EngineError", m.py().get_type::<EngineError>())?;
+    Ok(())
+}
