@@ -13,10 +13,15 @@ samples rewritten after a resolve; metaxy has no incremental resolve, so its rat
 against its stale resolve of the same N) and the big cell (`--big simple:100000000`: stale,
 ours only, with `--memory-limit`).
 
+`--python-cells` (default the 1M cells) also times our engine through Python: metaxy's own
+benchmark driving `metaxy_datafusion.DeltaMetadataStore` (`metaxy_peer_bench.py --store
+datafusion`, the package `pip install ./python` installs, which must be installed in the venv),
+so the column includes the Arrow and graph hand-offs between Python and the engine.
+
 Usage (from the repository root, with the test venv, which has the reference stack):
   .venv/bin/python tests/bench/compare.py [--cells simple:100000,simple:1000000,...]
       [--rounds 3] [--skip-python] [--incremental CELL|none] [--big CELL|none]
-      [--memory-limit 6GiB]
+      [--memory-limit 6GiB] [--python-cells CELL,...|none]
 """
 from __future__ import annotations
 
@@ -62,6 +67,7 @@ def main() -> None:
     ap.add_argument("--incremental", default="simple:10000000")
     ap.add_argument("--big", default="simple:100000000")
     ap.add_argument("--memory-limit", default="6GiB")
+    ap.add_argument("--python-cells", default="simple:1000000,wide:1000000")
     a = ap.parse_args()
     results = {}
     # The release build of the binary the process column times (one build with the bench).
@@ -83,6 +89,10 @@ def main() -> None:
                     "--n", n, "--rounds", str(a.rounds), "--data", str(data), "--floor",
                     "--process", binary]
             results.update(parse(run(ours, cwd=ROOT, env=env)))
+            if cell in a.python_cells.split(","):
+                through_python = [sys.executable, str(PEER), "--store", "datafusion", "--scenario",
+                                  scenario, "--n", n, "--rounds", str(a.rounds)]
+                results.update(parse(run(through_python)))
         if a.incremental != "none":
             scenario, n = a.incremental.split(":")
             data = Path(tmp) / f"{scenario}_{n}"
@@ -101,8 +111,8 @@ def main() -> None:
     print(f"Machine: {os.cpu_count()} cores, {cpu}; {platform.system()} {platform.release()}; {date.today()}")
     print(f"Command: {' '.join([Path(sys.executable).name, 'tests/bench/compare.py'] + sys.argv[1:])}")
     print()
-    print("| scenario | N | phase | metaxy 0.1.11 Delta (median) | ours (median / min) | speed-up | ours, whole process (min) | speed-up | SQL floor (median) | ours / floor | store floor (median) | ours / store floor | ours peak RSS | rows |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| scenario | N | phase | metaxy 0.1.11 Delta (median) | ours (median / min) | speed-up | ours, whole process (min) | speed-up | ours through Python (median) | speed-up | SQL floor (median) | ours / floor | store floor (median) | ours / store floor | ours peak RSS | rows |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     order = {"new": 0, "stale": 1, "incremental": 2, "incremental_full": 3}
     keys = sorted({(s, n, p) for (w, s, n, p) in results if w == "ours"},
                   key=lambda k: (k[1], k[0], order.get(k[2], 9)))
@@ -117,6 +127,9 @@ def main() -> None:
         speed = f"{ref['median'] / ours['median']:.1f}×" if has_ref else "—"
         proc_s = f"{proc['min']:.3f} s" if proc else "—"
         proc_speed = f"{ref['median'] / proc['min']:.1f}×" if has_ref and proc else "—"
+        via = results.get(("datafusion", s, n, p))
+        via_s = f"{via['median']:.3f} s" if via else "—"
+        via_speed = f"{ref['median'] / via['median']:.1f}×" if has_ref and via else "—"
         store = results.get(("store_floor", s, n, p))
         fl = f"{floor['median']:.3f} s" if floor else "—"
         vs_floor = f"{ours['median'] / floor['median']:.2f}" if floor else "—"
@@ -125,12 +138,13 @@ def main() -> None:
         # Every engine and floor must return the same rows (a floor computing other values
         # would not be a floor).
         others = [(w, r) for w, r in (("metaxy", ref if not p.startswith("incremental") else None),
-                                      ("floor", floor), ("store floor", store), ("process", proc))
+                                      ("floor", floor), ("store floor", store), ("process", proc),
+                                      ("through Python", via))
                   if r and r["rows"] != ours["rows"]]
         rows_ok = "".join(f" ({w}: {r['rows']:,})" for w, r in others)
         rss = f"{ours['rss']:.0f} MB" if ours["rss"] is not None else "—"
         print(f"| {s} | {n:,} | {p} | {ref_s} | {ours['median']:.3f} / {ours['min']:.3f} s | {speed} | "
-              f"{proc_s} | {proc_speed} | {fl} | {vs_floor} | {sfl} | {vs_store} | {rss} | {ours['rows']:,}{rows_ok} |")
+              f"{proc_s} | {proc_speed} | {via_s} | {via_speed} | {fl} | {vs_floor} | {sfl} | {vs_store} | {rss} | {ours['rows']:,}{rows_ok} |")
 
 
 if __name__ == "__main__":

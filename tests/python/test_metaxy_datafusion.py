@@ -167,3 +167,83 @@ def test_fallback_stores_are_read(tmp_path: Path) -> None:
         with theirs.open("w"), ours.open("w"):
             got = resolve_both(theirs, ours, "example/crop")
             assert [r[ID] for r in rows(got.new)] == [1, 2]
+
+
+FEATURES_MODULE = '''
+import metaxy as mx
+
+
+class Video(mx.BaseFeature, spec=mx.FeatureSpec(key="example/video", id_columns=["video_id"], fields=["audio", "frames"])):
+    video_id: int
+
+
+class Crop(
+    mx.BaseFeature,
+    spec=mx.FeatureSpec(
+        key="example/crop", id_columns=["video_id"], deps=[mx.FeatureDep(feature=Video)], fields=["audio", "frames"]
+    ),
+):
+    video_id: int
+'''
+
+
+def test_metaxy_metadata_status_runs_with_the_class(tmp_path: Path, monkeypatch) -> None:
+    """metaxy's CLI over a project whose store is ours: the same counts as with metaxy's store,
+    and in process the increment comes from the engine."""
+    import subprocess
+    import sys
+
+    (tmp_path / "status_features.py").write_text(FEATURES_MODULE)
+    store_root = tmp_path / "store"
+
+    def project(store_type: str) -> Path:
+        d = tmp_path / store_type.split(".")[0]
+        d.mkdir(exist_ok=True)
+        (d / "metaxy.toml").write_text(
+            f'project = "statusdemo"\nentrypoints = ["status_features"]\nstore = "dev"\n'
+            f'[stores.dev]\ntype = "{store_type}"\n[stores.dev.config]\nroot_path = "{store_root}"\n'
+        )
+        return d
+
+    ours_dir = project("metaxy_datafusion.DeltaMetadataStore")
+    theirs_dir = project("metaxy.ext.polars.DeltaMetadataStore")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    write = (
+        "import polars as pl\nfrom metaxy.config import MetaxyConfig\nimport status_features\n"
+        "config = MetaxyConfig.load('metaxy.toml')\nstore = config.get_store('dev')\n"
+        "with store.open('w'):\n"
+        "    store.write('example/video', pl.DataFrame({'video_id': [1, 2, 3], 'metaxy_provenance_by_field': "
+        "[{'audio': f'a{i}', 'frames': f'f{i}'} for i in (1, 2, 3)]}))\n"
+    )
+    subprocess.run([sys.executable, "-c", write], cwd=ours_dir, env=env, check=True)
+    metaxy_cli = str(Path(sys.executable).with_name("metaxy"))
+
+    def status(d: Path) -> str:
+        done = subprocess.run(
+            [metaxy_cli, "metadata", "status", "example/crop"], cwd=d, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        line = next(l for l in done.stdout.splitlines() if "example/crop" in l)
+        return " ".join(line.split("│")[1:6])
+
+    ours_status, theirs_status = status(ours_dir), status(theirs_dir)
+    assert ours_status == theirs_status
+    assert ours_status.split()[-3:] == ["0", "3", "0"], ours_status  # materialized, missing, stale
+
+    # In process, the status's increment is the engine's.
+    calls = []
+    real = metaxy_datafusion._resolve_update
+    monkeypatch.setattr(metaxy_datafusion, "_resolve_update", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(ours_dir)
+    import status_features  # noqa: F401
+    from metaxy.graph.status import get_feature_metadata_status
+    from metaxy.models.types import FeatureKey
+
+    config = MetaxyConfig.load(ours_dir / "metaxy.toml")
+    MetaxyConfig.set(config)
+    store = config.get_store("dev")
+    with store.open("r"):
+        got = get_feature_metadata_status(FeatureKey("example/crop"), store)
+    assert got.status.missing_count == 3
+    assert len(calls) == 1
