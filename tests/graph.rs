@@ -505,3 +505,20 @@ fn keys_cannot_address_paths_outside_a_store() {
         "metaxy-system/feature_versions"
     );
 }
+
+/// A lock file metaxy wrote for features defined in a script keeps their project `__main__`
+/// (metaxy checks project names in configurations, not in definitions); our TOML and
+/// configuration keep metaxy's rule.
+#[test]
+fn definitions_from_metaxy_keep_their_project_name() {
+    let lock = std::fs::read_to_string(
+        repo_root().join("tests/conformance/video_field_lineage/definitions.lock.toml"),
+    )
+    .unwrap()
+    .replace("project = \"conformance\"", "project = \"__main__\"");
+    let graph = datafusion_metaxy::graph::lock::load(&lock, "script.lock", 8).unwrap();
+    let crop = graph.find("example/crop").unwrap();
+    assert_eq!(crop.definition.project, "__main__");
+    let err = toml_error("project = \"__main__\"\n[features.a]\nid_columns = [\"id\"]");
+    assert!(err.contains("cannot contain double underscores"), "{err}");
+}

@@ -94,6 +94,9 @@ fn feature(key: &str, entry: &Value, at: &str, project: &str) -> Result<FeatureD
         Some(v) => as_str(v, &o.child("project"))?.to_string(),
         None => project.to_string(),
     };
+    // metaxy's rule for the project names a configuration gives (definitions metaxy wrote
+    // keep theirs, e.g. `__main__` for features defined in a script).
+    super::validate_project(&project)?;
     o.finish(&[
         "id_columns",
         "fields",

@@ -118,7 +118,6 @@ impl FeatureGraph {
         }
         let mut by_key: BTreeMap<FeatureKey, FeatureDefinition> = BTreeMap::new();
         for d in definitions {
-            validate_project(&d.project)?;
             d.spec.validate()?;
             let key = d.spec.key.clone();
             if by_key.insert(key.clone(), d).is_some() {
