@@ -7,11 +7,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::compute::kernels::cmp::eq;
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchIterator};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{col, lit, DataFrame};
 use datafusion_metaxy::versioning::{resolve_update as resolve, ResolveOptions, CHANGE};
 use datafusion_metaxy::{new_context, MetaxyConfig, MetaxyError, SessionOptions};
 use pyo3::exceptions::PyValueError;
@@ -130,35 +133,32 @@ async fn run(call: Call) -> datafusion_metaxy::Result<[(SchemaRef, Vec<RecordBat
         options.samples = Some(ctx.read_table(Arc::new(table))?);
     }
     let increment = resolve(&ctx, &graph, &store, &key, options).await?;
-    let changes = increment.changes;
-    let part = |df: &DataFrame, change: &str| -> datafusion_metaxy::Result<DataFrame> {
-        let columns: Vec<_> = df
-            .schema()
-            .fields()
+    // New and stale come from one plan; its rows are split here by `metaxy_change`.
+    let changes_schema = Arc::new(increment.changes.schema().as_arrow().clone());
+    let changes = increment.changes.collect().await?;
+    let orphaned_schema = Arc::new(increment.orphaned.schema().as_arrow().clone());
+    let orphaned = increment.orphaned.collect().await?;
+    let change = changes_schema.index_of(CHANGE)?;
+    let kept: Vec<usize> = (0..changes_schema.fields().len())
+        .filter(|i| *i != change)
+        .collect();
+    let part_schema = Arc::new(changes_schema.project(&kept)?);
+    let part = |wanted: &str| -> datafusion_metaxy::Result<Vec<RecordBatch>> {
+        let wanted = StringArray::new_scalar(wanted);
+        changes
             .iter()
-            .filter(|f| f.name() != CHANGE)
-            .map(|f| col(datafusion::common::Column::new_unqualified(f.name())))
-            .collect();
-        Ok(df
-            .clone()
-            .filter(col(CHANGE).eq(lit(change)))?
-            .select(columns)?)
+            .map(|batch| {
+                let column = cast(batch.column(change), &DataType::Utf8)?;
+                let mask = eq(&column, &wanted)?;
+                Ok(filter_record_batch(batch, &mask)?.project(&kept)?)
+            })
+            .collect()
     };
-    let collected = changes.clone().collect().await?;
-    let changes_table = MemTable::try_new(
-        Arc::new(changes.schema().as_arrow().clone()),
-        vec![collected],
-    )?;
-    let changes = ctx.read_table(Arc::new(changes_table))?;
-    let mut out = Vec::with_capacity(3);
-    for df in [
-        part(&changes, "new")?,
-        part(&changes, "stale")?,
-        increment.orphaned,
-    ] {
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        out.push((schema, df.collect().await?));
-    }
+    let out = vec![
+        (Arc::clone(&part_schema), part("new")?),
+        (part_schema, part("stale")?),
+        (orphaned_schema, orphaned),
+    ];
     let [new, stale, orphaned]: [_; 3] = out.try_into().expect("three parts");
     Ok([new, stale, orphaned])
 }
