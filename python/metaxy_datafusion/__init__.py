@@ -78,7 +78,7 @@ class DeltaMetadataStore(_MetaxyDeltaStore):
         if fallbacks:
             store["fallback_stores"] = fallbacks
         whole: dict[str, Any] = {
-            "hash_truncation_length": config.hash_truncation_length or 64,
+            "hash_truncation_length": config.hash_truncation_length,
             "store": "this",
             "stores": stores,
         }
@@ -87,7 +87,13 @@ class DeltaMetadataStore(_MetaxyDeltaStore):
         return json.dumps(whole)
 
     def _engine_can_resolve(self) -> bool:
-        """Whether every store the resolve reads is a Delta store the engine opens."""
+        """Whether the engine answers this store: every store the resolve reads is a Delta store
+        it opens, and the `_by_field` columns are structs (metaxy's experimental Map datatype is
+        metaxy's own code)."""
+        from metaxy.config import MetaxyConfig
+
+        if MetaxyConfig.get(_allow_default_config=True).enable_map_datatype:
+            return False
         return all(isinstance(f, _MetaxyDeltaStore) for f in self.fallback_stores)
 
     def resolve_update(  # type: ignore[override]
@@ -109,8 +115,8 @@ class DeltaMetadataStore(_MetaxyDeltaStore):
         Every argument is metaxy's. Filters and staleness predicates are translated to SQL by
         metaxy's own ``narwhals_expr_to_sql_predicate`` (dialect ``datafusion``); one that does
         not translate raises. ``versioning_engine`` is accepted and does not change the answer
-        (the engine is always this one). Fallback stores other than Delta stores make the call
-        metaxy's own.
+        (the engine is always this one). Fallback stores other than Delta stores, or metaxy's
+        experimental Map datatype, make the call metaxy's own.
         """
         from metaxy.config import MetaxyConfig
         from metaxy.utils.external_features import sync_external_features
