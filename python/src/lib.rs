@@ -110,7 +110,8 @@ struct Call {
 }
 
 /// The store, graph and session of a call, then the increment, collected: new and stale
-/// from one plan (split by `metaxy_change`), orphaned from another.
+/// from one plan (split by `metaxy_change`), orphaned from another (metaxy's `Increment` holds
+/// all three eagerly).
 async fn run(call: Call) -> datafusion_metaxy::Result<[(SchemaRef, Vec<RecordBatch>); 3]> {
     let config = MetaxyConfig::from_toml(&call.config, "metaxy_datafusion")?;
     let base = std::env::current_dir().unwrap_or_default();
@@ -154,13 +155,11 @@ async fn run(call: Call) -> datafusion_metaxy::Result<[(SchemaRef, Vec<RecordBat
             })
             .collect()
     };
-    let out = vec![
+    Ok([
         (Arc::clone(&part_schema), part("new")?),
         (part_schema, part("stale")?),
         (orphaned_schema, orphaned),
-    ];
-    let [new, stale, orphaned]: [_; 3] = out.try_into().expect("three parts");
-    Ok([new, stale, orphaned])
+    ])
 }
 
 /// `resolve_update` of `feature` against the store `config` describes (JSON: metaxy's
