@@ -51,6 +51,10 @@ const TWO_VIDEOS: &str = "INSERT INTO example__video (video_id, metaxy_provenanc
      VALUES (1, named_struct('audio', 'a1', 'frames', 'f1')), \
             (2, named_struct('audio', 'a2', 'frames', 'f2'))";
 
+/// Records crop's new samples (ids and field provenance; the store fills the rest).
+const RECORD_CROP: &str = "INSERT INTO example__crop (video_id, metaxy_provenance_by_field) \
+     SELECT video_id, metaxy_provenance_by_field FROM resolve_update('example/crop', 'new')";
+
 fn rows(values: &[&[&str]]) -> Vec<Vec<String>> {
     values
         .iter()
@@ -98,9 +102,7 @@ async fn resolve_update_plans_wherever_a_table_may() {
     assert!(copy.exists());
 
     // INSERT … SELECT records the increment; the provenance is polars-hash's.
-    let record = "INSERT INTO example__crop (video_id, metaxy_provenance_by_field) \
-         SELECT video_id, metaxy_provenance_by_field FROM resolve_update('example/crop', 'new')";
-    assert_eq!(ok(&ctx, record).await, rows(&[&["2"]]));
+    assert_eq!(ok(&ctx, RECORD_CROP).await, rows(&[&["2"]]));
     assert_eq!(
         ok(
             &ctx,
@@ -320,9 +322,7 @@ async fn delta_round_trip() {
     let store = MetadataStore::delta(dir.path().to_str().unwrap()).unwrap();
     let ctx = embedded(store, FileAccess::closed());
     ok(&ctx, TWO_VIDEOS).await;
-    let record = "INSERT INTO example__crop (video_id, metaxy_provenance_by_field) \
-         SELECT video_id, metaxy_provenance_by_field FROM resolve_update('example/crop', 'new')";
-    assert_eq!(ok(&ctx, record).await, rows(&[&["2"]]));
+    assert_eq!(ok(&ctx, RECORD_CROP).await, rows(&[&["2"]]));
     assert_eq!(
         ok(&ctx, "SELECT count(*) FROM resolve_update('example/crop')").await,
         rows(&[&["0"]])

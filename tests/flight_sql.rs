@@ -190,16 +190,7 @@ fn statements(script: &str) -> Vec<String> {
 #[test]
 fn the_quickstart_runs_through_flight_sql() {
     let dir = tempfile::tempdir().unwrap();
-    let examples = dir.path().join("examples/video");
-    std::fs::create_dir_all(&examples).unwrap();
-    for f in [
-        "features.toml",
-        "features_v2.toml",
-        "videos.csv",
-        "quickstart.sql",
-    ] {
-        std::fs::copy(repo_root().join("examples/video").join(f), examples.join(f)).unwrap();
-    }
+    let examples = crate::common::quickstart_copy(dir.path());
     // The script reads the videos CSV and loads features_v2.toml: files by path.
     let server = Server::start(
         dir.path(),

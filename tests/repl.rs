@@ -251,16 +251,7 @@ fn invalid_configuration_is_reported_with_its_line() {
 #[test]
 fn quickstart_shows_exactly_the_affected_samples() {
     let dir = tempfile::tempdir().unwrap();
-    let examples = dir.path().join("examples/video");
-    std::fs::create_dir_all(&examples).unwrap();
-    for f in [
-        "features.toml",
-        "features_v2.toml",
-        "videos.csv",
-        "quickstart.sql",
-    ] {
-        std::fs::copy(repo_root().join("examples/video").join(f), examples.join(f)).unwrap();
-    }
+    crate::common::quickstart_copy(dir.path());
     let args = [
         "--features",
         "examples/video/features.toml",

@@ -109,6 +109,22 @@ pub fn assert_quickstart_answers(out: &str) {
     );
 }
 
+/// A scratch copy of the quickstart (`examples/video/`: definitions, input, script) under
+/// `dir`, at the same relative path the script names its files by; returns its directory.
+pub fn quickstart_copy(dir: &std::path::Path) -> PathBuf {
+    let examples = dir.join("examples/video");
+    std::fs::create_dir_all(&examples).unwrap();
+    for f in [
+        "features.toml",
+        "features_v2.toml",
+        "videos.csv",
+        "quickstart.sql",
+    ] {
+        std::fs::copy(repo_root().join("examples/video").join(f), examples.join(f)).unwrap();
+    }
+    examples
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
