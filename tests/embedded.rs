@@ -378,3 +378,72 @@ async fn the_shell_also_takes_call_and_inserts_by_name() {
     let err = shell("CALL no_such_procedure('x')").await.unwrap_err();
     assert!(err.contains("no_such_procedure"), "{err}");
 }
+
+/// A feature not stored yet takes its untyped id columns' types from its upstream, so rows
+/// inserted through SQL keep them (metaxy joins them with the upstream's integers).
+#[tokio::test]
+async fn a_new_feature_table_takes_its_id_types_from_upstream() {
+    let store = Arc::new(MetadataStore::in_memory());
+    let graph = video_graph();
+    let ctx = crate::common::session(SessionOptions {
+        graph: Some(Arc::clone(&graph)),
+        store: Some(Arc::clone(&store)),
+        ..Default::default()
+    });
+    let videos = ctx
+        .sql(
+            "SELECT CAST(1 AS BIGINT) AS video_id, \
+             named_struct('audio', 'a1', 'frames', 'f1') AS metaxy_provenance_by_field",
+        )
+        .await
+        .unwrap();
+    let video = datafusion_metaxy::graph::FeatureKey::parse("example/video").unwrap();
+    store.write(&graph, &video, videos).await.unwrap();
+    assert_eq!(
+        ok(
+            &ctx,
+            "SELECT arrow_typeof(video_id) FROM example__crop LIMIT 1"
+        )
+        .await,
+        Vec::<Vec<String>>::new()
+    );
+    ok(&ctx, RECORD_CROP).await;
+    assert_eq!(
+        ok(
+            &ctx,
+            "SELECT arrow_typeof(video_id) FROM history.example__crop"
+        )
+        .await,
+        rows(&[&["Int64"]])
+    );
+}
+
+/// A session without datafusion-metaxy's analyzer rule (datafusion-python's, through the
+/// Python package) hands an `INSERT (…)` the unnamed system columns as NULL; the table's write
+/// fills them as metaxy does rather than storing NULL.
+#[tokio::test]
+async fn an_insert_planned_without_the_rule_still_fills_system_columns() {
+    let ctx = embedded(MetadataStore::in_memory(), FileAccess::closed());
+    let plain = datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
+        .with_analyzer_rules(datafusion::optimizer::Analyzer::new().rules)
+        .build();
+    let plain = SessionContext::new_with_state(plain);
+    ok(&plain, TWO_VIDEOS).await;
+    assert_eq!(
+        ok(
+            &plain,
+            "SELECT count(*) FROM history.example__video WHERE metaxy_feature_version IS NULL \
+             OR metaxy_provenance IS NULL OR metaxy_created_at IS NULL"
+        )
+        .await,
+        rows(&[&["0"]])
+    );
+    assert_eq!(
+        ok(
+            &plain,
+            "SELECT count(*) FROM resolve_update('example/crop', 'new')"
+        )
+        .await,
+        rows(&[&["2"]])
+    );
+}

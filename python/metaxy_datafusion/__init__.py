@@ -22,8 +22,9 @@ from metaxy.ext.polars.handlers.delta import DeltaMetadataStore as _MetaxyDeltaS
 
 from metaxy_datafusion._native import EngineError
 from metaxy_datafusion._native import resolve_update as _resolve_update
+from metaxy_datafusion._register import register
 
-__all__ = ["DeltaMetadataStore", "EngineError"]
+__all__ = ["DeltaMetadataStore", "EngineError", "register"]
 
 #: The ``type`` of this store in ``metaxy.toml``.
 STORE_TYPE = "metaxy_datafusion.DeltaMetadataStore"

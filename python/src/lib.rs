@@ -21,6 +21,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
+mod register;
+
 pyo3::create_exception!(
     _native,
     EngineError,
@@ -238,6 +240,7 @@ fn json_to_toml(json: &str) -> PyResult<String> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve_update, m)?)?;
     m.add_class::<ArrowStream>()?;
+    m.add_class::<register::PySession>()?;
     m.add("EngineError", m.py().get_type::<EngineError>())?;
     Ok(())
 }

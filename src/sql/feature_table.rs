@@ -22,6 +22,32 @@ use super::catalog::MetaxyState;
 use crate::error::MetaxyError;
 use crate::graph::FeatureKey;
 
+/// The rows to write without the system columns that are NULL in every row. SQL fills the
+/// columns an `INSERT (…)` does not name with NULL, and a session without the analyzer rule of
+/// [`super::dml`] (datafusion-python's, datafusion-cli's) hands them on; the store's write fills
+/// a system column only when it is absent (versions, provenance, timestamps), so one NULL in
+/// every row counts as not given and is dropped here rather than stored as NULL.
+fn without_unset_system_columns(
+    schema: SchemaRef,
+    rows: Vec<RecordBatch>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let unset = |index: usize| {
+        crate::store::columns::ALL.contains(&schema.field(index).name().as_str())
+            && rows
+                .iter()
+                .all(|batch| batch.column(index).logical_null_count() == batch.num_rows())
+    };
+    let kept: Vec<usize> = (0..schema.fields().len()).filter(|i| !unset(*i)).collect();
+    if kept.len() == schema.fields().len() {
+        return Ok((schema, rows));
+    }
+    let rows = rows
+        .iter()
+        .map(|batch| batch.project(&kept))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((Arc::new(schema.project(&kept)?), rows))
+}
+
 /// The one-row `count` result of a write, as DataFusion's own DML returns.
 pub(crate) fn count_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
@@ -176,6 +202,7 @@ impl TableProvider for FeatureTable {
                 Arc::clone(&schema),
             );
             Box::pin(async move {
+                let (schema, rows) = without_unset_system_columns(schema, rows)?;
                 let data = ctx.read_table(Arc::new(MemTable::try_new(schema, vec![rows])?))?;
                 let graph = metaxy.graph();
                 let written = metaxy.store.write(&graph, &key, data).await?;

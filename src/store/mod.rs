@@ -32,29 +32,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion_metaxy_udfs::HashAlgorithm;
 
 pub(crate) use read::empty_schema;
-pub use read::{Lookup, ReadOptions};
-
-/// The logical plan of a feature table's read in SQL (table providers, DML): like
-/// [`MetadataStore::read`], but a feature no store of the chain has a table for yet reads as
-/// no rows with the feature's columns ([`read::empty_schema`]), as a SQL user expects.
-pub async fn table_plan(
-    store: &MetadataStore,
-    graph: &FeatureGraph,
-    key: &FeatureKey,
-    options: &ReadOptions,
-) -> Result<datafusion::logical_expr::LogicalPlan> {
-    if let Some(plan) = read::plan(store, graph, key, options, Lookup::WithFallbacks).await? {
-        return Ok(plan);
-    }
-    let schema = read::empty_schema(graph.feature(key)?);
-    let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
-    Ok(datafusion::logical_expr::LogicalPlanBuilder::scan(
-        key.table_name(),
-        datafusion::datasource::provider_as_source(Arc::new(empty)),
-        None,
-    )?
-    .build()?)
-}
+pub use read::{table_plan, Lookup, ReadOptions};
 
 use crate::error::{MetaxyError, Result};
 use crate::graph::{FeatureGraph, FeatureKey};

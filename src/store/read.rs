@@ -208,3 +208,85 @@ pub(crate) fn empty_schema(
     }
     Arc::new(Schema::new(fields))
 }
+
+/// The logical plan of a feature table's read in SQL (table providers, DML): like
+/// [`MetadataStore::read`], but a feature no store of the chain has a table for yet reads as
+/// no rows with the feature's columns ([`empty_schema`]), as a SQL user expects.
+pub async fn table_plan(
+    store: &MetadataStore,
+    graph: &FeatureGraph,
+    key: &FeatureKey,
+    options: &ReadOptions,
+) -> Result<LogicalPlan> {
+    if let Some(plan) = plan(store, graph, key, options, Lookup::WithFallbacks).await? {
+        return Ok(plan);
+    }
+    let schema = unstored_schema(store, graph, key).await?;
+    let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    Ok(
+        LogicalPlanBuilder::scan(key.table_name(), provider_as_source(Arc::new(empty)), None)?
+            .build()?,
+    )
+}
+
+/// The columns of a feature no store of the chain has a table for yet: [`empty_schema`],
+/// with each id column its definition leaves untyped typed as the first upstream that has it
+/// stores it (or, not stored either, would). Rows written through SQL are cast to these types,
+/// so they keep the id types metaxy's joins with the upstream expect (an integer id stays an
+/// integer rather than becoming a string).
+fn unstored_schema<'a>(
+    store: &'a MetadataStore,
+    graph: &'a FeatureGraph,
+    key: &'a FeatureKey,
+) -> futures::future::BoxFuture<'a, Result<datafusion::arrow::datatypes::SchemaRef>> {
+    Box::pin(async move {
+        let feature = graph.feature(key)?;
+        let schema = empty_schema(feature);
+        let properties = feature.definition.feature_schema.get("properties");
+        let mut untyped: Vec<&String> = feature
+            .spec()
+            .id_columns
+            .iter()
+            .filter(|c| properties.and_then(|p| p.get(c.as_str())).is_none())
+            .collect();
+        let mut fields = schema.fields().to_vec();
+        for dep in &feature.spec().deps {
+            if untyped.is_empty() {
+                break;
+            }
+            let upstream: datafusion::arrow::datatypes::SchemaRef = match plan(
+                store,
+                graph,
+                &dep.feature,
+                &ReadOptions::default(),
+                Lookup::WithFallbacks,
+            )
+            .await?
+            {
+                Some(plan) => Arc::new(plan.schema().as_arrow().clone()),
+                None => unstored_schema(store, graph, &dep.feature).await?,
+            };
+            untyped.retain(|id| {
+                let source = dep
+                    .rename
+                    .iter()
+                    .flatten()
+                    .find(|(_, new)| new == *id)
+                    .map_or(id.as_str(), |(old, _)| old.as_str());
+                let Ok(found) = upstream.field_with_name(source) else {
+                    return true;
+                };
+                if let Some(i) = fields.iter().position(|f| f.name() == *id) {
+                    fields[i] = Arc::new(
+                        fields[i]
+                            .as_ref()
+                            .clone()
+                            .with_data_type(found.data_type().clone()),
+                    );
+                }
+                false
+            });
+        }
+        Ok(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)))
+    })
+}
