@@ -5,9 +5,10 @@ Use it by changing one line of ``metaxy.toml``::
     [stores.dev]
     type = "metaxy_datafusion.DeltaMetadataStore"   # was metaxy.ext.polars.DeltaMetadataStore
 
-Everything else (config keys, tables, writes, reads) is metaxy's own Delta store; the increment
-of ``resolve_update`` is computed by the Rust engine (Apache DataFusion) over the same tables,
-incremental when a checkpoint proves what changed, and returned as Polars frames.
+Everything else (config keys, tables, writes, deletes) is metaxy's own Delta store; the
+increment of ``resolve_update`` and the rows of ``read`` are computed by the Rust engine (Apache
+DataFusion) over the same tables, incremental when a checkpoint proves what changed, and
+returned as Polars frames.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import polars as pl
 from metaxy.ext.polars.handlers.delta import DeltaMetadataStore as _MetaxyDeltaStore
 
 from metaxy_datafusion._native import EngineError
+from metaxy_datafusion._native import read as _read
 from metaxy_datafusion._native import resolve_update as _resolve_update
 from metaxy_datafusion._register import register
 
@@ -178,3 +180,74 @@ class DeltaMetadataStore(_MetaxyDeltaStore):
         if lazy:
             return LazyIncrement(new=parts[0].lazy(), stale=parts[1].lazy(), orphaned=parts[2].lazy())
         return Increment(new=parts[0], stale=parts[1], orphaned=parts[2])
+
+    def read(  # type: ignore[override]
+        self,
+        feature: Any,
+        *,
+        feature_version: str | None = None,
+        filters: Sequence[nw.Expr] | None = None,
+        columns: Sequence[str] | None = None,
+        allow_fallback: bool = True,
+        with_feature_history: bool = False,
+        with_sample_history: bool = False,
+        include_soft_deleted: bool = False,
+        with_store_info: bool = False,
+    ) -> Any:
+        """metaxy's ``read``, computed by datafusion-metaxy: the latest row per sample of the
+        current feature version, soft-deleted samples left out, unless the arguments (metaxy's)
+        ask otherwise. Filters apply after the latest row is chosen, translated to SQL by
+        metaxy's ``narwhals_expr_to_sql_predicate``.
+
+        metaxy's system tables, ``with_store_info``, metaxy's experimental Map datatype and
+        fallback stores other than Delta stores are metaxy's own code.
+        """
+        from metaxy.config import MetaxyConfig
+        from metaxy.metadata_store.exceptions import FeatureNotFoundError
+        from metaxy.utils.external_features import sync_external_features
+
+        key = self._resolve_feature_key(feature)
+        if with_store_info or self._is_system_table(key) or not self._engine_can_resolve():
+            return super().read(
+                feature,
+                feature_version=feature_version,
+                filters=filters,
+                columns=columns,
+                allow_fallback=allow_fallback,
+                with_feature_history=with_feature_history,
+                with_sample_history=with_sample_history,
+                include_soft_deleted=include_soft_deleted,
+                with_store_info=with_store_info,
+            )
+        self._check_open()
+        if MetaxyConfig.get(_allow_default_config=True).sync:
+            sync_external_features(self)
+        if feature_version is not None and not with_feature_history:
+            raise ValueError(
+                "Cannot specify both feature_version and with_feature_history=False. "
+                "Use with_feature_history=True with feature_version parameter."
+            )
+        sql_filters: list[str] = []
+        if filters:
+            try:
+                schema = self.read_feature_schema_from_store(key)
+            except Exception:
+                schema = None
+            sql_filters = _sql(list(filters), schema)
+        rows = _read(
+            self._engine_config(),
+            _lock_toml(),
+            key.to_string(),
+            filters=sql_filters,
+            columns=list(columns) if columns else None,
+            feature_version=feature_version,
+            with_feature_history=with_feature_history,
+            with_sample_history=with_sample_history,
+            include_soft_deleted=include_soft_deleted,
+            allow_fallback=allow_fallback,
+        )
+        if rows is None:
+            raise FeatureNotFoundError(
+                f"Feature {key.to_string()} not found in store" + (" or fallback stores" if allow_fallback else "")
+            )
+        return nw.from_native(pl.DataFrame(rows).lazy())

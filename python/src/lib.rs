@@ -15,8 +15,14 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchIterator};
 use datafusion::datasource::MemTable;
+use datafusion::prelude::{col, SessionContext};
+use datafusion_metaxy::graph::FeatureKey;
+use datafusion_metaxy::store::columns::DELETED_AT;
 use datafusion_metaxy::versioning::{resolve_update as resolve, ResolveOptions, CHANGE};
-use datafusion_metaxy::{new_context, MetaxyConfig, MetaxyError, SessionOptions};
+use datafusion_metaxy::{
+    new_context, FeatureGraph, MetadataStore, MetaxyConfig, MetaxyError, ReadOptions,
+    SessionOptions,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
@@ -111,25 +117,97 @@ struct Call {
     options: ResolveOptions,
 }
 
-/// The store, graph and session of a call, then the increment, collected: new and stale
-/// from one plan (split by `metaxy_change`), orphaned from another (metaxy's `Increment` holds
-/// all three eagerly).
-async fn run(call: Call) -> datafusion_metaxy::Result<[(SchemaRef, Vec<RecordBatch>); 3]> {
-    let config = MetaxyConfig::from_toml(&call.config, "metaxy_datafusion")?;
+/// What a call works on: its session, store and graph, and the feature it names.
+struct Opened {
+    ctx: SessionContext,
+    store: Arc<MetadataStore>,
+    graph: FeatureGraph,
+    key: FeatureKey,
+}
+
+/// Opens the store `config` describes (metaxy's configuration as TOML) and the graph in `lock`
+/// (metaxy's lock format).
+fn open_call(config: &str, lock: &str, feature: &str) -> datafusion_metaxy::Result<Opened> {
+    let config = MetaxyConfig::from_toml(config, "metaxy_datafusion")?;
     let base = std::env::current_dir().unwrap_or_default();
     let store = datafusion_metaxy::store::registry::store_from_config(&config, None, &base)?
         .ok_or_else(|| MetaxyError::Config("the store's configuration is missing".into()))?;
     let graph = datafusion_metaxy::graph::lock::load(
-        &call.lock,
+        lock,
         "metaxy's feature graph",
         config.hash_truncation_length,
     )?;
-    let key = graph.find(&call.feature)?.key().clone();
+    let key = graph.find(feature)?.key().clone();
     let ctx = new_context(SessionOptions {
         metaxy: config,
         store: Some(Arc::clone(&store)),
         ..Default::default()
     })?;
+    Ok(Opened {
+        ctx,
+        store,
+        graph,
+        key,
+    })
+}
+
+/// What a read asks for, as metaxy's `read` takes it.
+struct ReadCall {
+    options: ReadOptions,
+    allow_fallback: bool,
+    drop_deleted: bool,
+    filters: Vec<String>,
+    columns: Option<Vec<String>>,
+}
+
+/// metaxy's `read`: the rows `call` asks for, collected; `None` when no store looked in has
+/// the feature.
+async fn read_rows(
+    opened: Opened,
+    call: ReadCall,
+) -> datafusion_metaxy::Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
+    let Opened {
+        ctx,
+        store,
+        graph,
+        key,
+    } = opened;
+    let found = if call.allow_fallback {
+        store
+            .read_if_present(&ctx, &graph, &key, &call.options)
+            .await?
+    } else {
+        store.read_local(&ctx, &graph, &key, &call.options).await?
+    };
+    let Some(mut df) = found else {
+        return Ok(None);
+    };
+    // Every stored row still leaves soft-deleted ones out unless asked (metaxy's order:
+    // deleted rows first, then the caller's filters, then the columns).
+    if call.drop_deleted {
+        df = df.filter(col(DELETED_AT).is_null())?;
+    }
+    for sql in &call.filters {
+        let predicate = ctx.parse_sql_expr(sql, df.schema())?;
+        df = df.filter(predicate)?;
+    }
+    if let Some(columns) = &call.columns {
+        df = df.select_columns(&columns.iter().map(String::as_str).collect::<Vec<_>>())?;
+    }
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    Ok(Some((schema, df.collect().await?)))
+}
+
+/// The store, graph and session of a call, then the increment, collected: new and stale
+/// from one plan (split by `metaxy_change`), orphaned from another (metaxy's `Increment` holds
+/// all three eagerly).
+async fn run(call: Call) -> datafusion_metaxy::Result<[(SchemaRef, Vec<RecordBatch>); 3]> {
+    let Opened {
+        ctx,
+        store,
+        graph,
+        key,
+    } = open_call(&call.config, &call.lock, &call.feature)?;
     let mut options = call.options;
     if let Some((schema, batches)) = call.samples {
         let table = MemTable::try_new(schema, vec![batches])?;
@@ -228,6 +306,65 @@ fn resolve_update(
     Ok((new, stale, orphaned))
 }
 
+/// metaxy's `read` of `feature` from the store `config` describes (JSON, as for
+/// `resolve_update`), over the graph in `lock`: `filters` are SQL predicates (applied after
+/// the latest row per sample is chosen), the other arguments metaxy's. `None` when no store
+/// looked in has the feature.
+#[pyfunction]
+#[pyo3(signature = (
+    config,
+    lock,
+    feature,
+    filters=Vec::new(),
+    columns=None,
+    feature_version=None,
+    with_feature_history=false,
+    with_sample_history=false,
+    include_soft_deleted=false,
+    allow_fallback=true,
+))]
+#[allow(clippy::too_many_arguments)]
+fn read(
+    py: Python<'_>,
+    config: &str,
+    lock: String,
+    feature: String,
+    filters: Vec<String>,
+    columns: Option<Vec<String>>,
+    feature_version: Option<String>,
+    with_feature_history: bool,
+    with_sample_history: bool,
+    include_soft_deleted: bool,
+    allow_fallback: bool,
+) -> PyResult<Option<ArrowStream>> {
+    let config = json_to_toml(config)?;
+    let call = ReadCall {
+        options: ReadOptions {
+            all_feature_versions: with_feature_history && feature_version.is_none(),
+            feature_version,
+            history: with_sample_history,
+            include_deleted: include_soft_deleted,
+        },
+        allow_fallback,
+        drop_deleted: with_sample_history && !include_soft_deleted,
+        filters,
+        columns,
+    };
+    let runtime = runtime()?;
+    let rows = py
+        .detach(|| {
+            runtime.block_on(async {
+                let opened = open_call(&config, &lock, &feature)?;
+                read_rows(opened, call).await
+            })
+        })
+        .map_err(engine_error)?;
+    Ok(rows.map(|(schema, batches)| ArrowStream {
+        schema,
+        batches: Some(batches),
+    }))
+}
+
 /// metaxy's configuration as JSON (what Python has) to TOML (what the engine reads).
 fn json_to_toml(json: &str) -> PyResult<String> {
     let value: serde_json::Value = serde_json::from_str(json).map_err(engine_error)?;
@@ -239,6 +376,7 @@ fn json_to_toml(json: &str) -> PyResult<String> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve_update, m)?)?;
+    m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_class::<ArrowStream>()?;
     m.add_class::<register::PySession>()?;
     m.add("EngineError", m.py().get_type::<EngineError>())?;

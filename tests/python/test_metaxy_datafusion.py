@@ -131,6 +131,63 @@ def test_every_argument_reaches_the_engine(tmp_path: Path) -> None:
         resolve_both(theirs, ours, "example/crop", versioning_engine="polars")
 
 
+def all_rows(frame) -> list[dict]:
+    """Every column of a read, rows sorted (the stored rows themselves: timestamps equal too)."""
+    native = frame.to_native()
+    if isinstance(native, pl.LazyFrame):
+        native = native.collect()
+    return sorted(native.to_dicts(), key=repr)
+
+
+def test_reads_give_metaxys_rows(tmp_path: Path) -> None:
+    from metaxy.metadata_store.exceptions import FeatureNotFoundError
+    from metaxy.models.feature import current_graph
+
+    algorithm = HashAlgorithm("xxhash64")
+    theirs, ours = stores(tmp_path / "local")
+    shared = MetaxyStore(str(tmp_path / "shared"), hash_algorithm=algorithm)
+    v1, v2 = graph_of(VIDEO / "definitions.lock.toml"), graph_of(VIDEO / "definitions_v2.lock.toml")
+    with v1.use(), shared.open("w"), theirs.open("w"):
+        shared.write(
+            "example/stt",
+            pl.DataFrame({ID: [9], "metaxy_provenance_by_field": [{"transcription": "t9"}]}),
+        )
+        theirs.write("example/video", videos((1, "a1", "f1"), (2, "a2", "f2"), (3, "a3", "f3")))
+        theirs.write("example/video", videos((2, "a2-new", "f2")))
+        theirs.delete("example/video", nw.col(ID) == 3)
+        theirs.write("example/crop", theirs.resolve_update("example/crop").new.to_native())
+    # Rows of two feature versions of crop (the v2 lock bumps its code version).
+    with v2.use(), theirs.open("w"):
+        theirs.write("example/crop", theirs.resolve_update("example/crop").new.to_native())
+        v2_crop = current_graph().get_feature_version(theirs._resolve_feature_key("example/crop"))
+    cases = [
+        {},
+        {"with_sample_history": True},
+        {"with_sample_history": True, "include_soft_deleted": True},
+        {"include_soft_deleted": True},
+        {"with_feature_history": True},
+        {"with_feature_history": True, "with_sample_history": True},
+        {"with_feature_history": True, "feature_version": v2_crop},
+        {"filters": [nw.col(ID) > 1]},
+        {"filters": [~nw.col("metaxy_provenance").is_null()], "columns": [ID, "metaxy_provenance"]},
+    ]
+    with v1.use(), theirs.open("r"), ours.open("r"):
+        for key in ("example/video", "example/crop"):
+            for kwargs in cases:
+                assert all_rows(ours.read(key, **kwargs)) == all_rows(theirs.read(key, **kwargs)), (key, kwargs)
+        with pytest.raises(ValueError, match="feature_version"):
+            ours.read("example/video", feature_version="x")
+        with pytest.raises(FeatureNotFoundError):
+            ours.read("example/stt")
+    # A feature only a fallback store has.
+    theirs_fb = MetaxyStore(str(tmp_path / "local"), hash_algorithm=algorithm, fallback_stores=[shared])
+    ours_fb = OurStore(str(tmp_path / "local"), hash_algorithm=algorithm, fallback_stores=[shared])
+    with v1.use(), theirs_fb.open("r"), ours_fb.open("r"):
+        assert all_rows(ours_fb.read("example/stt")) == all_rows(theirs_fb.read("example/stt"))
+        with pytest.raises(FeatureNotFoundError):
+            ours_fb.read("example/stt", allow_fallback=False)
+
+
 def test_bad_input_raises_the_engines_message(tmp_path: Path) -> None:
     _, ours = stores(tmp_path)
     with graph_of(VIDEO / "definitions.lock.toml").use(), ours.open("w"):
