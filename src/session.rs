@@ -426,6 +426,9 @@ fn open_store(config: &MetaxyConfig, name: Option<&str>) -> Result<Arc<MetadataS
     }
 }
 
+/// The graph a session opens with, and where it came from: the definition files given, else
+/// the project as metaxy sees it ([`crate::store::compose_graph`]: the lock next to the
+/// configuration and the store's pushed rows).
 async fn load_graph(
     config: &MetaxyConfig,
     features: &[PathBuf],
@@ -435,26 +438,40 @@ async fn load_graph(
         let names: Vec<String> = features.iter().map(|p| p.display().to_string()).collect();
         return Ok((config.load_features(features)?, names.join(", ")));
     }
-    if let Some(lock) = config.lock_file().filter(|p| p.is_file()) {
-        let graph = config.load_features(std::slice::from_ref(&lock))?;
-        return Ok((graph, lock.display().to_string()));
+    // As metaxy sees a project: its own features as pushed, the other projects' features it
+    // locked (synced with their pushed definitions), and what they depend on.
+    let lock = config.lock_file().filter(|p| p.is_file());
+    let locked = match &lock {
+        Some(path) => {
+            let graph = config.load_features(std::slice::from_ref(path))?;
+            let source = path.display().to_string();
+            graph
+                .definitions()
+                .into_iter()
+                .map(|d| (d, source.clone()))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let pushed = store.pushed_rows(&SessionContext::new()).await?;
+    let mut sources = Vec::new();
+    if let Some(path) = &lock {
+        sources.push(path.display().to_string());
     }
-    let scratch = SessionContext::new();
-    let pushed = store
-        .pushed_graph(
-            &scratch,
-            config.project.as_deref(),
-            config.hash_truncation_length,
-        )
-        .await?;
-    Ok(match pushed {
-        Some(graph) => (
-            graph,
-            format!(
-                "the feature_versions system table of store '{}'",
-                store.name
-            ),
-        ),
-        None => (FeatureGraph::empty(), "none (empty graph)".to_string()),
-    })
+    if pushed.is_some() {
+        sources.push(format!(
+            "the feature_versions system table of store '{}'",
+            store.name
+        ));
+    }
+    if sources.is_empty() {
+        return Ok((FeatureGraph::empty(), "none (empty graph)".to_string()));
+    }
+    let graph = crate::store::compose_graph(
+        config.project.as_deref(),
+        &locked,
+        pushed.as_deref().unwrap_or_default(),
+        config.hash_truncation_length,
+    )?;
+    Ok((graph, sources.join(" and ")))
 }

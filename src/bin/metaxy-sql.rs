@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use datafusion_metaxy::cli::{repl, Args, Command, Shell};
+use datafusion_metaxy::cli::{commands, repl, Args, Command, Shell};
 use datafusion_metaxy::distributed::ClusterSecurity;
 use datafusion_metaxy::{flight_sql, MetaxyError};
 
@@ -62,6 +62,16 @@ fn main() -> ExitCode {
         return match runtime.block_on(serve(&args, *listen, *allow_files, security)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
+        };
+    }
+    if let Some(Command::Push { tags }) = &args.command_kind {
+        let pushed = args
+            .shell_options(security)
+            .map(|o| o.open)
+            .map(|open| runtime.block_on(commands::push(&open, tags)));
+        return match pushed {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) | Err(e) => fail(e),
         };
     }
     let options = match args.shell_options(security) {

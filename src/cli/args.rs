@@ -115,6 +115,22 @@ pub enum Command {
         #[arg(long)]
         allow_files: bool,
     },
+    /// Record the project's features in the store's `metaxy-system/feature_versions`, as
+    /// `metaxy push` does (from CI, before running the project's code in production); prints
+    /// the project version on stdout.
+    Push {
+        /// A tag recorded with the snapshot, KEY=VALUE (e.g. git_commit=abc123); repeatable.
+        #[arg(long = "tags", short = 't', value_name = "KEY=VALUE", value_parser = key_value)]
+        tags: Vec<(String, String)>,
+    },
+}
+
+/// `KEY=VALUE` as a pair.
+fn key_value(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{text}'"))
 }
 
 impl Args {

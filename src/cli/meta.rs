@@ -65,8 +65,8 @@ pub async fn run(shell: &mut Shell, line: &str, out: &mut dyn Write) -> Result<F
             shell
                 .execute(
                     "SELECT feature_key, table_name, feature_version, definition_version, \
-                     array_to_string(parent_keys, ', ') AS parents FROM metaxy_features() \
-                     ORDER BY feature_key;",
+                     array_to_string(parent_keys, ', ') AS parents, source \
+                     FROM metaxy_features() ORDER BY feature_key;",
                     out,
                 )
                 .await?

@@ -9,6 +9,7 @@
 //! else accumulates until a line ends with `;` and then runs as SQL.
 
 pub mod args;
+pub mod commands;
 pub mod meta;
 pub mod repl;
 

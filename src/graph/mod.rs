@@ -104,6 +104,8 @@ pub struct FeatureGraph {
     order: Vec<FeatureKey>,
     project_versions: BTreeMap<String, String>,
     hash_truncation_length: usize,
+    /// Where each feature's definition came from (a file, a lock, the store's pushed rows).
+    sources: BTreeMap<FeatureKey, String>,
 }
 
 impl FeatureGraph {
@@ -180,6 +182,7 @@ impl FeatureGraph {
             order,
             project_versions,
             hash_truncation_length,
+            sources: BTreeMap::new(),
         })
     }
 
@@ -190,7 +193,25 @@ impl FeatureGraph {
             order: Vec::new(),
             project_versions: BTreeMap::new(),
             hash_truncation_length: DEFAULT_HASH_TRUNCATION_LENGTH,
+            sources: BTreeMap::new(),
         }
+    }
+
+    /// The graph with `source` recorded as where each of `keys` came from.
+    pub fn with_source<'a>(
+        mut self,
+        keys: impl IntoIterator<Item = &'a FeatureKey>,
+        source: &str,
+    ) -> Self {
+        for key in keys {
+            self.sources.insert(key.clone(), source.to_string());
+        }
+        self
+    }
+
+    /// Where the definition of `key` came from, when recorded (a file, a lock, pushed rows).
+    pub fn source(&self, key: &FeatureKey) -> Option<&str> {
+        self.sources.get(key).map(String::as_str)
     }
 
     /// The feature with this key, or an error naming the known ones.
@@ -275,20 +296,25 @@ pub fn load_files(
     truncation: usize,
 ) -> Result<FeatureGraph> {
     let mut all = Vec::new();
+    let mut sources = Vec::new();
     for path in paths {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| MetaxyError::Io {
             path: source.clone(),
             source: e,
         })?;
-        if is_lock_file(&text) {
-            all.extend(lock::load(&text, &source, truncation)?.definitions());
+        let found = if is_lock_file(&text) {
+            lock::load(&text, &source, truncation)?.definitions()
         } else {
             let project = project.unwrap_or(definitions::DEFAULT_PROJECT);
-            all.extend(definitions::parse(&text, &source, project)?);
-        }
+            definitions::parse(&text, &source, project)?
+        };
+        sources.extend(found.iter().map(|d| (d.spec.key.clone(), source.clone())));
+        all.extend(found);
     }
-    FeatureGraph::new(all, truncation)
+    let mut graph = FeatureGraph::new(all, truncation)?;
+    graph.sources = sources.into_iter().collect();
+    Ok(graph)
 }
 
 /// A lock file's features have `info` and `data` tables; ours have `id_columns` and friends.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, ListBuilder, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, ListBuilder, RecordBatch, StringArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{plan_err, Result, ScalarValue};
@@ -14,7 +14,8 @@ use datafusion::logical_expr::Expr;
 use crate::graph::{Feature, FeatureGraph};
 use crate::sql::catalog::MetaxyState;
 
-/// `metaxy_features([feature_key])`: one row per feature, in topological order.
+/// `metaxy_features([feature_key])`: one row per feature, in topological order, with where its
+/// definition came from (`source`: a file, the lock, the store's pushed rows).
 #[derive(Debug)]
 pub struct FeaturesFunction {
     state: MetaxyState,
@@ -107,6 +108,7 @@ impl TableFunctionImpl for FeaturesFunction {
             utf8("definition_version"),
             utf8("project_version"),
             list_field("parent_keys"),
+            Field::new("source", DataType::Utf8, true),
         ]));
         let col = |f: fn(&Feature) -> String| strings(features.iter().map(|x| f(x)));
         let columns = vec![
@@ -128,6 +130,9 @@ impl TableFunctionImpl for FeaturesFunction {
                     .iter()
                     .map(|f| f.plan.parents.iter().map(ToString::to_string).collect()),
             ),
+            Arc::new(StringArray::from_iter(
+                features.iter().map(|f| graph.source(f.key())),
+            )),
         ];
         table(schema, columns)
     }

@@ -1,39 +1,35 @@
 //! The feature graph `metaxy push` stored in a store (`metaxy-system/feature_versions`), read
-//! back as a [`FeatureGraph`] and checked against its recorded versions.
+//! back as metaxy sees it: a project's pushed features, the features it locked (synced with
+//! their pushed definitions) and their dependencies.
 
 use datafusion::prelude::SessionContext;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+
 use crate::error::{MetaxyError, Result};
-use crate::graph::{FeatureGraph, FeatureKey};
+use crate::graph::pyjson::dumps;
+use crate::graph::system::{PushedFeature, FEATURE_VERSIONS_KEY};
+use crate::graph::{FeatureDefinition, FeatureGraph, FeatureKey};
 
 use super::MetadataStore;
 
 impl MetadataStore {
-    /// The feature graph last pushed to this store by `metaxy push` (the latest row per feature
-    /// of `metaxy-system/feature_versions`, optionally of one project); `None` when the store
-    /// has no system table.
-    pub async fn pushed_graph(
-        &self,
-        ctx: &SessionContext,
-        project: Option<&str>,
-        hash_truncation_length: usize,
-    ) -> Result<Option<FeatureGraph>> {
-        use crate::graph::system::{PushedFeature, FEATURE_VERSIONS_KEY};
+    /// The rows `metaxy push` stored in this store (`metaxy-system/feature_versions`): the
+    /// latest row of each feature, of any project; `None` when the store has no system table.
+    pub async fn pushed_rows(&self, ctx: &SessionContext) -> Result<Option<Vec<PushedFeature>>> {
         use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::prelude::col;
         let key = FeatureKey::parse(FEATURE_VERSIONS_KEY)?;
         let Some(scan) = self.backend.scan(&key).await? else {
             return Ok(None);
         };
-        let mut df = ctx.read_table(scan.provider)?;
-        if let Some(project) = project {
-            df = df.filter(
-                datafusion::prelude::col("project").eq(datafusion::prelude::lit(project)),
-            )?;
-        }
-        let batches = df
-            .sort(vec![
-                datafusion::prelude::col("recorded_at").sort(false, true)
-            ])?
+        let batches = ctx
+            .read_table(scan.provider)?
+            .sort(vec![col("recorded_at").sort(false, true)])?
             .select_columns(&[
                 "project",
                 "feature_key",
@@ -74,21 +70,300 @@ impl MetadataStore {
                 });
             }
         }
-        let definitions = rows
+        Ok(Some(rows))
+    }
+
+    /// The feature graph `metaxy push` stored in this store, as metaxy sees it
+    /// ([`compose_graph`]): the features `project` pushed (every project's when `None`) and
+    /// what they depend on; `None` when the store has no system table.
+    pub async fn pushed_graph(
+        &self,
+        ctx: &SessionContext,
+        project: Option<&str>,
+        hash_truncation_length: usize,
+    ) -> Result<Option<FeatureGraph>> {
+        let Some(rows) = self.pushed_rows(ctx).await? else {
+            return Ok(None);
+        };
+        compose_graph(project, &[], &rows, hash_truncation_length).map(Some)
+    }
+}
+
+/// A definition and where it came from.
+type Sourced = (FeatureDefinition, String);
+
+/// The graph a metaxy project sees, from what it has: its own features as `project` pushed
+/// them (every pushed feature when `None`); the features of other projects it locked
+/// (`locked`, each with its source), replaced by their pushed definition when the store has
+/// one, as metaxy's external-feature sync does; and, for a dependency neither holds, its
+/// pushed definition. metaxy checks nothing more: a pushed row whose recorded version differs
+/// from what its definition gives now (its upstream pushed since) is taken as it is.
+pub fn compose_graph(
+    project: Option<&str>,
+    locked: &[Sourced],
+    pushed: &[PushedFeature],
+    hash_truncation_length: usize,
+) -> Result<FeatureGraph> {
+    let pushed_source =
+        |row: &PushedFeature| format!("{FEATURE_VERSIONS_KEY} (pushed by project {})", row.project);
+    let mut chosen: BTreeMap<FeatureKey, Sourced> = BTreeMap::new();
+    for row in pushed {
+        if project.is_none_or(|p| p == row.project) {
+            let definition = row.definition()?;
+            chosen.insert(
+                definition.spec.key.clone(),
+                (definition, pushed_source(row)),
+            );
+        }
+    }
+    for (definition, source) in locked {
+        let key = &definition.spec.key;
+        if chosen.contains_key(key) {
+            continue;
+        }
+        let synced = match pushed.iter().find(|r| r.feature_key == key.to_string()) {
+            Some(row) => (row.definition()?, pushed_source(row)),
+            None => (definition.clone(), source.clone()),
+        };
+        chosen.insert(key.clone(), synced);
+    }
+    // Dependencies held by neither: their pushed definitions, until nothing is missing.
+    loop {
+        let missing: Vec<FeatureKey> = chosen
+            .values()
+            .flat_map(|(d, _)| d.spec.deps.iter().map(|dep| dep.feature.clone()))
+            .filter(|k| !chosen.contains_key(k))
+            .collect();
+        let found: Vec<&PushedFeature> = missing
             .iter()
-            .map(PushedFeature::definition)
-            .collect::<Result<Vec<_>>>()?;
-        let graph = FeatureGraph::new(definitions, hash_truncation_length)?;
-        for row in &rows {
-            let computed = &graph.find(&row.feature_key)?.versions;
-            if computed.feature_version != row.feature_version {
-                return Err(MetaxyError::Store(format!(
-                    "{FEATURE_VERSIONS_KEY} in store '{}': feature {} was pushed with version {} \
-                     but its definition gives {} (hash_truncation_length = {hash_truncation_length})",
-                    self.name, row.feature_key, row.feature_version, computed.feature_version
-                )));
+            .filter_map(|k| pushed.iter().find(|r| r.feature_key == k.to_string()))
+            .collect();
+        if found.is_empty() {
+            break;
+        }
+        for row in found {
+            let definition = row.definition()?;
+            chosen.insert(
+                definition.spec.key.clone(),
+                (definition, pushed_source(row)),
+            );
+        }
+    }
+    let mut graph = FeatureGraph::new(
+        chosen.values().map(|(d, _)| d.clone()).collect(),
+        hash_truncation_length,
+    )?;
+    for (key, (_, source)) in &chosen {
+        graph = graph.with_source([key], source);
+    }
+    Ok(graph)
+}
+
+/// What [`MetadataStore::push`] did, as metaxy's `PushResult` says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// The project version of the pushed graph (`"empty"` for no features).
+    pub project_version: String,
+    /// The store's latest push of the project was already this project version.
+    pub already_pushed: bool,
+    /// The features appended to an already pushed snapshot (new to it, or with another
+    /// definition version); empty for a new snapshot.
+    pub updated_features: Vec<String>,
+    /// Rows appended.
+    pub appended: usize,
+}
+
+/// The columns of `metaxy-system/feature_versions`, in metaxy's order and with the types its
+/// Delta store writes (`recorded_at`, `deleted_at`: naive UTC microseconds).
+pub fn feature_versions_schema() -> SchemaRef {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let time =
+        |name: &str| Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, None), true);
+    Arc::new(Schema::new(vec![
+        text("project"),
+        text("feature_key"),
+        text("metaxy_feature_version"),
+        text("metaxy_definition_version"),
+        time("recorded_at"),
+        text("feature_spec"),
+        text("feature_schema"),
+        text("feature_class_path"),
+        text("metaxy_project_version"),
+        text("tags"),
+        time("deleted_at"),
+    ]))
+}
+
+/// The `tags` metaxy records with a push: the caller's tags in their order, then metaxy's own
+/// entry (`{"version": …}` as a JSON string), serialised as Python's `json.dumps`.
+pub fn push_tags(tags: &[(String, String)]) -> Result<String> {
+    if tags.iter().any(|(k, _)| k == METAXY_TAG) {
+        return Err(MetaxyError::Config(format!(
+            "the tag '{METAXY_TAG}' is reserved for metaxy's own entry"
+        )));
+    }
+    let mut map = serde_json::Map::new();
+    for (k, v) in tags {
+        map.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+    let own = serde_json::json!({ "version": METAXY_VERSION });
+    map.insert(
+        METAXY_TAG.to_string(),
+        serde_json::Value::String(dumps(&own, false)),
+    );
+    Ok(dumps(&serde_json::Value::Object(map), false))
+}
+
+/// The `metaxy` tag of a push.
+const METAXY_TAG: &str = "metaxy";
+/// The metaxy version whose push format (and version hashes) this engine reproduces.
+pub const METAXY_VERSION: &str = "0.1.11";
+
+impl MetadataStore {
+    /// `metaxy push`: records `project`'s features of `graph` in `metaxy-system/feature_versions`
+    /// as metaxy does. A new project version appends every feature's row; when the latest push
+    /// of the project is already this version, only the features new to it or with another
+    /// definition version are appended (nothing when none). Each row's `recorded_at` is the
+    /// time it is built, in naive UTC microseconds.
+    pub async fn push(
+        &self,
+        ctx: &SessionContext,
+        graph: &FeatureGraph,
+        project: &str,
+        tags: &[(String, String)],
+    ) -> Result<PushOutcome> {
+        use datafusion::arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
+        let own: Vec<&crate::graph::Feature> = graph
+            .features()
+            .filter(|f| f.definition.project == project)
+            .collect();
+        if own.is_empty() {
+            return Err(MetaxyError::Config(format!(
+                "No features found for project '{project}' in the active graph."
+            )));
+        }
+        let tags = push_tags(tags)?;
+        let project_version = graph.project_version(project);
+        let pushed = self.pushed_snapshots(ctx, project).await?;
+        let latest = pushed.first().map(|(version, _)| version.clone());
+        let already_pushed = latest.as_deref() == Some(project_version.as_str());
+        // The definition versions of the latest rows of the already pushed snapshot.
+        let recorded: BTreeMap<String, String> = if already_pushed {
+            pushed
+                .into_iter()
+                .filter(|(version, _)| *version == project_version)
+                .map(|(_, row)| row)
+                .fold(BTreeMap::new(), |mut m, row| {
+                    m.entry(row.feature_key).or_insert(row.definition_version);
+                    m
+                })
+        } else {
+            BTreeMap::new()
+        };
+        let rows: Vec<PushedFeature> = own
+            .iter()
+            .map(|f| PushedFeature::from_feature(f))
+            .filter(|row| {
+                !already_pushed || recorded.get(&row.feature_key) != Some(&row.definition_version)
+            })
+            .collect();
+        let updated_features = if already_pushed {
+            rows.iter().map(|r| r.feature_key.clone()).collect()
+        } else {
+            vec![]
+        };
+        if !rows.is_empty() {
+            let recorded_at: Vec<i64> = rows
+                .iter()
+                .map(|_| chrono::Utc::now().naive_utc().and_utc().timestamp_micros())
+                .collect();
+            let text = |f: &dyn Fn(&PushedFeature) -> Option<String>| -> ArrayRef {
+                Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+            };
+            let columns: Vec<ArrayRef> = vec![
+                text(&|r| Some(r.project.clone())),
+                text(&|r| Some(r.feature_key.clone())),
+                text(&|r| Some(r.feature_version.clone())),
+                text(&|r| Some(r.definition_version.clone())),
+                Arc::new(TimestampMicrosecondArray::from(recorded_at)),
+                text(&|r| Some(r.feature_spec.clone())),
+                text(&|r| Some(r.feature_schema.clone())),
+                text(&|r| r.feature_class_path.clone()),
+                text(&|_| Some(project_version.clone())),
+                text(&|_| Some(tags.clone())),
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    None::<i64>;
+                    rows.len()
+                ])),
+            ];
+            let schema = feature_versions_schema();
+            let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+            let key = FeatureKey::parse(FEATURE_VERSIONS_KEY)?;
+            self.backend
+                .append(&key, schema, vec![batch], false)
+                .await?;
+        }
+        Ok(PushOutcome {
+            project_version,
+            already_pushed,
+            updated_features,
+            appended: rows.len(),
+        })
+    }
+
+    /// Every pushed row of `project`, newest first, with its project version.
+    async fn pushed_snapshots(
+        &self,
+        ctx: &SessionContext,
+        project: &str,
+    ) -> Result<Vec<(String, PushedFeature)>> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::prelude::{col, lit};
+        let key = FeatureKey::parse(FEATURE_VERSIONS_KEY)?;
+        let Some(scan) = self.backend.scan(&key).await? else {
+            return Ok(vec![]);
+        };
+        let batches = ctx
+            .read_table(scan.provider)?
+            .filter(col("project").eq(lit(project)))?
+            .sort(vec![col("recorded_at").sort(false, true)])?
+            .select(vec![
+                col("metaxy_project_version"),
+                col("feature_key"),
+                col("metaxy_definition_version"),
+            ])?
+            .collect()
+            .await?;
+        let mut out = Vec::new();
+        for batch in &batches {
+            let text: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| datafusion::arrow::compute::cast(c, &DataType::Utf8))
+                .collect::<std::result::Result<_, _>>()?;
+            let text: Vec<_> = text.iter().map(|c| c.as_string::<i32>().clone()).collect();
+            for r in 0..batch.num_rows() {
+                let get = |i: usize| {
+                    if text[i].is_null(r) {
+                        String::new()
+                    } else {
+                        text[i].value(r).to_string()
+                    }
+                };
+                out.push((
+                    get(0),
+                    PushedFeature {
+                        project: project.to_string(),
+                        feature_key: get(1),
+                        feature_version: String::new(),
+                        definition_version: get(2),
+                        feature_spec: String::new(),
+                        feature_schema: String::new(),
+                        feature_class_path: None,
+                    },
+                ));
             }
         }
-        Ok(Some(graph))
+        Ok(out)
     }
 }

@@ -1,0 +1,34 @@
+//! metaxy's own commands in `metaxy-sql` (`push`, …): each opens the session as the shell
+//! does, runs the operation of the layer it belongs to (the store's push, …) and prints what
+//! metaxy's command prints, data on stdout and messages on stderr.
+
+use crate::error::{MetaxyError, Result};
+use crate::session::{open, OpenOptions};
+
+/// `metaxy-sql push`: metaxy's `push` of the configured project's features. Prints the project
+/// version on stdout (as `metaxy push`, for scripts) and what happened on stderr.
+pub async fn push(options: &OpenOptions, tags: &[(String, String)]) -> Result<()> {
+    let opened = open(options).await?;
+    let project = opened.state.config.project.clone().ok_or_else(|| {
+        MetaxyError::Config("The 'project' field must be set in metaxy.toml for 'push'.".into())
+    })?;
+    let graph = opened.state.graph();
+    let outcome = opened
+        .state
+        .store
+        .push(&opened.ctx, &graph, &project, tags)
+        .await?;
+    if !outcome.already_pushed {
+        eprintln!("✓ Recorded feature graph");
+    } else if !outcome.updated_features.is_empty() {
+        eprintln!("ℹ Updated feature information (no topological changes)");
+        eprintln!("  Updated features:");
+        for key in &outcome.updated_features {
+            eprintln!("    - {key}");
+        }
+    } else {
+        eprintln!("✓ Snapshot already recorded (no changes)");
+    }
+    println!("{}", outcome.project_version);
+    Ok(())
+}
