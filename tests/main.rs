@@ -12,6 +12,7 @@ mod flight_sql;
 mod fuzz;
 mod graph;
 mod hash;
+mod metaxy_commands;
 mod repl;
 mod resolve;
 mod slt;

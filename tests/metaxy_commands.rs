@@ -1,0 +1,228 @@
+//! metaxy's own commands in `metaxy-sql` (`push`, …) and the graph a real metaxy project sees,
+//! checked against metaxy 0.1.11 reading the same store.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `metaxy-sql` run in `dir` with `args`.
+fn metaxy_sql(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metaxy-sql"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run metaxy-sql")
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A metaxy.toml for `project` over a Delta store at `dir/store` (metaxy's own store type, so
+/// the same file serves metaxy).
+fn config(dir: &Path, project: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{project}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "project = \"{project}\"\nstore = \"dev\"\n[stores.dev]\ntype = \
+             \"metaxy.ext.polars.DeltaMetadataStore\"\n[stores.dev.config]\nroot_path = \"{}\"\n",
+            dir.join("store").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// What metaxy 0.1.11 reads back of `project`'s pushes in the store of `config`: per snapshot
+/// its feature count, the versions of the latest snapshot's graph, its tags and column types.
+fn metaxy_reads_pushes(python: &Path, config: &Path, project: &str) -> serde_json::Value {
+    let script = format!(
+        r#"
+import json, warnings
+warnings.simplefilter("ignore")
+import polars as pl
+from metaxy.config import MetaxyConfig
+from metaxy.metadata_store.system.storage import SystemTableStorage
+config = MetaxyConfig.load({config:?}); MetaxyConfig.set(config)
+store = config.get_store("dev")
+with store.open("r"):
+    storage = SystemTableStorage(store)
+    snapshots = storage.read_graph_snapshots(project={project:?})
+    latest = snapshots["metaxy_project_version"][0]
+    graph = storage.load_graph_from_snapshot(latest, project={project:?})
+    rows = storage.read_features(current=False, project_version=latest, project={project:?})
+    print(json.dumps({{
+        "snapshots": snapshots["feature_count"].to_list(),
+        "project_version": graph.get_project_version({project:?}),
+        "versions": {{k.to_string(): graph.get_feature_version(k) for k in graph.list_features(only_current_project=False)}},
+        "tags": sorted(set(rows["tags"].to_list())),
+        "types": {{name: str(dtype) for name, dtype in rows.schema.items()}},
+    }}))
+"#,
+        config = config.display().to_string(),
+    );
+    let out = Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `push` appends rows metaxy reads as its own: the same versions and project version, the
+/// tags with metaxy's entry last, naive microsecond timestamps; pushing again the same graph
+/// appends nothing.
+#[test]
+fn metaxy_reads_what_push_records() {
+    let Some(python) = crate::common::reference_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "quickstart");
+    let features = crate::common::repo_root().join("examples/video/features.toml");
+    let (config_s, features_s) = (config.to_str().unwrap(), features.to_str().unwrap());
+    let push = |extra: &[&str]| {
+        let mut args = vec!["--config", config_s, "--features", features_s, "push"];
+        args.extend_from_slice(extra);
+        ok(metaxy_sql(dir.path(), &args))
+    };
+    let version = push(&["--tags", "git_commit=abc123"]);
+    assert_eq!(
+        push(&[]),
+        version,
+        "the project version is printed every time"
+    );
+    let read = metaxy_reads_pushes(&python, &config, "quickstart");
+    // Ours, from the same definitions.
+    let ours = ok(metaxy_sql(
+        dir.path(),
+        &[
+            "--config",
+            config_s,
+            "--features",
+            features_s,
+            "--format",
+            "csv",
+            "-c",
+            "SELECT feature_key, feature_version, project_version FROM metaxy_features() \
+             ORDER BY feature_key",
+        ],
+    ));
+    for line in ours.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(read["versions"][cells[0]], cells[1], "{line}");
+        assert_eq!(read["project_version"], cells[2]);
+        assert_eq!(version.trim(), cells[2]);
+    }
+    assert_eq!(read["versions"].as_object().unwrap().len(), 4);
+    // One snapshot of four features: the second push appended nothing.
+    assert_eq!(read["snapshots"], serde_json::json!([4]));
+    assert_eq!(
+        read["tags"],
+        serde_json::json!([r#"{"git_commit": "abc123", "metaxy": "{\"version\": \"0.1.11\"}"}"#])
+    );
+    assert_eq!(
+        read["types"]["recorded_at"],
+        "Datetime(time_unit='us', time_zone=None)"
+    );
+    assert_eq!(
+        read["types"]["deleted_at"],
+        "Datetime(time_unit='us', time_zone=None)"
+    );
+}
+
+/// A project depending on another project's feature, whose own features exist only as pushed
+/// rows: the graph loads from the store with the upstream's pushed definition, even after the
+/// upstream pushed a newer version than the downstream was pushed against (metaxy does not
+/// check that), and says where each feature came from.
+#[test]
+fn a_project_of_pushed_rows_depending_on_another_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let up_toml = dir.path().join("up_features.toml");
+    let down_toml = dir.path().join("down_features.toml");
+    let write_up = |code: &str| {
+        std::fs::write(
+            &up_toml,
+            format!(
+                "project = \"up\"\n[features.\"up/video\"]\nid_columns = [\"video_id\"]\n\
+                 fields = {{ audio = \"{code}\" }}\n"
+            ),
+        )
+        .unwrap()
+    };
+    write_up("1");
+    std::fs::write(
+        &down_toml,
+        "project = \"down\"\n[features.\"down/crop\"]\nid_columns = [\"video_id\"]\n\
+         deps = [\"up/video\"]\nfields = { audio = \"1\" }\n",
+    )
+    .unwrap();
+    let (up, down) = (config(dir.path(), "up"), config(dir.path(), "down"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (up, down, up_toml, down_toml) = (s(&up), s(&down), s(&up_toml), s(&down_toml));
+    ok(metaxy_sql(
+        dir.path(),
+        &["--config", &up, "--features", &up_toml, "push"],
+    ));
+    let both = [
+        "--config",
+        &down,
+        "--features",
+        &up_toml,
+        "--features",
+        &down_toml,
+    ];
+    ok(metaxy_sql(dir.path(), &[&both[..], &["push"]].concat()));
+    let versions = |args: &[&str]| {
+        ok(metaxy_sql(
+            dir.path(),
+            &[
+                args,
+                &[
+                    "--format",
+                    "csv",
+                    "-c",
+                    "SELECT feature_key, feature_version, source FROM metaxy_features() \
+                     ORDER BY feature_key",
+                ],
+            ]
+            .concat(),
+        ))
+    };
+    let from_files = versions(&both);
+    let from_store = versions(&["--config", &down]);
+    let keys_versions = |csv: &str| -> Vec<String> {
+        csv.lines()
+            .map(|l| l.rsplitn(2, ',').nth(1).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys_versions(&from_store), keys_versions(&from_files));
+    assert!(
+        from_store.contains("down/crop,")
+            && from_store.contains("(pushed by project down)")
+            && from_store.contains("(pushed by project up)"),
+        "{from_store}"
+    );
+    // The upstream project pushes a new version; the downstream's pushed row is older.
+    write_up("2");
+    ok(metaxy_sql(
+        dir.path(),
+        &["--config", &up, "--features", &up_toml, "push"],
+    ));
+    let after = versions(&["--config", &down]);
+    assert_eq!(
+        keys_versions(&after),
+        keys_versions(&versions(&both)),
+        "the graph is the downstream's pushed features over the upstream's latest push"
+    );
+    assert_ne!(keys_versions(&after), keys_versions(&from_store));
+}
