@@ -434,12 +434,26 @@ async fn load_graph(
     features: &[PathBuf],
     store: &MetadataStore,
 ) -> Result<(FeatureGraph, String)> {
-    if !features.is_empty() {
-        let names: Vec<String> = features.iter().map(|p| p.display().to_string()).collect();
-        return Ok((config.load_features(features)?, names.join(", ")));
+    let given = crate::graph::read_files(
+        features,
+        config.project.as_deref(),
+        config.hash_truncation_length,
+    )?;
+    let mut sources: Vec<String> = features.iter().map(|p| p.display().to_string()).collect();
+    let complete = given.iter().all(|(d, _)| {
+        d.spec
+            .deps
+            .iter()
+            .all(|dep| given.iter().any(|(g, _)| g.spec.key == dep.feature))
+    });
+    if !given.is_empty() && complete {
+        let graph =
+            crate::store::compose_graph(given, None, &[], &[], config.hash_truncation_length)?;
+        return Ok((graph, sources.join(", ")));
     }
-    // As metaxy sees a project: its own features as pushed, the other projects' features it
-    // locked (synced with their pushed definitions), and what they depend on.
+    // As metaxy sees a project: its own features (the files given, else as pushed), the other
+    // projects' features it locked (synced with their pushed definitions), and what they
+    // depend on.
     let lock = config.lock_file().filter(|p| p.is_file());
     let locked = match &lock {
         Some(path) => {
@@ -454,7 +468,6 @@ async fn load_graph(
         None => Vec::new(),
     };
     let pushed = store.pushed_rows(&SessionContext::new()).await?;
-    let mut sources = Vec::new();
     if let Some(path) = &lock {
         sources.push(path.display().to_string());
     }
@@ -468,6 +481,7 @@ async fn load_graph(
         return Ok((FeatureGraph::empty(), "none (empty graph)".to_string()));
     }
     let graph = crate::store::compose_graph(
+        given,
         config.project.as_deref(),
         &locked,
         pushed.as_deref().unwrap_or_default(),

@@ -226,3 +226,109 @@ fn a_project_of_pushed_rows_depending_on_another_project() {
     );
     assert_ne!(keys_versions(&after), keys_versions(&from_store));
 }
+
+/// Writes a metaxy project (`metaxy.toml` over the Delta store `store`, and a features module
+/// `module` with `code`) under `dir`.
+fn metaxy_project(dir: &Path, project: &str, module: &str, code: &str, store: &Path) {
+    std::fs::create_dir_all(dir.join(module)).unwrap();
+    std::fs::write(dir.join(module).join("__init__.py"), "").unwrap();
+    std::fs::write(dir.join(module).join("features.py"), code).unwrap();
+    std::fs::write(
+        dir.join("metaxy.toml"),
+        format!(
+            "project = \"{project}\"\nentrypoints = [\"{module}.features\"]\nstore = \"dev\"\n\
+             [stores.dev]\ntype = \"metaxy.ext.polars.DeltaMetadataStore\"\n\
+             [stores.dev.config]\nroot_path = \"{}\"\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// metaxy's own CLI (`metaxy …`) of the reference venv, run in `dir`.
+fn metaxy_cli(python: &Path, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(python.with_file_name("metaxy"))
+        .current_dir(dir)
+        .env("PYTHONPATH", dir)
+        .args(args)
+        .output()
+        .expect("run metaxy");
+    assert!(
+        out.status.success(),
+        "metaxy {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const UPSTREAM: &str = r#"import metaxy as mx
+
+
+class Video(mx.BaseFeature, spec=mx.FeatureSpec(key="video/raw", id_columns=["sample_uid"], fields=["audio", "frames"])):
+    """Raw video files."""
+    sample_uid: str
+    path: str
+
+
+class VideoEmbedding(mx.BaseFeature, spec=mx.FeatureSpec(
+    key="video/embedding",
+    id_columns=["sample_uid"],
+    deps=[mx.FeatureDep(feature="video/raw")],
+    fields=[mx.FieldSpec(key="embedding", code_version="2")],
+    metadata={"owner": "team-a", "tier": 1},
+)):
+    sample_uid: str
+    dim: int | None = None
+"#;
+
+/// `lock` writes the bytes `metaxy lock` writes from the same store: another project's pushed
+/// features the project depends on, with their dependencies.
+#[test]
+fn lock_writes_the_bytes_metaxy_lock_writes() {
+    let Some(python) = crate::common::reference_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+    metaxy_project(&up, "upstream", "upstream", UPSTREAM, &store);
+    metaxy_cli(&python, &up, &["push"]);
+    metaxy_project(
+        &down,
+        "downstream",
+        "downstream",
+        "import metaxy as mx\n\n\nclass Caption(mx.BaseFeature, spec=mx.FeatureSpec(key=\"video/caption\", \
+         id_columns=[\"sample_uid\"], deps=[mx.FeatureDep(feature=\"video/embedding\")], \
+         fields=[\"text\"])):\n    sample_uid: str\n",
+        &store,
+    );
+    let theirs_path = down.join("theirs.lock");
+    metaxy_cli(
+        &python,
+        &down,
+        &["lock", "-o", theirs_path.to_str().unwrap()],
+    );
+    // The downstream project's feature in our TOML (its Python class is metaxy's to read).
+    std::fs::write(
+        down.join("caption.toml"),
+        "project = \"downstream\"\n[features.\"video/caption\"]\nid_columns = [\"sample_uid\"]\n\
+         deps = [\"video/embedding\"]\nfields = { text = \"1\" }\n",
+    )
+    .unwrap();
+    ok(metaxy_sql(
+        &down,
+        &[
+            "--config",
+            "metaxy.toml",
+            "--features",
+            "caption.toml",
+            "lock",
+            "-o",
+            "ours.lock",
+        ],
+    ));
+    let theirs = std::fs::read_to_string(down.join("theirs.lock")).unwrap();
+    let ours = std::fs::read_to_string(down.join("ours.lock")).unwrap();
+    assert!(theirs.contains("video/raw") && theirs.contains("video/embedding"));
+    assert_eq!(ours, theirs);
+}

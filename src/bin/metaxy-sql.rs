@@ -64,14 +64,21 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    if let Some(Command::Push { tags }) = &args.command_kind {
-        let pushed = args
-            .shell_options(security)
-            .map(|o| o.open)
-            .map(|open| runtime.block_on(commands::push(&open, tags)));
-        return match pushed {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(e)) | Err(e) => fail(e),
+    if let Some(command @ (Command::Push { .. } | Command::Lock { .. })) = &args.command_kind {
+        let options = match args.shell_options(security) {
+            Ok(options) => options.open,
+            Err(e) => return fail(e),
+        };
+        let done = runtime.block_on(async {
+            match command {
+                Command::Push { tags } => commands::push(&options, tags).await,
+                Command::Lock { output } => commands::lock(&options, output.as_deref()).await,
+                _ => unreachable!("matched above"),
+            }
+        });
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
         };
     }
     let options = match args.shell_options(security) {

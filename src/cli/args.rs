@@ -123,6 +123,13 @@ pub enum Command {
         #[arg(long = "tags", short = 't', value_name = "KEY=VALUE", value_parser = key_value)]
         tags: Vec<(String, String)>,
     },
+    /// Write metaxy.lock: the features of other projects the project's features depend on
+    /// (with their dependencies), as the store's pushed rows define them, as `metaxy lock`.
+    Lock {
+        /// Where to write it (default: the configuration's lock file, else ./metaxy.lock).
+        #[arg(long, short = 'o', value_name = "PATH")]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 /// `KEY=VALUE` as a pair.

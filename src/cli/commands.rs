@@ -32,3 +32,39 @@ pub async fn push(options: &OpenOptions, tags: &[(String, String)]) -> Result<()
     println!("{}", outcome.project_version);
     Ok(())
 }
+
+/// `metaxy-sql lock`: writes the lock file `metaxy lock` writes from the same store (to
+/// `output`, else the configured lock file, else `./metaxy.lock`), leaving an identical file
+/// untouched.
+pub async fn lock(options: &OpenOptions, output: Option<&std::path::Path>) -> Result<()> {
+    let opened = open(options).await?;
+    let config = &opened.state.config;
+    let project = config.project.clone().ok_or_else(|| {
+        MetaxyError::Config("The 'project' field must be set in metaxy.toml for 'lock'.".into())
+    })?;
+    let path = match output {
+        Some(p) => p.to_path_buf(),
+        None => config
+            .lock_file()
+            .unwrap_or_else(|| std::path::PathBuf::from("metaxy.lock")),
+    };
+    let store = &opened.state.store;
+    let pushed = store.pushed_rows(&opened.ctx).await?.unwrap_or_default();
+    let text = crate::store::lock_file(
+        &opened.state.graph(),
+        &project,
+        &pushed,
+        config.hash_truncation_length,
+    )?;
+    let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
+    if unchanged {
+        eprintln!("Lock file {} is up to date.", path.display());
+    } else {
+        std::fs::write(&path, &text).map_err(|e| MetaxyError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        eprintln!("Updated {} from store '{}'.", path.display(), store.name);
+    }
+    Ok(())
+}

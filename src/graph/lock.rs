@@ -159,8 +159,13 @@ pub fn load(text: &str, source: &str, hash_truncation_length: usize) -> Result<F
 /// The lock file of a graph, as `LockFile.to_toml()` writes it (without the header line
 /// `metaxy lock` adds; see [`LOCK_HEADER`]).
 pub fn to_toml(graph: &FeatureGraph) -> String {
+    to_toml_of(graph, |_| true)
+}
+
+/// [`to_toml`] of the features `keep` selects (their versions computed in the whole graph).
+pub fn to_toml_of(graph: &FeatureGraph, keep: impl Fn(&FeatureKey) -> bool) -> String {
     let mut features = Map::new();
-    let mut sorted: Vec<_> = graph.features().collect();
+    let mut sorted: Vec<_> = graph.features().filter(|f| keep(f.key())).collect();
     sorted.sort_by_key(|f| f.key().to_string());
     for f in sorted {
         let d = &f.definition;

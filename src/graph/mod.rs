@@ -295,8 +295,23 @@ pub fn load_files(
     project: Option<&str>,
     truncation: usize,
 ) -> Result<FeatureGraph> {
+    let found = read_files(paths, project, truncation)?;
+    let mut graph = FeatureGraph::new(found.iter().map(|(d, _)| d.clone()).collect(), truncation)?;
+    graph.sources = found
+        .into_iter()
+        .map(|(d, source)| (d.spec.key, source))
+        .collect();
+    Ok(graph)
+}
+
+/// The definitions of definition files ([`load_files`]), each with the file it came from,
+/// without requiring their dependencies to be among them.
+pub fn read_files(
+    paths: &[std::path::PathBuf],
+    project: Option<&str>,
+    truncation: usize,
+) -> Result<Vec<(FeatureDefinition, String)>> {
     let mut all = Vec::new();
-    let mut sources = Vec::new();
     for path in paths {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| MetaxyError::Io {
@@ -309,12 +324,9 @@ pub fn load_files(
             let project = project.unwrap_or(definitions::DEFAULT_PROJECT);
             definitions::parse(&text, &source, project)?
         };
-        sources.extend(found.iter().map(|d| (d.spec.key.clone(), source.clone())));
-        all.extend(found);
+        all.extend(found.into_iter().map(|d| (d, source.clone())));
     }
-    let mut graph = FeatureGraph::new(all, truncation)?;
-    graph.sources = sources.into_iter().collect();
-    Ok(graph)
+    Ok(all)
 }
 
 /// A lock file's features have `info` and `data` tables; ours have `id_columns` and friends.

@@ -31,7 +31,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion_metaxy_udfs::HashAlgorithm;
 
-pub use pushed::compose_graph;
+pub use pushed::{compose_graph, lock_file, PushOutcome};
 pub(crate) use read::empty_schema;
 pub use read::{table_plan, Lookup, ReadOptions};
 

@@ -85,20 +85,22 @@ impl MetadataStore {
         let Some(rows) = self.pushed_rows(ctx).await? else {
             return Ok(None);
         };
-        compose_graph(project, &[], &rows, hash_truncation_length).map(Some)
+        compose_graph(vec![], project, &[], &rows, hash_truncation_length).map(Some)
     }
 }
 
 /// A definition and where it came from.
-type Sourced = (FeatureDefinition, String);
+pub type Sourced = (FeatureDefinition, String);
 
-/// The graph a metaxy project sees, from what it has: its own features as `project` pushed
-/// them (every pushed feature when `None`); the features of other projects it locked
-/// (`locked`, each with its source), replaced by their pushed definition when the store has
-/// one, as metaxy's external-feature sync does; and, for a dependency neither holds, its
-/// pushed definition. metaxy checks nothing more: a pushed row whose recorded version differs
-/// from what its definition gives now (its upstream pushed since) is taken as it is.
+/// The graph a metaxy project sees, from what it has: the definitions `given` (definition
+/// files); without them, its own features as `project` pushed them (every pushed feature when
+/// `None`); the features of other projects it locked (`locked`, each with its source),
+/// replaced by their pushed definition when the store has one, as metaxy's external-feature
+/// sync does; and, for a dependency none of these holds, its pushed definition. metaxy checks
+/// nothing more: a pushed row whose recorded version differs from what its definition gives now
+/// (its upstream pushed since) is taken as it is.
 pub fn compose_graph(
+    given: Vec<Sourced>,
     project: Option<&str>,
     locked: &[Sourced],
     pushed: &[PushedFeature],
@@ -107,14 +109,19 @@ pub fn compose_graph(
     let pushed_source =
         |row: &PushedFeature| format!("{FEATURE_VERSIONS_KEY} (pushed by project {})", row.project);
     let mut chosen: BTreeMap<FeatureKey, Sourced> = BTreeMap::new();
-    for row in pushed {
-        if project.is_none_or(|p| p == row.project) {
-            let definition = row.definition()?;
-            chosen.insert(
-                definition.spec.key.clone(),
-                (definition, pushed_source(row)),
-            );
+    if given.is_empty() {
+        for row in pushed {
+            if project.is_none_or(|p| p == row.project) {
+                let definition = row.definition()?;
+                chosen.insert(
+                    definition.spec.key.clone(),
+                    (definition, pushed_source(row)),
+                );
+            }
         }
+    }
+    for (definition, source) in given {
+        chosen.insert(definition.spec.key.clone(), (definition, source));
     }
     for (definition, source) in locked {
         let key = &definition.spec.key;
@@ -366,4 +373,75 @@ impl MetadataStore {
         }
         Ok(out)
     }
+}
+
+/// `metaxy lock`: the lock file (header included) holding the features of other projects that
+/// `project`'s features in `graph` depend on, with their own dependencies, as the store pushed
+/// them last (`pushed`, the latest row per feature). Each locked version is checked against
+/// the version its row recorded, as metaxy does; a dependency no other project pushed is an
+/// error naming it.
+pub fn lock_file(
+    graph: &FeatureGraph,
+    project: &str,
+    pushed: &[PushedFeature],
+    hash_truncation_length: usize,
+) -> Result<String> {
+    let local: Vec<FeatureDefinition> = graph
+        .features()
+        .filter(|f| f.definition.project == project)
+        .map(|f| f.definition.clone())
+        .collect();
+    let is_local = |k: &FeatureKey| local.iter().any(|d| &d.spec.key == k);
+    let mut wanted: Vec<FeatureKey> = local
+        .iter()
+        .flat_map(|d| d.spec.deps.iter().map(|dep| dep.feature.clone()))
+        .filter(|k| !is_local(k))
+        .collect();
+    let mut needed: BTreeMap<FeatureKey, (FeatureDefinition, String)> = BTreeMap::new();
+    let mut missing: Vec<String> = Vec::new();
+    while let Some(key) = wanted.pop() {
+        if needed.contains_key(&key) || is_local(&key) {
+            continue;
+        }
+        let row = pushed
+            .iter()
+            .find(|r| r.feature_key == key.to_string() && r.project != project);
+        let Some(row) = row else {
+            if !missing.contains(&key.to_string()) {
+                missing.push(key.to_string());
+            }
+            continue;
+        };
+        let definition = row.definition()?;
+        wanted.extend(definition.spec.deps.iter().map(|d| d.feature.clone()));
+        needed.insert(key, (definition, row.feature_version.clone()));
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(MetaxyError::Store(format!(
+            "Features not found in metadata store: {} (run `push` in the project that defines \
+             them)",
+            missing.join(", ")
+        )));
+    }
+    let definitions = local
+        .iter()
+        .cloned()
+        .chain(needed.values().map(|(d, _)| d.clone()))
+        .collect();
+    let locked = FeatureGraph::new(definitions, hash_truncation_length)?;
+    for (key, (_, recorded)) in &needed {
+        let computed = &locked.feature(key)?.versions.feature_version;
+        if computed != recorded {
+            return Err(MetaxyError::Store(format!(
+                "Version mismatch for feature '{key}': computed={computed}, db={recorded}. This \
+                 may indicate the feature graph is out of sync with the metadata store."
+            )));
+        }
+    }
+    Ok(format!(
+        "{}{}",
+        crate::graph::lock::LOCK_HEADER,
+        crate::graph::lock::to_toml_of(&locked, |k| needed.contains_key(k))
+    ))
 }
