@@ -64,7 +64,9 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    if let Some(command @ (Command::Push { .. } | Command::Lock { .. })) = &args.command_kind {
+    if let Some(command @ (Command::Push { .. } | Command::Lock { .. } | Command::History { .. })) =
+        &args.command_kind
+    {
         let options = match args.shell_options(security) {
             Ok(options) => options.open,
             Err(e) => return fail(e),
@@ -73,6 +75,9 @@ fn main() -> ExitCode {
             match command {
                 Command::Push { tags } => commands::push(&options, tags).await,
                 Command::Lock { output } => commands::lock(&options, output.as_deref()).await,
+                Command::History { limit, format } => {
+                    commands::history(&options, *limit, *format).await
+                }
                 _ => unreachable!("matched above"),
             }
         });

@@ -130,6 +130,16 @@ pub enum Command {
         #[arg(long, short = 'o', value_name = "PATH")]
         output: Option<std::path::PathBuf>,
     },
+    /// The graph snapshots the store recorded for the project (every project's without one),
+    /// newest first, as `metaxy history`.
+    History {
+        /// Show at most this many snapshots.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Output format: table, csv, json or ndjson.
+        #[arg(long, default_value = "table")]
+        format: OutputFormat,
+    },
 }
 
 /// `KEY=VALUE` as a pair.

@@ -4,6 +4,7 @@
 
 use crate::error::{MetaxyError, Result};
 use crate::session::{open, OpenOptions};
+use crate::sql::{print_batches, OutputFormat};
 
 /// `metaxy-sql push`: metaxy's `push` of the configured project's features. Prints the project
 /// version on stdout (as `metaxy push`, for scripts) and what happened on stderr.
@@ -66,5 +67,27 @@ pub async fn lock(options: &OpenOptions, output: Option<&std::path::Path>) -> Re
         })?;
         eprintln!("Updated {} from store '{}'.", path.display(), store.name);
     }
+    Ok(())
+}
+
+/// `metaxy-sql history`: the store's graph snapshots of the configured project (every
+/// project's without one), newest first.
+pub async fn history(
+    options: &OpenOptions,
+    limit: Option<usize>,
+    format: OutputFormat,
+) -> Result<()> {
+    let opened = open(options).await?;
+    let project = opened.state.config.project.as_deref();
+    let Some(mut df) = opened.state.store.snapshots(&opened.ctx, project).await? else {
+        eprintln!("No graph snapshots recorded yet");
+        return Ok(());
+    };
+    if let Some(limit) = limit {
+        df = df.limit(0, Some(limit))?;
+    }
+    let batches = df.collect().await?;
+    let mut out = std::io::stdout().lock();
+    print_batches(&batches, format, &mut out)?;
     Ok(())
 }

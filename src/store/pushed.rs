@@ -445,3 +445,35 @@ pub fn lock_file(
         crate::graph::lock::to_toml_of(&locked, |k| needed.contains_key(k))
     ))
 }
+
+impl MetadataStore {
+    /// metaxy's graph snapshots (`metaxy history`): per project version of `project` (every
+    /// project's when `None`), when it was first recorded and how many rows recorded it, newest
+    /// first; `None` when the store has no system table.
+    pub async fn snapshots(
+        &self,
+        ctx: &SessionContext,
+        project: Option<&str>,
+    ) -> Result<Option<datafusion::prelude::DataFrame>> {
+        use datafusion::functions_aggregate::expr_fn::{count, min};
+        use datafusion::prelude::{col, lit};
+        let key = FeatureKey::parse(FEATURE_VERSIONS_KEY)?;
+        let Some(scan) = self.backend.scan(&key).await? else {
+            return Ok(None);
+        };
+        let mut df = ctx.read_table(scan.provider)?;
+        if let Some(project) = project {
+            df = df.filter(col("project").eq(lit(project)))?;
+        }
+        Ok(Some(
+            df.aggregate(
+                vec![col("metaxy_project_version")],
+                vec![
+                    min(col("recorded_at")).alias("recorded_at"),
+                    count(col("feature_key")).alias("feature_count"),
+                ],
+            )?
+            .sort(vec![col("recorded_at").sort(false, true)])?,
+        ))
+    }
+}
