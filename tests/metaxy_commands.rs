@@ -332,3 +332,101 @@ fn lock_writes_the_bytes_metaxy_lock_writes() {
     assert!(theirs.contains("video/raw") && theirs.contains("video/embedding"));
     assert_eq!(ours, theirs);
 }
+
+const CAPTION: &str = "import metaxy as mx\n\n\nclass Caption(mx.BaseFeature, \
+    spec=mx.FeatureSpec(key=\"video/caption\", id_columns=[\"sample_uid\"], \
+    deps=[mx.FeatureDep(feature=\"video/embedding\")], fields=[\"text\"])):\n    \
+    sample_uid: str\n";
+
+/// Runs `script` with metaxy's project in `dir` loaded (`mx.init()`).
+fn metaxy_script(python: &Path, dir: &Path, script: &str) {
+    let out = Command::new(python)
+        .current_dir(dir)
+        .env("PYTHONPATH", dir)
+        .args([
+            "-c",
+            &format!(
+                "import warnings\nwarnings.simplefilter('ignore')\nimport polars as pl\n\
+                 import metaxy as mx\nconfig = mx.init()\nstore = config.get_store()\n\
+                 with store.open('w'):\n{script}"
+            ),
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `metadata status --all-features --format json` gives metaxy's JSON for a project whose own
+/// features exist only as pushed rows (a root-less downstream project with new, stale and
+/// orphaned samples), and `--assert-in-sync` exits 1 exactly when metaxy's does.
+#[test]
+fn metadata_status_json_is_metaxys() {
+    let Some(python) = crate::common::reference_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+    metaxy_project(&up, "upstream", "upstream", UPSTREAM, &store);
+    metaxy_cli(&python, &up, &["push"]);
+    metaxy_script(
+        &python,
+        &up,
+        "    store.write('video/raw', pl.DataFrame({'sample_uid': ['s1', 's2', 's3', 's4'], \
+         'path': ['a', 'b', 'c', 'd'], 'metaxy_provenance_by_field': [{'audio': f'a{i}', \
+         'frames': f'f{i}'} for i in range(4)]}))\n    \
+         store.write('video/embedding', store.resolve_update('video/embedding').new.to_polars())\n",
+    );
+    metaxy_project(&down, "downstream", "downstream", CAPTION, &store);
+    metaxy_cli(&python, &down, &["lock"]);
+    metaxy_cli(&python, &down, &["push"]);
+    // Two of four captions processed, one orphan; then upstream changes s2.
+    metaxy_script(
+        &python,
+        &down,
+        "    new = store.resolve_update('video/caption').new.to_polars()\n    \
+         store.write('video/caption', new.filter(pl.col('sample_uid').is_in(['s1', 's2'])))\n    \
+         store.write('video/caption', pl.DataFrame({'sample_uid': ['s9'], \
+         'metaxy_provenance_by_field': [{'text': 'x'}]}))\n",
+    );
+    metaxy_script(
+        &python,
+        &up,
+        "    store.write('video/raw', pl.DataFrame({'sample_uid': ['s2'], 'path': ['b2'], \
+         'metaxy_provenance_by_field': [{'audio': 'changed', 'frames': 'f1'}]}))\n    \
+         store.write('video/embedding', store.resolve_update('video/embedding').stale.to_polars())\n",
+    );
+    let status = ["metadata", "status", "--all-features", "--format", "json"];
+    let theirs: serde_json::Value =
+        serde_json::from_str(&metaxy_cli(&python, &down, &status)).unwrap();
+    // Ours, from the configuration alone (the project's features are pushed rows).
+    let ours: serde_json::Value = serde_json::from_str(&ok(metaxy_sql(
+        &down,
+        &[&["--config", "metaxy.toml"][..], &status].concat(),
+    )))
+    .unwrap();
+    assert_eq!(
+        theirs["features"]["video/caption"]["missing"], 2,
+        "{theirs}"
+    );
+    assert_eq!(theirs["features"]["video/caption"]["stale"], 1, "{theirs}");
+    assert_eq!(
+        theirs["features"]["video/caption"]["orphaned"], 1,
+        "{theirs}"
+    );
+    assert_eq!(ours, theirs);
+    let in_sync = metaxy_sql(
+        &down,
+        &[
+            &["--config", "metaxy.toml"][..],
+            &status,
+            &["--assert-in-sync"],
+        ]
+        .concat(),
+    );
+    assert_eq!(in_sync.status.code(), Some(1));
+}

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use datafusion_metaxy::cli::{commands, repl, Args, Command, Shell};
+use datafusion_metaxy::cli::{commands, repl, Args, Command, MetadataCommand, Shell};
 use datafusion_metaxy::distributed::ClusterSecurity;
 use datafusion_metaxy::{flight_sql, MetaxyError};
 
@@ -61,6 +61,33 @@ fn main() -> ExitCode {
     {
         return match runtime.block_on(serve(&args, *listen, *allow_files, security)) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
+    if let Some(Command::Metadata {
+        command:
+            MetadataCommand::Status {
+                keys,
+                all_features,
+                assert_in_sync,
+                format,
+            },
+    }) = &args.command_kind
+    {
+        let options = match args.shell_options(security) {
+            Ok(options) => options.open,
+            Err(e) => return fail(e),
+        };
+        let done = runtime.block_on(commands::status(
+            &options,
+            keys,
+            *all_features,
+            *assert_in_sync,
+            format == "json",
+        ));
+        return match done {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
             Err(e) => fail(e),
         };
     }

@@ -140,6 +140,31 @@ pub enum Command {
         #[arg(long, default_value = "table")]
         format: OutputFormat,
     },
+    /// metaxy's `metadata` commands.
+    Metadata {
+        #[command(subcommand)]
+        command: MetadataCommand,
+    },
+}
+
+// `metaxy-sql metadata …` (the doc comments are the help).
+#[derive(Debug, clap::Subcommand)]
+pub enum MetadataCommand {
+    /// Per feature: the samples stored, and how many are new (missing), stale and orphaned, as
+    /// `metaxy metadata status`; exit code 1 with --assert-in-sync when any needs an update.
+    Status {
+        /// Feature keys (e.g. example/crop).
+        keys: Vec<String>,
+        /// Every feature of the project (of the graph without a project).
+        #[arg(long, conflicts_with = "keys")]
+        all_features: bool,
+        /// Exit with code 1 when a feature needs an update (or a key is not in the graph).
+        #[arg(long)]
+        assert_in_sync: bool,
+        /// plain (a table) or json (metaxy's JSON).
+        #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+        format: String,
+    },
 }
 
 /// `KEY=VALUE` as a pair.

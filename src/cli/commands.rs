@@ -91,3 +91,226 @@ pub async fn history(
     print_batches(&batches, format, &mut out)?;
     Ok(())
 }
+
+/// `metaxy-sql metadata status`: metaxy's status of `keys` (or every feature of the project),
+/// as a table or metaxy's JSON. Returns whether the features are in sync (with
+/// `assert_in_sync`, the caller exits with 1 when not).
+pub async fn status(
+    options: &OpenOptions,
+    keys: &[String],
+    all_features: bool,
+    assert_in_sync: bool,
+    json: bool,
+) -> Result<bool> {
+    use crate::versioning::status::feature_status;
+    let opened = open(options).await?;
+    let graph = opened.state.graph();
+    let config = &opened.state.config;
+    if keys.is_empty() && !all_features {
+        return Err(MetaxyError::usage(
+            "metadata status",
+            "name feature keys, or --all-features",
+        ));
+    }
+    let mut selected = Vec::new();
+    let mut missing_in_graph = Vec::new();
+    if all_features {
+        selected.extend(
+            graph
+                .features()
+                .filter(|f| {
+                    config
+                        .project
+                        .as_ref()
+                        .is_none_or(|p| *p == f.definition.project)
+                })
+                .map(|f| f.key().clone()),
+        );
+    }
+    for key in keys {
+        match graph.find(key) {
+            Ok(f) => selected.push(f.key().clone()),
+            Err(_) => missing_in_graph.push(key.clone()),
+        }
+    }
+    if assert_in_sync && !missing_in_graph.is_empty() {
+        return Err(MetaxyError::Config(format!(
+            "Feature(s) not found in graph: {}",
+            missing_in_graph.join(", ")
+        )));
+    }
+    let store = &opened.state.store;
+    let mut needs_update = false;
+    let mut features = serde_json::Map::new();
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    let mut errors = Vec::new();
+    for key in &selected {
+        match feature_status(&opened.ctx, &graph, store, key).await {
+            Ok(status) => {
+                needs_update |= status.needs_update();
+                let counts = |n: u64| {
+                    if status.is_root_feature {
+                        None
+                    } else {
+                        Some(n)
+                    }
+                };
+                let mut entry = serde_json::json!({
+                    "feature_key": key.to_string(),
+                    "status": status.category(),
+                    "needs_update": status.needs_update(),
+                    "metadata_exists": status.metadata_exists,
+                    "store_rows": status.store_rows,
+                    "missing": counts(status.missing),
+                    "stale": counts(status.stale),
+                    "orphaned": counts(status.orphaned),
+                    "target_version": status.target_version,
+                    "is_root_feature": status.is_root_feature,
+                    "store_metadata": store_metadata(config, &store.name, key, status.metadata_exists),
+                });
+                if let Some(map) = entry.as_object_mut() {
+                    map.retain(|_, v| !v.is_null());
+                }
+                features.insert(key.to_string(), entry);
+                let shown = |n: u64| counts(n).map_or("-".to_string(), |n| n.to_string());
+                rows.push([
+                    status.category().to_string(),
+                    key.to_string(),
+                    status.store_rows.to_string(),
+                    shown(status.missing),
+                    shown(status.stale),
+                    shown(status.orphaned),
+                ]);
+            }
+            Err(e) => {
+                let message = crate::error::without_backtrace(&e.to_string());
+                features.insert(
+                    key.to_string(),
+                    serde_json::json!({
+                        "feature_key": key.to_string(),
+                        "status": "error",
+                        "needs_update": false,
+                        "metadata_exists": false,
+                        "store_rows": 0,
+                        "target_version": "",
+                        "is_root_feature": false,
+                        "error_message": message,
+                    }),
+                );
+                rows.push([
+                    "error".into(),
+                    key.to_string(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+                errors.push(serde_json::json!({ "feature": key.to_string(), "error": message }));
+            }
+        }
+    }
+    if json {
+        let mut output = serde_json::json!({
+            "project_version": null,
+            "features": features,
+            "needs_update": needs_update,
+        });
+        let mut warnings = serde_json::Map::new();
+        if !missing_in_graph.is_empty() {
+            warnings.insert(
+                "missing_in_graph".into(),
+                serde_json::json!(missing_in_graph),
+            );
+        }
+        if !errors.is_empty() {
+            warnings.insert("errors".into(), serde_json::json!(errors));
+        }
+        if !warnings.is_empty() {
+            output["warnings"] = serde_json::Value::Object(warnings);
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output)
+                .map_err(|e| MetaxyError::Output(e.to_string()))?
+        );
+    } else {
+        for key in &missing_in_graph {
+            eprintln!("Warning: feature {key} is not in the graph");
+        }
+        print_status_table(&rows)?;
+    }
+    Ok(!(assert_in_sync && needs_update))
+}
+
+/// metaxy's `store_metadata` of a feature in a Delta store: the store's name and display, and
+/// where the feature's table is (`resolved_from`) when it has one.
+fn store_metadata(
+    config: &crate::MetaxyConfig,
+    name: &str,
+    key: &crate::graph::FeatureKey,
+    exists: bool,
+) -> serde_json::Value {
+    let store = config
+        .stores
+        .as_ref()
+        .and_then(|s| s.get(name))
+        .and_then(|s| s.as_table());
+    let kind = store
+        .and_then(|s| s.get("type"))
+        .and_then(|t| t.as_str())
+        .unwrap_or("delta");
+    let settings = store
+        .and_then(|s| s.get("config"))
+        .and_then(|c| c.as_table());
+    let setting = |k: &str| settings.and_then(|c| c.get(k)).and_then(|v| v.as_str());
+    let root = setting("root_path").unwrap_or(crate::session::EMBEDDED_STORE);
+    let display = format!("DeltaMetadataStore(path={root})");
+    let mut out = serde_json::json!({ "name": name, "display": display });
+    if exists {
+        let table = if setting("layout") == Some("flat") {
+            key.table_name()
+        } else {
+            key.to_string()
+        };
+        let class = if kind == "metaxy_datafusion.DeltaMetadataStore" {
+            kind
+        } else {
+            "metaxy.ext.polars.handlers.delta.DeltaMetadataStore"
+        };
+        out["resolved_from"] = serde_json::json!({
+            "name": name,
+            "type": class,
+            "display": display,
+            "uri": format!("{}/{table}.delta", root.trim_end_matches('/')),
+        });
+    }
+    out
+}
+
+/// The status table of `metadata status` (plain format).
+fn print_status_table(rows: &[[String; 6]]) -> Result<()> {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let names = [
+        "Status",
+        "Feature",
+        "Materialized",
+        "Missing",
+        "Stale",
+        "Orphaned",
+    ];
+    let schema = std::sync::Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = (0..names.len())
+        .map(|i| {
+            std::sync::Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r[i])))
+                as ArrayRef
+        })
+        .collect();
+    let batch = datafusion::arrow::record_batch::RecordBatch::try_new(schema, columns)?;
+    print_batches(&[batch], OutputFormat::Table, &mut std::io::stdout().lock())
+}

@@ -28,7 +28,7 @@ use crate::session::{OpenOptions, Opened};
 use crate::sql::{parse_statements, print_batches, run_statement, OutputFormat};
 
 pub use crate::session::EMBEDDED_STORE;
-pub use args::{Args, Command};
+pub use args::{Args, Command, MetadataCommand};
 
 /// How to open a shell: what it opens, and the shell's own settings.
 #[derive(Debug, Clone, Default)]

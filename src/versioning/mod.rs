@@ -19,6 +19,7 @@ mod deterministic;
 pub mod incremental;
 mod provenance;
 mod resolve;
+pub mod status;
 mod upstream;
 
 use std::collections::HashMap;
