@@ -2,7 +2,8 @@
 //! Each backend registers once ([`BACKENDS`]): its `type` names and a builder validating its keys.
 //!
 //! The keys every store takes are the façade's (`hash_algorithm`, `fallback_stores`,
-//! `materialization_id`, `versioning_engine`); the rest belong to the backend (Delta's
+//! `versioning_engine`, the keys of metaxy's own store configuration); the rest belong to the
+//! backend (Delta's
 //! `root_path`, `storage_options`, `layout`, `delta_write_options` and the engine's own `mmap`).
 //! metaxy's other store classes (DuckDB, PostgreSQL, ClickHouse, …) are named as not supported
 //! yet; any other type is unknown. docs/backends.md shows a new backend.
@@ -44,12 +45,7 @@ const NOT_SUPPORTED: [(&str, &str); 6] = [
 
 /// The keys of `[stores.NAME.config]` every store takes, read by the façade
 /// (`versioning_engine` is metaxy's choice of engine, which has no meaning here).
-const SHARED_KEYS: [&str; 4] = [
-    "hash_algorithm",
-    "fallback_stores",
-    "materialization_id",
-    "versioning_engine",
-];
+const SHARED_KEYS: [&str; 3] = ["hash_algorithm", "fallback_stores", "versioning_engine"];
 
 /// A store's configuration as its backend sees it: the keys of `[stores.NAME.config]` other
 /// than the shared ones.
@@ -197,9 +193,6 @@ fn build(
             .parse()
             .map_err(|e: datafusion_metaxy_udfs::UdfError| bad(e.to_string()))?;
         store = store.with_hash_algorithm(alg);
-    }
-    if let Some(id) = options.get("materialization_id").and_then(|v| v.as_str()) {
-        store = store.with_materialization_id(id);
     }
     if let Some(fallbacks) = options.get("fallback_stores") {
         let names = fallbacks
