@@ -202,7 +202,7 @@ fn a_project_of_pushed_rows_depending_on_another_project() {
     let from_store = versions(&["--config", &down]);
     let keys_versions = |csv: &str| -> Vec<String> {
         csv.lines()
-            .map(|l| l.rsplitn(2, ',').nth(1).unwrap().to_string())
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
             .collect()
     };
     assert_eq!(keys_versions(&from_store), keys_versions(&from_files));
