@@ -398,7 +398,8 @@ fn load_config(explicit: Option<PathBuf>) -> Result<(Option<PathBuf>, MetaxyConf
     Ok((file, config))
 }
 
-fn open_store(config: &MetaxyConfig, name: Option<&str>) -> Result<Arc<MetadataStore>> {
+/// The store `name` of `config` (else its default store, else the embedded default).
+pub(crate) fn open_store(config: &MetaxyConfig, name: Option<&str>) -> Result<Arc<MetadataStore>> {
     let configured = config
         .stores
         .as_ref()

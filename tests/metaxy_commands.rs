@@ -430,3 +430,103 @@ fn metadata_status_json_is_metaxys() {
     );
     assert_eq!(in_sync.status.code(), Some(1));
 }
+
+/// `metadata copy` copies what `metaxy metadata copy` copies: per feature the latest row of
+/// each sample of every feature version (soft-deleted samples left out), versions kept; rows
+/// equal apart from the write time.
+#[test]
+fn metadata_copy_copies_what_metaxy_copies() {
+    let Some(python) = crate::common::reference_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up");
+    metaxy_project(
+        &up,
+        "upstream",
+        "upstream",
+        UPSTREAM,
+        &dir.path().join("dev"),
+    );
+    let mut toml = std::fs::read_to_string(up.join("metaxy.toml")).unwrap();
+    for name in ["theirs", "ours"] {
+        toml.push_str(&format!(
+            "[stores.{name}]\ntype = \"metaxy.ext.polars.DeltaMetadataStore\"\n\
+             [stores.{name}.config]\nroot_path = \"{}\"\n",
+            dir.path().join(name).display()
+        ));
+    }
+    std::fs::write(up.join("metaxy.toml"), toml).unwrap();
+    metaxy_cli(&python, &up, &["push"]);
+    metaxy_script(
+        &python,
+        &up,
+        "    store.write('video/raw', pl.DataFrame({'sample_uid': ['s1', 's2', 's3'], \
+         'path': ['a', 'b', 'c'], 'metaxy_provenance_by_field': [{'audio': f'a{i}', \
+         'frames': f'f{i}'} for i in range(3)]}))\n    \
+         store.write('video/raw', pl.DataFrame({'sample_uid': ['s2'], 'path': ['b2'], \
+         'metaxy_provenance_by_field': [{'audio': 'new', 'frames': 'f1'}]}))\n    \
+         store.delete('video/raw', __import__('narwhals').col('sample_uid') == 's3')\n    \
+         store.write('video/embedding', store.resolve_update('video/embedding').new.to_polars())\n",
+    );
+    metaxy_cli(
+        &python,
+        &up,
+        &[
+            "metadata",
+            "copy",
+            "--all-features",
+            "--from",
+            "dev",
+            "--to",
+            "theirs",
+        ],
+    );
+    ok(metaxy_sql(
+        &up,
+        &[
+            "--config",
+            "metaxy.toml",
+            "metadata",
+            "copy",
+            "--all-features",
+            "--from",
+            "dev",
+            "--to",
+            "ours",
+        ],
+    ));
+    let script = r#"
+import json, warnings
+warnings.simplefilter("ignore")
+import metaxy as mx
+config = mx.init()
+out = {}
+for name in ("theirs", "ours"):
+    store = config.get_store(name)
+    with store.open("r"):
+        for key in ("video/raw", "video/embedding"):
+            rows = store.read(key, with_sample_history=True, include_soft_deleted=True).collect().to_polars()
+            rows = rows.drop("metaxy_updated_at").sort("sample_uid")
+            out.setdefault(key, {})[name] = [{k: str(v) for k, v in r.items()} for r in rows.to_dicts()]
+print(json.dumps(out))
+"#;
+    let read = Command::new(&python)
+        .current_dir(&up)
+        .env("PYTHONPATH", &up)
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    for key in ["video/raw", "video/embedding"] {
+        let theirs = &read[key]["theirs"];
+        assert!(!theirs.as_array().unwrap().is_empty(), "{key}: {read}");
+        assert_eq!(read[key]["ours"], *theirs, "{key}");
+    }
+    assert_eq!(read["video/raw"]["theirs"].as_array().unwrap().len(), 2);
+}

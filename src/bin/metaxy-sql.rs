@@ -66,6 +66,36 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Metadata {
         command:
+            MetadataCommand::Copy {
+                keys,
+                all_features,
+                from,
+                to,
+                current_only,
+                with_sample_history,
+                dry_run,
+            },
+    }) = &args.command_kind
+    {
+        let request = commands::CopyRequest {
+            keys: keys.clone(),
+            all_features: *all_features,
+            from: from.clone(),
+            to: to.clone(),
+            current_only: *current_only,
+            with_sample_history: *with_sample_history,
+            dry_run: *dry_run,
+        };
+        let done = args
+            .shell_options(security.clone())
+            .map(|o| runtime.block_on(commands::copy(&o.open, &request)));
+        return match done {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) | Err(e) => fail(e),
+        };
+    }
+    if let Some(Command::Metadata {
+        command:
             MetadataCommand::Status {
                 keys,
                 all_features,

@@ -165,6 +165,30 @@ pub enum MetadataCommand {
         #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
         format: String,
     },
+    /// Copy features' metadata from one configured store to another, keeping their feature
+    /// versions, as `metaxy metadata copy` (system tables are not copied).
+    Copy {
+        /// Feature keys (e.g. example/crop).
+        keys: Vec<String>,
+        /// Every feature of the project (of the graph without a project).
+        #[arg(long, conflicts_with = "keys")]
+        all_features: bool,
+        /// The store to copy from.
+        #[arg(long = "from", value_name = "STORE")]
+        from: String,
+        /// The store to copy to.
+        #[arg(long = "to", value_name = "STORE")]
+        to: String,
+        /// Only rows of the current feature versions (default: every feature version).
+        #[arg(long)]
+        current_only: bool,
+        /// Every stored row of each sample, not only its latest.
+        #[arg(long)]
+        with_sample_history: bool,
+        /// Count what would be copied, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `KEY=VALUE` as a pair.

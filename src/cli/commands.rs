@@ -314,3 +314,81 @@ fn print_status_table(rows: &[[String; 6]]) -> Result<()> {
     let batch = datafusion::arrow::record_batch::RecordBatch::try_new(schema, columns)?;
     print_batches(&[batch], OutputFormat::Table, &mut std::io::stdout().lock())
 }
+
+/// The features a metadata command names: `keys` (each must be in the graph), or with
+/// `all_features` every feature of the configured project (of the graph without a project).
+fn selected_features(
+    graph: &crate::FeatureGraph,
+    config: &crate::MetaxyConfig,
+    keys: &[String],
+    all_features: bool,
+) -> Result<Vec<crate::graph::FeatureKey>> {
+    if keys.is_empty() && !all_features {
+        return Err(MetaxyError::usage(
+            "metadata",
+            "name feature keys, or --all-features",
+        ));
+    }
+    if all_features {
+        return Ok(graph
+            .features()
+            .filter(|f| {
+                config
+                    .project
+                    .as_ref()
+                    .is_none_or(|p| *p == f.definition.project)
+            })
+            .map(|f| f.key().clone())
+            .collect());
+    }
+    keys.iter()
+        .map(|k| graph.find(k).map(|f| f.key().clone()))
+        .collect()
+}
+
+/// What `metadata copy` copies, as its flags say.
+#[derive(Debug, Clone)]
+pub struct CopyRequest {
+    /// Feature keys, or with `all_features` the project's features.
+    pub keys: Vec<String>,
+    /// Every feature of the project.
+    pub all_features: bool,
+    /// The store to copy from.
+    pub from: String,
+    /// The store to copy to.
+    pub to: String,
+    /// Only rows of the current feature versions.
+    pub current_only: bool,
+    /// Every stored row of each sample.
+    pub with_sample_history: bool,
+    /// Count only.
+    pub dry_run: bool,
+}
+
+/// `metaxy-sql metadata copy`: metaxy's `copy_metadata` between two configured stores.
+pub async fn copy(options: &OpenOptions, request: &CopyRequest) -> Result<()> {
+    let opened = open(options).await?;
+    let config = &opened.state.config;
+    let graph = opened.state.graph();
+    let keys = selected_features(&graph, config, &request.keys, request.all_features)?;
+    let source = crate::session::open_store(config, Some(&request.from))?;
+    let target = crate::session::open_store(config, Some(&request.to))?;
+    let read = crate::store::ReadOptions {
+        all_feature_versions: !request.current_only,
+        history: request.with_sample_history,
+        ..Default::default()
+    };
+    let copied = target
+        .copy_from(&source, &opened.ctx, &graph, &keys, &read, request.dry_run)
+        .await?;
+    let verb = if request.dry_run {
+        "Would copy"
+    } else {
+        "Copied"
+    };
+    eprintln!(
+        "✓ {verb} {} feature(s), {} row(s) from '{}' to '{}'",
+        copied.features, copied.rows, request.from, request.to
+    );
+    Ok(())
+}

@@ -34,6 +34,7 @@ use datafusion_metaxy_udfs::HashAlgorithm;
 pub use pushed::{compose_graph, lock_file, PushOutcome};
 pub(crate) use read::empty_schema;
 pub use read::{table_plan, Lookup, ReadOptions};
+pub use write::Copied;
 
 use crate::error::{MetaxyError, Result};
 use crate::graph::{FeatureGraph, FeatureKey};

@@ -24,6 +24,9 @@ pub(crate) enum WriteMode {
     Normal,
     /// Tombstones of current rows: `metaxy_deleted_at` set, the other timestamps kept.
     SoftDelete,
+    /// Rows copied from another store: a user write that keeps the rows' own feature and
+    /// project versions (metaxy's `preserve_feature_version`).
+    Copy,
 }
 
 fn utc_micros() -> DataType {
@@ -178,7 +181,7 @@ pub(crate) async fn write(
         }
     };
     let (created, updated, deleted) = match mode {
-        WriteMode::Normal => (
+        WriteMode::Normal | WriteMode::Copy => (
             ts_or(CREATED_AT, now.clone()),
             lit(now.clone()),
             ts_or(DELETED_AT, null_ts.clone()),
@@ -206,14 +209,22 @@ pub(crate) async fn write(
     } else {
         (pbf.clone(), provenance.clone())
     };
-    let project_version = graph.project_version(&feature.definition.project);
+    let project_version = lit(graph.project_version(&feature.definition.project));
+    let feature_version = lit(feature.versions.feature_version.clone());
+    // A copy keeps the rows' versions when it has both (as metaxy's write).
+    let (feature_version, project_version) =
+        if mode == WriteMode::Copy && has(FEATURE_VERSION) && has(PROJECT_VERSION) {
+            (
+                cast(col(FEATURE_VERSION), DataType::Utf8),
+                cast(col(PROJECT_VERSION), DataType::Utf8),
+            )
+        } else {
+            (feature_version, project_version)
+        };
     let system: Vec<(&str, Expr)> = vec![
         (PROVENANCE_BY_FIELD, pbf),
-        (
-            FEATURE_VERSION,
-            lit(feature.versions.feature_version.clone()),
-        ),
-        (PROJECT_VERSION, lit(project_version)),
+        (FEATURE_VERSION, feature_version),
+        (PROJECT_VERSION, project_version),
         (PROVENANCE, provenance),
         (CREATED_AT, created),
         (UPDATED_AT, updated),
@@ -469,4 +480,51 @@ fn nullable(schema: SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(
         schema.fields().iter().map(|f| field(f)).collect::<Vec<_>>(),
     ))
+}
+
+/// What [`MetadataStore::copy_from`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Copied {
+    /// Features with at least one row copied.
+    pub features: usize,
+    /// Rows copied.
+    pub rows: u64,
+}
+
+impl MetadataStore {
+    /// metaxy's `copy_metadata`: each feature of `keys` read from `source` alone (no fallback
+    /// stores; with `options`, by default the latest row per sample of every feature version,
+    /// soft-deleted samples left out) and written here keeping its rows' feature versions. A
+    /// feature `source` has no table or no rows for is skipped. With `dry_run`, only counts.
+    pub async fn copy_from(
+        &self,
+        source: &MetadataStore,
+        ctx: &datafusion::prelude::SessionContext,
+        graph: &FeatureGraph,
+        keys: &[FeatureKey],
+        options: &super::ReadOptions,
+        dry_run: bool,
+    ) -> Result<Copied> {
+        let mut copied = Copied::default();
+        for key in keys {
+            let Some(mut rows) = source.read_local(ctx, graph, key, options).await? else {
+                continue;
+            };
+            // Every stored row still leaves soft-deleted ones out unless asked (metaxy's read).
+            if options.history && !options.include_deleted {
+                rows = rows.filter(datafusion::prelude::col(DELETED_AT).is_null())?;
+            }
+            let rows = ctx.read_batches(rows.collect().await?)?;
+            let count = rows.clone().count().await? as u64;
+            if count == 0 {
+                continue;
+            }
+            if !dry_run {
+                write(self, graph, key, rows, WriteMode::Copy).await?;
+            }
+            copied.features += 1;
+            copied.rows += count;
+        }
+        Ok(copied)
+    }
 }
