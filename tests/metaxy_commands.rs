@@ -530,3 +530,127 @@ print(json.dumps(out))
     }
     assert_eq!(read["video/raw"]["theirs"].as_array().unwrap().len(), 2);
 }
+
+/// Copies a directory tree.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// `metadata rebase` writes what `metaxy metadata rebase` writes after a code version bump:
+/// the old version's rows with new provenance and versions, creation times kept, soft-deleted
+/// samples left alone; rows equal apart from the write time.
+#[test]
+fn metadata_rebase_writes_what_metaxy_writes() {
+    let Some(python) = crate::common::reference_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up");
+    metaxy_project(
+        &up,
+        "upstream",
+        "upstream",
+        UPSTREAM,
+        &dir.path().join("dev"),
+    );
+    let mut toml = std::fs::read_to_string(up.join("metaxy.toml")).unwrap();
+    toml.push_str(&format!(
+        "[stores.ours]\ntype = \"metaxy.ext.polars.DeltaMetadataStore\"\n\
+         [stores.ours.config]\nroot_path = \"{}\"\n",
+        dir.path().join("ours").display()
+    ));
+    std::fs::write(up.join("metaxy.toml"), toml).unwrap();
+    metaxy_cli(&python, &up, &["push"]);
+    metaxy_script(
+        &python,
+        &up,
+        "    store.write('video/raw', pl.DataFrame({'sample_uid': ['s1', 's2', 's3'], \
+         'path': ['a', 'b', 'c'], 'metaxy_provenance_by_field': [{'audio': f'a{i}', \
+         'frames': f'f{i}'} for i in range(3)]}))\n    \
+         store.write('video/embedding', store.resolve_update('video/embedding').new.to_polars())\n    \
+         store.delete('video/embedding', __import__('narwhals').col('sample_uid') == 's3')\n",
+    );
+    let version = |store: &str| {
+        let csv = ok(metaxy_sql(
+            &up,
+            &[
+                "--config",
+                "metaxy.toml",
+                "--store",
+                store,
+                "--format",
+                "csv",
+                "-c",
+                "SELECT feature_version FROM metaxy_features('video/embedding')",
+            ],
+        ));
+        csv.lines().nth(1).unwrap().to_string()
+    };
+    let v1 = version("dev");
+    // The embedding's code version changes; the project pushes its new graph.
+    std::fs::write(
+        up.join("upstream/features.py"),
+        UPSTREAM.replace("code_version=\"2\"", "code_version=\"3\""),
+    )
+    .unwrap();
+    metaxy_cli(&python, &up, &["push"]);
+    copy_tree(&dir.path().join("dev"), &dir.path().join("ours"));
+    assert_ne!(version("ours"), v1);
+    metaxy_cli(
+        &python,
+        &up,
+        &["metadata", "rebase", "video/embedding", "--from", &v1],
+    );
+    ok(metaxy_sql(
+        &up,
+        &[
+            "--config",
+            "metaxy.toml",
+            "--store",
+            "ours",
+            "metadata",
+            "rebase",
+            "video/embedding",
+            "--from",
+            &v1,
+        ],
+    ));
+    let script = r#"
+import json, warnings
+warnings.simplefilter("ignore")
+import metaxy as mx
+config = mx.init()
+out = {}
+for name in ("dev", "ours"):
+    store = config.get_store(name)
+    with store.open("r"):
+        rows = store.read("video/embedding", with_feature_history=True, with_sample_history=True, include_soft_deleted=True).collect().to_polars()
+        rows = rows.drop("metaxy_updated_at").sort("sample_uid", "metaxy_feature_version", "metaxy_created_at", "metaxy_deleted_at")
+        out[name] = [{k: str(v) for k, v in r.items()} for r in rows.to_dicts()]
+print(json.dumps(out))
+"#;
+    let read = Command::new(&python)
+        .current_dir(&up)
+        .env("PYTHONPATH", &up)
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    // Three rows written, one tombstone, two rebased.
+    assert_eq!(read["dev"].as_array().unwrap().len(), 6, "{read}");
+    assert_eq!(read["ours"], read["dev"]);
+}

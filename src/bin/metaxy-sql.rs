@@ -66,6 +66,30 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Metadata {
         command:
+            MetadataCommand::Rebase {
+                feature,
+                from,
+                to,
+                dry_run,
+            },
+    }) = &args.command_kind
+    {
+        let done = args.shell_options(security.clone()).map(|o| {
+            runtime.block_on(commands::rebase(
+                &o.open,
+                feature,
+                from,
+                to.as_deref(),
+                *dry_run,
+            ))
+        });
+        return match done {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) | Err(e) => fail(e),
+        };
+    }
+    if let Some(Command::Metadata {
+        command:
             MetadataCommand::Copy {
                 keys,
                 all_features,

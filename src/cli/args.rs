@@ -189,6 +189,21 @@ pub enum MetadataCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Bring a feature's rows of an earlier feature version to the current one, recomputing
+    /// their provenance from the upstream, as `metaxy metadata rebase`.
+    Rebase {
+        /// The feature key.
+        feature: String,
+        /// The feature version whose rows are rebased.
+        #[arg(long = "from", value_name = "VERSION")]
+        from: String,
+        /// The target feature version (only the current one).
+        #[arg(long = "to", value_name = "VERSION")]
+        to: Option<String>,
+        /// Count what would be rebased, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `KEY=VALUE` as a pair.

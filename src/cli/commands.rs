@@ -392,3 +392,39 @@ pub async fn copy(options: &OpenOptions, request: &CopyRequest) -> Result<()> {
     );
     Ok(())
 }
+
+/// `metaxy-sql metadata rebase`: metaxy's rebase of `feature`'s rows of version `from` to its
+/// current version (`to`, when given, must be the current version).
+pub async fn rebase(
+    options: &OpenOptions,
+    feature: &str,
+    from: &str,
+    to: Option<&str>,
+    dry_run: bool,
+) -> Result<()> {
+    let opened = open(options).await?;
+    let graph = opened.state.graph();
+    let key = graph.find(feature)?.key().clone();
+    let current = &graph.feature(&key)?.versions.feature_version;
+    if let Some(to) = to.filter(|to| to != current) {
+        return Err(MetaxyError::Unsupported(format!(
+            "rebase --to {to}: only the current feature version ({current}) is a target; \
+             load the definitions of {to} to rebase to it"
+        )));
+    }
+    let rows = crate::versioning::rebase::rebase(
+        &opened.ctx,
+        &graph,
+        &opened.state.store,
+        &key,
+        from,
+        dry_run,
+    )
+    .await?;
+    if dry_run {
+        eprintln!("Dry run: {rows} row(s) would be rebased");
+    } else {
+        eprintln!("✓ Rebased {rows} row(s)");
+    }
+    Ok(())
+}

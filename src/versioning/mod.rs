@@ -18,6 +18,7 @@ mod compare;
 mod deterministic;
 pub mod incremental;
 mod provenance;
+pub mod rebase;
 mod resolve;
 pub mod status;
 mod upstream;
