@@ -545,11 +545,12 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// `metadata rebase` writes what `metaxy metadata rebase` writes after a code version bump:
-/// the old version's rows with new provenance and versions, creation times kept, soft-deleted
-/// samples left alone; rows equal apart from the write time.
+/// After a code version bump, `graph-diff` gives metaxy's JSON for the two snapshots, and
+/// `metadata rebase` writes what `metaxy metadata rebase` writes: the old version's rows with
+/// new provenance and versions, creation times kept, soft-deleted samples left alone; rows
+/// equal apart from the write time.
 #[test]
-fn metadata_rebase_writes_what_metaxy_writes() {
+fn graph_diff_and_rebase_after_a_code_version_bump() {
     let Some(python) = crate::common::reference_python() else {
         return;
     };
@@ -603,6 +604,50 @@ fn metadata_rebase_writes_what_metaxy_writes() {
     )
     .unwrap();
     metaxy_cli(&python, &up, &["push"]);
+    // graph-diff of the two snapshots: metaxy's JSON.
+    let history: serde_json::Value = serde_json::from_str(&ok(metaxy_sql(
+        &up,
+        &["--config", "metaxy.toml", "history", "--format", "json"],
+    )))
+    .unwrap();
+    let (new, old) = (
+        history[0]["metaxy_project_version"].as_str().unwrap(),
+        history[1]["metaxy_project_version"].as_str().unwrap(),
+    );
+    let theirs_diff = dir.path().join("diff.json");
+    metaxy_cli(
+        &python,
+        &up,
+        &[
+            "graph-diff",
+            "render",
+            old,
+            new,
+            "--format",
+            "json",
+            "-o",
+            theirs_diff.to_str().unwrap(),
+        ],
+    );
+    let theirs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&theirs_diff).unwrap()).unwrap();
+    for (from, to) in [(old, new), (old, "latest"), (old, "current")] {
+        let ours: serde_json::Value = serde_json::from_str(&ok(metaxy_sql(
+            &up,
+            &[
+                "--config",
+                "metaxy.toml",
+                "graph-diff",
+                from,
+                to,
+                "--format",
+                "json",
+            ],
+        )))
+        .unwrap();
+        assert_eq!(ours, theirs, "{from} {to}");
+    }
+    assert_eq!(theirs["nodes"]["video/embedding"]["status"], "changed");
     copy_tree(&dir.path().join("dev"), &dir.path().join("ours"));
     assert_ne!(version("ours"), v1);
     metaxy_cli(

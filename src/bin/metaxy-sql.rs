@@ -64,6 +64,15 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
+    if let Some(Command::GraphDiff { from, to, format }) = &args.command_kind {
+        let done = args
+            .shell_options(security.clone())
+            .map(|o| runtime.block_on(commands::graph_diff(&o.open, from, to, format == "json")));
+        return match done {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) | Err(e) => fail(e),
+        };
+    }
     if let Some(Command::Metadata {
         command:
             MetadataCommand::Rebase {

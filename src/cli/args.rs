@@ -140,6 +140,19 @@ pub enum Command {
         #[arg(long, default_value = "table")]
         format: OutputFormat,
     },
+    /// What changed between two graph snapshots of the project (a project version,
+    /// `latest`: the most recently first-pushed one, `current`: the loaded definitions), as
+    /// `metaxy graph-diff render`.
+    GraphDiff {
+        /// The snapshot to compare from.
+        from: String,
+        /// The snapshot to compare to.
+        #[arg(default_value = "current")]
+        to: String,
+        /// plain (one line per feature) or json (metaxy's JSON).
+        #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+        format: String,
+    },
     /// metaxy's `metadata` commands.
     Metadata {
         #[command(subcommand)]

@@ -428,3 +428,75 @@ pub async fn rebase(
     }
     Ok(())
 }
+
+/// `metaxy-sql graph-diff`: metaxy's diff of two snapshots of the configured project.
+pub async fn graph_diff(options: &OpenOptions, from: &str, to: &str, json: bool) -> Result<()> {
+    let opened = open(options).await?;
+    let config = &opened.state.config;
+    let project = config.project.clone().ok_or_else(|| {
+        MetaxyError::Config(
+            "The 'project' field must be set in metaxy.toml for 'graph-diff'.".into(),
+        )
+    })?;
+    let store = &opened.state.store;
+    let snapshot = |name: &str| {
+        let (name, project) = (name.to_string(), project.clone());
+        let (ctx, store, current) = (opened.ctx.clone(), store.clone(), opened.state.graph());
+        let truncation = config.hash_truncation_length;
+        async move {
+            let version =
+                match name.as_str() {
+                    "current" => return Ok(current),
+                    "latest" => {
+                        let latest = match store.snapshots(&ctx, Some(&project)).await? {
+                            Some(df) => df.limit(0, Some(1))?.collect().await?,
+                            None => vec![],
+                        };
+                        let version = latest
+                            .first()
+                            .filter(|b| b.num_rows() > 0)
+                            .map(|b| {
+                                datafusion::arrow::compute::cast(
+                                    b.column(0),
+                                    &datafusion::arrow::datatypes::DataType::Utf8,
+                                )
+                            })
+                            .transpose()?;
+                        use datafusion::arrow::array::AsArray;
+                        match version {
+                            Some(v) => v.as_string::<i32>().value(0).to_string(),
+                            None => return Err(MetaxyError::Store(
+                                "No snapshots found in store. Cannot resolve 'latest'. Run 'push' \
+                                 to record a snapshot."
+                                    .into(),
+                            )),
+                        }
+                    }
+                    other => other.to_string(),
+                };
+            store
+                .snapshot_graph(&ctx, &project, &version, truncation)
+                .await
+                .map(std::sync::Arc::new)
+        }
+    };
+    let (old, new) = (snapshot(from).await?, snapshot(to).await?);
+    let diff = crate::graph::diff::diff(&old, &new);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&diff).map_err(|e| MetaxyError::Output(e.to_string()))?
+        );
+    } else if let Some(nodes) = diff["nodes"].as_object() {
+        for (key, node) in nodes {
+            let version = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+            println!(
+                "{:<9} {key} ({} -> {})",
+                node["status"].as_str().unwrap_or_default(),
+                version(&node["old_version"]),
+                version(&node["new_version"])
+            );
+        }
+    }
+    Ok(())
+}

@@ -7,6 +7,7 @@
 
 pub mod builder;
 pub mod definitions;
+pub mod diff;
 pub mod key;
 pub mod lock;
 pub mod pyjson;

@@ -477,3 +477,80 @@ impl MetadataStore {
         ))
     }
 }
+
+impl MetadataStore {
+    /// The graph `project` pushed as `project_version` (metaxy's `load_graph_from_snapshot`),
+    /// with what it depends on from the other projects' latest pushes.
+    pub async fn snapshot_graph(
+        &self,
+        ctx: &SessionContext,
+        project: &str,
+        project_version: &str,
+        hash_truncation_length: usize,
+    ) -> Result<FeatureGraph> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::prelude::{col, lit};
+        let key = FeatureKey::parse(FEATURE_VERSIONS_KEY)?;
+        let missing = || {
+            MetaxyError::Store(format!(
+                "No features recorded for snapshot {project_version} in project {project}"
+            ))
+        };
+        let Some(scan) = self.backend.scan(&key).await? else {
+            return Err(missing());
+        };
+        let batches = ctx
+            .read_table(scan.provider)?
+            .filter(
+                col("project")
+                    .eq(lit(project))
+                    .and(col("metaxy_project_version").eq(lit(project_version))),
+            )?
+            .sort(vec![col("recorded_at").sort(true, true)])?
+            .select_columns(&[
+                "feature_spec",
+                "feature_schema",
+                "feature_class_path",
+                "feature_key",
+            ])?
+            .collect()
+            .await?;
+        let mut given: BTreeMap<FeatureKey, Sourced> = BTreeMap::new();
+        for batch in &batches {
+            let text: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| datafusion::arrow::compute::cast(c, &DataType::Utf8))
+                .collect::<std::result::Result<_, _>>()?;
+            let text: Vec<_> = text.iter().map(|c| c.as_string::<i32>().clone()).collect();
+            for r in 0..batch.num_rows() {
+                let row = PushedFeature {
+                    project: project.to_string(),
+                    feature_key: text[3].value(r).to_string(),
+                    feature_version: String::new(),
+                    definition_version: String::new(),
+                    feature_spec: text[0].value(r).to_string(),
+                    feature_schema: text[1].value(r).to_string(),
+                    feature_class_path: (!text[2].is_null(r)).then(|| text[2].value(r).to_string()),
+                };
+                let definition = row.definition()?;
+                // Later rows of the snapshot replace earlier ones, as metaxy's load does.
+                given.insert(
+                    definition.spec.key.clone(),
+                    (definition, format!("snapshot {project_version}")),
+                );
+            }
+        }
+        if given.is_empty() {
+            return Err(missing());
+        }
+        let pushed = self.pushed_rows(ctx).await?.unwrap_or_default();
+        compose_graph(
+            given.into_values().collect(),
+            Some(project),
+            &[],
+            &pushed,
+            hash_truncation_length,
+        )
+    }
+}
