@@ -496,25 +496,45 @@ fn metadata_copy_copies_what_metaxy_copies() {
             "ours",
         ],
     ));
-    let script = r#"
+    let read = stored_rows(
+        &python,
+        &up,
+        &["theirs", "ours"],
+        &["video/raw", "video/embedding"],
+    );
+    for key in ["video/raw", "video/embedding"] {
+        let theirs = &read[key]["theirs"];
+        assert!(!theirs.as_array().unwrap().is_empty(), "{key}: {read}");
+        assert_eq!(read[key]["ours"], *theirs, "{key}");
+    }
+    assert_eq!(read["video/raw"]["theirs"].as_array().unwrap().len(), 2);
+}
+
+/// Every stored row (all feature versions, tombstones) of `keys` in each of `stores` of the
+/// metaxy project in `dir`, as metaxy reads them, without the write time
+/// (`metaxy_updated_at`), as strings in a stable order: `{key: {store: [row, …]}}`.
+fn stored_rows(python: &Path, dir: &Path, stores: &[&str], keys: &[&str]) -> serde_json::Value {
+    let script = format!(
+        r#"
 import json, warnings
 warnings.simplefilter("ignore")
 import metaxy as mx
 config = mx.init()
-out = {}
-for name in ("theirs", "ours"):
+out = {{}}
+for name in {stores:?}:
     store = config.get_store(name)
     with store.open("r"):
-        for key in ("video/raw", "video/embedding"):
-            rows = store.read(key, with_sample_history=True, include_soft_deleted=True).collect().to_polars()
-            rows = rows.drop("metaxy_updated_at").sort("sample_uid")
-            out.setdefault(key, {})[name] = [{k: str(v) for k, v in r.items()} for r in rows.to_dicts()]
+        for key in {keys:?}:
+            rows = store.read(key, with_feature_history=True, with_sample_history=True, include_soft_deleted=True)
+            rows = [{{k: str(v) for k, v in r.items()}} for r in rows.collect().to_polars().drop("metaxy_updated_at").to_dicts()]
+            out.setdefault(key, {{}})[name] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
 print(json.dumps(out))
-"#;
-    let read = Command::new(&python)
-        .current_dir(&up)
-        .env("PYTHONPATH", &up)
-        .args(["-c", script])
+"#
+    );
+    let read = Command::new(python)
+        .current_dir(dir)
+        .env("PYTHONPATH", dir)
+        .args(["-c", &script])
         .output()
         .unwrap();
     assert!(
@@ -522,13 +542,7 @@ print(json.dumps(out))
         "{}",
         String::from_utf8_lossy(&read.stderr)
     );
-    let read: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
-    for key in ["video/raw", "video/embedding"] {
-        let theirs = &read[key]["theirs"];
-        assert!(!theirs.as_array().unwrap().is_empty(), "{key}: {read}");
-        assert_eq!(read[key]["ours"], *theirs, "{key}");
-    }
-    assert_eq!(read["video/raw"]["theirs"].as_array().unwrap().len(), 2);
+    serde_json::from_slice(&read.stdout).unwrap()
 }
 
 /// Copies a directory tree.
@@ -669,33 +683,9 @@ fn graph_diff_and_rebase_after_a_code_version_bump() {
             &v1,
         ],
     ));
-    let script = r#"
-import json, warnings
-warnings.simplefilter("ignore")
-import metaxy as mx
-config = mx.init()
-out = {}
-for name in ("dev", "ours"):
-    store = config.get_store(name)
-    with store.open("r"):
-        rows = store.read("video/embedding", with_feature_history=True, with_sample_history=True, include_soft_deleted=True).collect().to_polars()
-        rows = rows.drop("metaxy_updated_at").sort("sample_uid", "metaxy_feature_version", "metaxy_created_at", "metaxy_deleted_at")
-        out[name] = [{k: str(v) for k, v in r.items()} for r in rows.to_dicts()]
-print(json.dumps(out))
-"#;
-    let read = Command::new(&python)
-        .current_dir(&up)
-        .env("PYTHONPATH", &up)
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        read.status.success(),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
-    );
-    let read: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    let read = stored_rows(&python, &up, &["dev", "ours"], &["video/embedding"]);
     // Three rows written, one tombstone, two rebased.
-    assert_eq!(read["dev"].as_array().unwrap().len(), 6, "{read}");
-    assert_eq!(read["ours"], read["dev"]);
+    let rows = &read["video/embedding"];
+    assert_eq!(rows["dev"].as_array().unwrap().len(), 6, "{read}");
+    assert_eq!(rows["ours"], rows["dev"]);
 }

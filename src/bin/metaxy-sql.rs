@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use datafusion_metaxy::cli::{commands, repl, Args, Command, MetadataCommand, Shell};
+use datafusion_metaxy::cli::{commands, repl, Args, Command, Shell};
 use datafusion_metaxy::distributed::ClusterSecurity;
 use datafusion_metaxy::{flight_sql, MetaxyError};
 
@@ -64,116 +64,19 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    if let Some(Command::GraphDiff { from, to, format }) = &args.command_kind {
+    if let Some(command) = args
+        .command_kind
+        .as_ref()
+        .filter(|c| commands::is_metaxy_command(c))
+    {
         let done = args
-            .shell_options(security.clone())
-            .map(|o| runtime.block_on(commands::graph_diff(&o.open, from, to, format == "json")));
+            .shell_options(security)
+            .map(|o| runtime.block_on(commands::run(command, &o.open)));
         return match done {
-            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Ok(true)) => ExitCode::SUCCESS,
+            // A status not in sync under --assert-in-sync: the exit code says it.
+            Ok(Ok(false)) => ExitCode::FAILURE,
             Ok(Err(e)) | Err(e) => fail(e),
-        };
-    }
-    if let Some(Command::Metadata {
-        command:
-            MetadataCommand::Rebase {
-                feature,
-                from,
-                to,
-                dry_run,
-            },
-    }) = &args.command_kind
-    {
-        let done = args.shell_options(security.clone()).map(|o| {
-            runtime.block_on(commands::rebase(
-                &o.open,
-                feature,
-                from,
-                to.as_deref(),
-                *dry_run,
-            ))
-        });
-        return match done {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(e)) | Err(e) => fail(e),
-        };
-    }
-    if let Some(Command::Metadata {
-        command:
-            MetadataCommand::Copy {
-                keys,
-                all_features,
-                from,
-                to,
-                current_only,
-                with_sample_history,
-                dry_run,
-            },
-    }) = &args.command_kind
-    {
-        let request = commands::CopyRequest {
-            keys: keys.clone(),
-            all_features: *all_features,
-            from: from.clone(),
-            to: to.clone(),
-            current_only: *current_only,
-            with_sample_history: *with_sample_history,
-            dry_run: *dry_run,
-        };
-        let done = args
-            .shell_options(security.clone())
-            .map(|o| runtime.block_on(commands::copy(&o.open, &request)));
-        return match done {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(e)) | Err(e) => fail(e),
-        };
-    }
-    if let Some(Command::Metadata {
-        command:
-            MetadataCommand::Status {
-                keys,
-                all_features,
-                assert_in_sync,
-                format,
-            },
-    }) = &args.command_kind
-    {
-        let options = match args.shell_options(security) {
-            Ok(options) => options.open,
-            Err(e) => return fail(e),
-        };
-        let done = runtime.block_on(commands::status(
-            &options,
-            keys,
-            *all_features,
-            *assert_in_sync,
-            format == "json",
-        ));
-        return match done {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => fail(e),
-        };
-    }
-    if let Some(command @ (Command::Push { .. } | Command::Lock { .. } | Command::History { .. })) =
-        &args.command_kind
-    {
-        let options = match args.shell_options(security) {
-            Ok(options) => options.open,
-            Err(e) => return fail(e),
-        };
-        let done = runtime.block_on(async {
-            match command {
-                Command::Push { tags } => commands::push(&options, tags).await,
-                Command::Lock { output } => commands::lock(&options, output.as_deref()).await,
-                Command::History { limit, format } => {
-                    commands::history(&options, *limit, *format).await
-                }
-                _ => unreachable!("matched above"),
-            }
-        });
-        return match done {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(e),
         };
     }
     let options = match args.shell_options(security) {

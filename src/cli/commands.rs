@@ -1,7 +1,77 @@
-//! metaxy's own commands in `metaxy-sql` (`push`, …): each opens the session as the shell
-//! does, runs the operation of the layer it belongs to (the store's push, …) and prints what
-//! metaxy's command prints, data on stdout and messages on stderr.
+//! metaxy's own commands in `metaxy-sql` (`push`, `lock`, `history`, `graph-diff`, `metadata
+//! status|copy|rebase`): each opens the session as the shell does, runs the operation of the
+//! layer it belongs to (the store's push, the versioning's status, …) and prints what metaxy's
+//! command prints, data on stdout and messages on stderr.
 
+/// Whether `command` is one of metaxy's commands ([`run`] runs it).
+pub fn is_metaxy_command(command: &Command) -> bool {
+    !matches!(command, Command::Worker { .. } | Command::Serve { .. })
+}
+
+/// Runs one of metaxy's commands on the session `options` opens. `Ok(false)`: the command ran
+/// and reports failure through the exit code (a status not in sync under `--assert-in-sync`).
+pub async fn run(command: &Command, options: &OpenOptions) -> Result<bool> {
+    match command {
+        Command::Push { tags } => push(options, tags).await?,
+        Command::Lock { output } => lock(options, output.as_deref()).await?,
+        Command::History { limit, format } => history(options, *limit, *format).await?,
+        Command::GraphDiff { from, to, format } => {
+            graph_diff(options, from, to, format == "json").await?
+        }
+        Command::Metadata { command } => match command {
+            MetadataCommand::Status {
+                keys,
+                all_features,
+                assert_in_sync,
+                format,
+            } => {
+                return status(
+                    options,
+                    keys,
+                    *all_features,
+                    *assert_in_sync,
+                    format == "json",
+                )
+                .await
+            }
+            MetadataCommand::Copy {
+                keys,
+                all_features,
+                from,
+                to,
+                current_only,
+                with_sample_history,
+                dry_run,
+            } => {
+                let request = CopyRequest {
+                    keys: keys.clone(),
+                    all_features: *all_features,
+                    from: from.clone(),
+                    to: to.clone(),
+                    current_only: *current_only,
+                    with_sample_history: *with_sample_history,
+                    dry_run: *dry_run,
+                };
+                copy(options, &request).await?
+            }
+            MetadataCommand::Rebase {
+                feature,
+                from,
+                to,
+                dry_run,
+            } => rebase(options, feature, from, to.as_deref(), *dry_run).await?,
+        },
+        Command::Worker { .. } | Command::Serve { .. } => {
+            return Err(MetaxyError::usage(
+                "metaxy-sql",
+                "worker and serve are not metaxy's commands",
+            ))
+        }
+    }
+    Ok(true)
+}
+
+use super::args::{Command, MetadataCommand};
 use crate::error::{MetaxyError, Result};
 use crate::session::{open, OpenOptions};
 use crate::sql::{print_batches, OutputFormat};
@@ -106,33 +176,7 @@ pub async fn status(
     let opened = open(options).await?;
     let graph = opened.state.graph();
     let config = &opened.state.config;
-    if keys.is_empty() && !all_features {
-        return Err(MetaxyError::usage(
-            "metadata status",
-            "name feature keys, or --all-features",
-        ));
-    }
-    let mut selected = Vec::new();
-    let mut missing_in_graph = Vec::new();
-    if all_features {
-        selected.extend(
-            graph
-                .features()
-                .filter(|f| {
-                    config
-                        .project
-                        .as_ref()
-                        .is_none_or(|p| *p == f.definition.project)
-                })
-                .map(|f| f.key().clone()),
-        );
-    }
-    for key in keys {
-        match graph.find(key) {
-            Ok(f) => selected.push(f.key().clone()),
-            Err(_) => missing_in_graph.push(key.clone()),
-        }
-    }
+    let (selected, missing_in_graph) = selected_features(&graph, config, keys, all_features)?;
     if assert_in_sync && !missing_in_graph.is_empty() {
         return Err(MetaxyError::Config(format!(
             "Feature(s) not found in graph: {}",
@@ -315,14 +359,14 @@ fn print_status_table(rows: &[[String; 6]]) -> Result<()> {
     print_batches(&[batch], OutputFormat::Table, &mut std::io::stdout().lock())
 }
 
-/// The features a metadata command names: `keys` (each must be in the graph), or with
-/// `all_features` every feature of the configured project (of the graph without a project).
+/// The features a metadata command names: `keys` (and those of them not in the graph), or
+/// with `all_features` every feature of the configured project (of the graph without one).
 fn selected_features(
     graph: &crate::FeatureGraph,
     config: &crate::MetaxyConfig,
     keys: &[String],
     all_features: bool,
-) -> Result<Vec<crate::graph::FeatureKey>> {
+) -> Result<(Vec<crate::graph::FeatureKey>, Vec<String>)> {
     if keys.is_empty() && !all_features {
         return Err(MetaxyError::usage(
             "metadata",
@@ -330,7 +374,7 @@ fn selected_features(
         ));
     }
     if all_features {
-        return Ok(graph
+        let all = graph
             .features()
             .filter(|f| {
                 config
@@ -339,11 +383,17 @@ fn selected_features(
                     .is_none_or(|p| *p == f.definition.project)
             })
             .map(|f| f.key().clone())
-            .collect());
+            .collect();
+        return Ok((all, vec![]));
     }
-    keys.iter()
-        .map(|k| graph.find(k).map(|f| f.key().clone()))
-        .collect()
+    let (mut found, mut missing) = (Vec::new(), Vec::new());
+    for key in keys {
+        match graph.find(key) {
+            Ok(f) => found.push(f.key().clone()),
+            Err(_) => missing.push(key.clone()),
+        }
+    }
+    Ok((found, missing))
 }
 
 /// What `metadata copy` copies, as its flags say.
@@ -370,7 +420,10 @@ pub async fn copy(options: &OpenOptions, request: &CopyRequest) -> Result<()> {
     let opened = open(options).await?;
     let config = &opened.state.config;
     let graph = opened.state.graph();
-    let keys = selected_features(&graph, config, &request.keys, request.all_features)?;
+    let (keys, missing) = selected_features(&graph, config, &request.keys, request.all_features)?;
+    if let Some(key) = missing.first() {
+        graph.find(key)?;
+    }
     let source = crate::session::open_store(config, Some(&request.from))?;
     let target = crate::session::open_store(config, Some(&request.to))?;
     let read = crate::store::ReadOptions {

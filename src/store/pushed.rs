@@ -21,7 +21,7 @@ impl MetadataStore {
     /// The rows `metaxy push` stored in this store (`metaxy-system/feature_versions`): the
     /// latest row of each feature, of any project; `None` when the store has no system table.
     pub async fn pushed_rows(&self, ctx: &SessionContext) -> Result<Option<Vec<PushedFeature>>> {
-        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::array::Array;
         use datafusion::prelude::col;
         let key = FeatureKey::parse(FEATURE_VERSIONS_KEY)?;
         let Some(scan) = self.backend.scan(&key).await? else {
@@ -43,15 +43,7 @@ impl MetadataStore {
             .await?;
         let mut rows: Vec<PushedFeature> = Vec::new();
         for batch in &batches {
-            let text: Vec<_> = (0..batch.num_columns())
-                .map(|i| {
-                    datafusion::arrow::compute::cast(
-                        batch.column(i),
-                        &datafusion::arrow::datatypes::DataType::Utf8,
-                    )
-                })
-                .collect::<std::result::Result<_, _>>()?;
-            let text: Vec<_> = text.iter().map(|c| c.as_string::<i32>().clone()).collect();
+            let text = text_columns(batch)?;
             for r in 0..batch.num_rows() {
                 let get = |i: usize| (!text[i].is_null(r)).then(|| text[i].value(r).to_string());
                 let feature_key = get(1).unwrap_or_default();
@@ -252,21 +244,18 @@ impl MetadataStore {
         let tags = push_tags(tags)?;
         let project_version = graph.project_version(project);
         let pushed = self.pushed_snapshots(ctx, project).await?;
-        let latest = pushed.first().map(|(version, _)| version.clone());
-        let already_pushed = latest.as_deref() == Some(project_version.as_str());
+        let already_pushed = pushed
+            .first()
+            .is_some_and(|[version, ..]| *version == project_version);
         // The definition versions of the latest rows of the already pushed snapshot.
-        let recorded: BTreeMap<String, String> = if already_pushed {
-            pushed
-                .into_iter()
-                .filter(|(version, _)| *version == project_version)
-                .map(|(_, row)| row)
-                .fold(BTreeMap::new(), |mut m, row| {
-                    m.entry(row.feature_key).or_insert(row.definition_version);
-                    m
-                })
-        } else {
-            BTreeMap::new()
-        };
+        let mut recorded: BTreeMap<String, String> = BTreeMap::new();
+        if already_pushed {
+            for [version, key, definition] in pushed {
+                if version == project_version {
+                    recorded.entry(key).or_insert(definition);
+                }
+            }
+        }
         let rows: Vec<PushedFeature> = own
             .iter()
             .map(|f| PushedFeature::from_feature(f))
@@ -318,13 +307,14 @@ impl MetadataStore {
         })
     }
 
-    /// Every pushed row of `project`, newest first, with its project version.
+    /// Every pushed row of `project`, newest first: its project version, feature key and
+    /// definition version.
     async fn pushed_snapshots(
         &self,
         ctx: &SessionContext,
         project: &str,
-    ) -> Result<Vec<(String, PushedFeature)>> {
-        use datafusion::arrow::array::{Array, AsArray};
+    ) -> Result<Vec<[String; 3]>> {
+        use datafusion::arrow::array::Array;
         use datafusion::prelude::{col, lit};
         let key = FeatureKey::parse(FEATURE_VERSIONS_KEY)?;
         let Some(scan) = self.backend.scan(&key).await? else {
@@ -343,12 +333,7 @@ impl MetadataStore {
             .await?;
         let mut out = Vec::new();
         for batch in &batches {
-            let text: Vec<_> = batch
-                .columns()
-                .iter()
-                .map(|c| datafusion::arrow::compute::cast(c, &DataType::Utf8))
-                .collect::<std::result::Result<_, _>>()?;
-            let text: Vec<_> = text.iter().map(|c| c.as_string::<i32>().clone()).collect();
+            let text = text_columns(batch)?;
             for r in 0..batch.num_rows() {
                 let get = |i: usize| {
                     if text[i].is_null(r) {
@@ -357,18 +342,7 @@ impl MetadataStore {
                         text[i].value(r).to_string()
                     }
                 };
-                out.push((
-                    get(0),
-                    PushedFeature {
-                        project: project.to_string(),
-                        feature_key: get(1),
-                        feature_version: String::new(),
-                        definition_version: get(2),
-                        feature_spec: String::new(),
-                        feature_schema: String::new(),
-                        feature_class_path: None,
-                    },
-                ));
+                out.push([get(0), get(1), get(2)]);
             }
         }
         Ok(out)
@@ -488,7 +462,7 @@ impl MetadataStore {
         project_version: &str,
         hash_truncation_length: usize,
     ) -> Result<FeatureGraph> {
-        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::array::Array;
         use datafusion::prelude::{col, lit};
         let key = FeatureKey::parse(FEATURE_VERSIONS_KEY)?;
         let missing = || {
@@ -517,12 +491,7 @@ impl MetadataStore {
             .await?;
         let mut given: BTreeMap<FeatureKey, Sourced> = BTreeMap::new();
         for batch in &batches {
-            let text: Vec<_> = batch
-                .columns()
-                .iter()
-                .map(|c| datafusion::arrow::compute::cast(c, &DataType::Utf8))
-                .collect::<std::result::Result<_, _>>()?;
-            let text: Vec<_> = text.iter().map(|c| c.as_string::<i32>().clone()).collect();
+            let text = text_columns(batch)?;
             for r in 0..batch.num_rows() {
                 let row = PushedFeature {
                     project: project.to_string(),
@@ -553,4 +522,17 @@ impl MetadataStore {
             hash_truncation_length,
         )
     }
+}
+
+/// The columns of a system-table batch as strings (its text and timestamp columns alike).
+fn text_columns(batch: &RecordBatch) -> Result<Vec<datafusion::arrow::array::StringArray>> {
+    use datafusion::arrow::array::AsArray;
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let text = datafusion::arrow::compute::cast(c, &DataType::Utf8)?;
+            Ok(text.as_string::<i32>().clone())
+        })
+        .collect()
 }
