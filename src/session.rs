@@ -278,6 +278,9 @@ pub struct OpenOptions {
     /// Feature definition files (lock files or our TOML); else the configuration's
     /// `metaxy.lock`, else the graph `metaxy push` stored in the store.
     pub feature_files: Vec<PathBuf>,
+    /// The graph of a snapshot the configured project pushed (a project version, or `latest`)
+    /// instead of the current definitions.
+    pub snapshot: Option<String>,
     /// The rest of the session: DataFusion's configuration, workers, memory limit, file access,
     /// cluster security. Its `metaxy`, `graph` and `store` are what [`open`] opens: any given
     /// here are replaced.
@@ -343,7 +346,16 @@ pub struct Opened {
 pub async fn open(options: &OpenOptions) -> Result<Opened> {
     let (config_file, config) = load_config(options.config_file.clone())?;
     let store = open_store(&config, options.store_name.as_deref())?;
-    let (graph, graph_source) = load_graph(&config, &options.feature_files, &store).await?;
+    let (graph, graph_source) = match &options.snapshot {
+        Some(_) if !options.feature_files.is_empty() => {
+            return Err(crate::MetaxyError::usage(
+                "--snapshot",
+                "a snapshot is the graph: it cannot be combined with definition files",
+            ))
+        }
+        Some(snapshot) => snapshot_graph(&config, &store, snapshot).await?,
+        None => load_graph(&config, &options.feature_files, &store).await?,
+    };
     let ctx = new_context(SessionOptions {
         metaxy: config,
         graph: Some(Arc::new(graph)),
@@ -425,6 +437,34 @@ pub(crate) fn open_store(config: &MetaxyConfig, name: Option<&str>) -> Result<Ar
             Ok(Arc::new(MetadataStore::new("default", Arc::new(backend))))
         }
     }
+}
+
+/// The graph of the configured project's snapshot `snapshot` (a project version or `latest`).
+async fn snapshot_graph(
+    config: &MetaxyConfig,
+    store: &MetadataStore,
+    snapshot: &str,
+) -> Result<(FeatureGraph, String)> {
+    let project = config.project.as_deref().ok_or_else(|| {
+        crate::MetaxyError::Config(
+            "a snapshot is the project's: set 'project' in metaxy.toml".into(),
+        )
+    })?;
+    let ctx = SessionContext::new();
+    let version = if snapshot == "latest" {
+        store.latest_snapshot(&ctx, project).await?.ok_or_else(|| {
+            crate::MetaxyError::Store(format!(
+                "project {project} pushed no snapshot to store '{}'",
+                store.name
+            ))
+        })?
+    } else {
+        snapshot.to_string()
+    };
+    let graph = store
+        .snapshot_graph(&ctx, project, &version, config.hash_truncation_length)
+        .await?;
+    Ok((graph, format!("snapshot {version} of project {project}")))
 }
 
 /// The graph a session opens with, and where it came from: the definition files given, else

@@ -559,7 +559,8 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// After a code version bump, `graph-diff` gives metaxy's JSON for the two snapshots, and
+/// After a code version bump, `graph-diff` gives metaxy's JSON for the two snapshots (and
+/// `--snapshot` reads either graph), and
 /// `metadata rebase` writes what `metaxy metadata rebase` writes: the old version's rows with
 /// new provenance and versions, creation times kept, soft-deleted samples left alone; rows
 /// equal apart from the write time.
@@ -662,6 +663,26 @@ fn graph_diff_and_rebase_after_a_code_version_bump() {
         assert_eq!(ours, theirs, "{from} {to}");
     }
     assert_eq!(theirs["nodes"]["video/embedding"]["status"], "changed");
+    // Any read of the graph can take a snapshot instead of the current definitions.
+    let at = |snapshot: &str| {
+        let csv = ok(metaxy_sql(
+            &up,
+            &[
+                "--config",
+                "metaxy.toml",
+                "--snapshot",
+                snapshot,
+                "--format",
+                "csv",
+                "-c",
+                "SELECT feature_version FROM metaxy_features('video/embedding')",
+            ],
+        ));
+        csv.lines().nth(1).unwrap().to_string()
+    };
+    assert_eq!(at(old), v1);
+    assert_eq!(at("latest"), version("dev"));
+    assert_ne!(at("latest"), v1);
     copy_tree(&dir.path().join("dev"), &dir.path().join("ours"));
     assert_ne!(version("ours"), v1);
     metaxy_cli(

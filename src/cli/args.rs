@@ -80,6 +80,11 @@ pub struct Args {
     #[arg(long = "features", value_name = "PATH")]
     pub features: Vec<PathBuf>,
 
+    /// The graph of a snapshot the project pushed (a project version, or `latest`) instead of
+    /// the current definitions, for every read of the graph.
+    #[arg(long, value_name = "VERSION", global = true)]
+    pub snapshot: Option<String>,
+
     /// Print only results and errors (no banner, no row counts and timings).
     #[arg(short, long)]
     pub quiet: bool,
@@ -308,6 +313,7 @@ impl Args {
                 config_file: self.config.clone(),
                 store_name: self.store.clone(),
                 feature_files: self.features.clone(),
+                snapshot: self.snapshot.clone(),
                 session: SessionOptions {
                     workers,
                     memory_limit,

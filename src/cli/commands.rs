@@ -497,36 +497,20 @@ pub async fn graph_diff(options: &OpenOptions, from: &str, to: &str, json: bool)
         let (ctx, store, current) = (opened.ctx.clone(), store.clone(), opened.state.graph());
         let truncation = config.hash_truncation_length;
         async move {
-            let version =
-                match name.as_str() {
-                    "current" => return Ok(current),
-                    "latest" => {
-                        let latest = match store.snapshots(&ctx, Some(&project)).await? {
-                            Some(df) => df.limit(0, Some(1))?.collect().await?,
-                            None => vec![],
-                        };
-                        let version = latest
-                            .first()
-                            .filter(|b| b.num_rows() > 0)
-                            .map(|b| {
-                                datafusion::arrow::compute::cast(
-                                    b.column(0),
-                                    &datafusion::arrow::datatypes::DataType::Utf8,
-                                )
-                            })
-                            .transpose()?;
-                        use datafusion::arrow::array::AsArray;
-                        match version {
-                            Some(v) => v.as_string::<i32>().value(0).to_string(),
-                            None => return Err(MetaxyError::Store(
-                                "No snapshots found in store. Cannot resolve 'latest'. Run 'push' \
-                                 to record a snapshot."
-                                    .into(),
-                            )),
-                        }
-                    }
-                    other => other.to_string(),
-                };
+            let version = match name.as_str() {
+                "current" => return Ok(current),
+                "latest" => store
+                    .latest_snapshot(&ctx, &project)
+                    .await?
+                    .ok_or_else(|| {
+                        MetaxyError::Store(
+                            "No snapshots found in store. Cannot resolve 'latest'. Run 'push' to \
+                         record a snapshot."
+                                .into(),
+                        )
+                    })?,
+                other => other.to_string(),
+            };
             store
                 .snapshot_graph(&ctx, &project, &version, truncation)
                 .await

@@ -536,3 +536,24 @@ fn text_columns(batch: &RecordBatch) -> Result<Vec<datafusion::arrow::array::Str
         })
         .collect()
 }
+
+impl MetadataStore {
+    /// metaxy's `latest` snapshot of `project`: the project version first recorded most
+    /// recently; `None` when it pushed none.
+    pub async fn latest_snapshot(
+        &self,
+        ctx: &SessionContext,
+        project: &str,
+    ) -> Result<Option<String>> {
+        let Some(snapshots) = self.snapshots(ctx, Some(project)).await? else {
+            return Ok(None);
+        };
+        let first = snapshots.limit(0, Some(1))?.collect().await?;
+        Ok(first
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(text_columns)
+            .transpose()?
+            .map(|columns| columns[0].value(0).to_string()))
+    }
+}
