@@ -101,6 +101,10 @@ fn metaxy_reads_what_push_records() {
         version,
         "the project version is printed every time"
     );
+    let again: serde_json::Value = serde_json::from_str(&push(&["--format", "json"])).unwrap();
+    assert_eq!(again["already_pushed"], true);
+    assert_eq!(again["rows_appended"], 0);
+    assert_eq!(again["project_version"], version.trim());
     let read = metaxy_reads_pushes(&python, &config, "quickstart");
     // Ours, from the same definitions.
     let ours = ok(metaxy_sql(
@@ -482,26 +486,41 @@ fn metadata_copy_copies_what_metaxy_copies() {
             "theirs",
         ],
     );
-    ok(metaxy_sql(
-        &up,
-        &[
-            "--config",
-            "metaxy.toml",
-            "metadata",
-            "copy",
-            "--all-features",
-            "--from",
-            "dev",
-            "--to",
-            "ours",
-        ],
-    ));
+    let copy = |extra: &[&str]| -> serde_json::Value {
+        let args = [
+            &[
+                "--config",
+                "metaxy.toml",
+                "metadata",
+                "copy",
+                "--all-features",
+                "--from",
+                "dev",
+                "--to",
+                "ours",
+                "--format",
+                "json",
+            ][..],
+            extra,
+        ]
+        .concat();
+        serde_json::from_str(&ok(metaxy_sql(&up, &args))).unwrap()
+    };
+    let counted = copy(&["--dry-run"]);
+    let copied = copy(&[]);
+    assert_eq!(counted["rows_copied"], copied["rows_copied"]);
+    assert_eq!(copied["features_copied"], 2);
     let read = stored_rows(
         &python,
         &up,
         &["theirs", "ours"],
         &["video/raw", "video/embedding"],
     );
+    let total: usize = ["video/raw", "video/embedding"]
+        .iter()
+        .map(|k| read[k]["ours"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(copied["rows_copied"], total);
     for key in ["video/raw", "video/embedding"] {
         let theirs = &read[key]["theirs"];
         assert!(!theirs.as_array().unwrap().is_empty(), "{key}: {read}");
@@ -690,7 +709,7 @@ fn graph_diff_and_rebase_after_a_code_version_bump() {
         &up,
         &["metadata", "rebase", "video/embedding", "--from", &v1],
     );
-    ok(metaxy_sql(
+    let rebased: serde_json::Value = serde_json::from_str(&ok(metaxy_sql(
         &up,
         &[
             "--config",
@@ -702,8 +721,12 @@ fn graph_diff_and_rebase_after_a_code_version_bump() {
             "video/embedding",
             "--from",
             &v1,
+            "--format",
+            "json",
         ],
-    ));
+    )))
+    .unwrap();
+    assert_eq!(rebased["rows_rebased"], 2);
     let read = stored_rows(&python, &up, &["dev", "ours"], &["video/embedding"]);
     // Three rows written, one tombstone, two rebased.
     let rows = &read["video/embedding"];

@@ -127,6 +127,9 @@ pub enum Command {
         /// A tag recorded with the snapshot, KEY=VALUE (e.g. git_commit=abc123); repeatable.
         #[arg(long = "tags", short = 't', value_name = "KEY=VALUE", value_parser = key_value)]
         tags: Vec<(String, String)>,
+        /// plain (messages on stderr) or json (what it did, on stdout).
+        #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+        format: String,
     },
     /// Write metaxy.lock: the features of other projects the project's features depend on
     /// (with their dependencies), as the store's pushed rows define them, as `metaxy lock`.
@@ -134,6 +137,9 @@ pub enum Command {
         /// Where to write it (default: the configuration's lock file, else ./metaxy.lock).
         #[arg(long, short = 'o', value_name = "PATH")]
         output: Option<std::path::PathBuf>,
+        /// plain (messages on stderr) or json (what it did, on stdout).
+        #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+        format: String,
     },
     /// The graph snapshots the store recorded for the project (every project's without one),
     /// newest first, as `metaxy history`.
@@ -206,6 +212,9 @@ pub enum MetadataCommand {
         /// Count what would be copied, write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// plain (messages on stderr) or json (what it did, on stdout).
+        #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+        format: String,
     },
     /// Bring a feature's rows of an earlier feature version to the current one, recomputing
     /// their provenance from the upstream, as `metaxy metadata rebase`.
@@ -221,6 +230,9 @@ pub enum MetadataCommand {
         /// Count what would be rebased, write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// plain (messages on stderr) or json (what it did, on stdout).
+        #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+        format: String,
     },
 }
 

@@ -12,8 +12,10 @@ pub fn is_metaxy_command(command: &Command) -> bool {
 /// and reports failure through the exit code (a status not in sync under `--assert-in-sync`).
 pub async fn run(command: &Command, options: &OpenOptions) -> Result<bool> {
     match command {
-        Command::Push { tags } => push(options, tags).await?,
-        Command::Lock { output } => lock(options, output.as_deref()).await?,
+        Command::Push { tags, format } => push(options, tags, format == "json").await?,
+        Command::Lock { output, format } => {
+            lock(options, output.as_deref(), format == "json").await?
+        }
         Command::History { limit, format } => history(options, *limit, *format).await?,
         Command::GraphDiff { from, to, format } => {
             graph_diff(options, from, to, format == "json").await?
@@ -42,6 +44,7 @@ pub async fn run(command: &Command, options: &OpenOptions) -> Result<bool> {
                 current_only,
                 with_sample_history,
                 dry_run,
+                format,
             } => {
                 let request = CopyRequest {
                     keys: keys.clone(),
@@ -52,14 +55,25 @@ pub async fn run(command: &Command, options: &OpenOptions) -> Result<bool> {
                     with_sample_history: *with_sample_history,
                     dry_run: *dry_run,
                 };
-                copy(options, &request).await?
+                copy(options, &request, format == "json").await?
             }
             MetadataCommand::Rebase {
                 feature,
                 from,
                 to,
                 dry_run,
-            } => rebase(options, feature, from, to.as_deref(), *dry_run).await?,
+                format,
+            } => {
+                rebase(
+                    options,
+                    feature,
+                    from,
+                    to.as_deref(),
+                    *dry_run,
+                    format == "json",
+                )
+                .await?
+            }
         },
         Command::Worker { .. } | Command::Serve { .. } => {
             return Err(MetaxyError::usage(
@@ -78,7 +92,7 @@ use crate::sql::{print_batches, OutputFormat};
 
 /// `metaxy-sql push`: metaxy's `push` of the configured project's features. Prints the project
 /// version on stdout (as `metaxy push`, for scripts) and what happened on stderr.
-pub async fn push(options: &OpenOptions, tags: &[(String, String)]) -> Result<()> {
+pub async fn push(options: &OpenOptions, tags: &[(String, String)], json: bool) -> Result<()> {
     let opened = open(options).await?;
     let project = opened.state.config.project.clone().ok_or_else(|| {
         MetaxyError::Config("The 'project' field must be set in metaxy.toml for 'push'.".into())
@@ -89,6 +103,14 @@ pub async fn push(options: &OpenOptions, tags: &[(String, String)]) -> Result<()
         .store
         .push(&opened.ctx, &graph, &project, tags)
         .await?;
+    if json {
+        return print_json(&serde_json::json!({
+            "project_version": outcome.project_version,
+            "already_pushed": outcome.already_pushed,
+            "updated_features": outcome.updated_features,
+            "rows_appended": outcome.appended,
+        }));
+    }
     if !outcome.already_pushed {
         eprintln!("✓ Recorded feature graph");
     } else if !outcome.updated_features.is_empty() {
@@ -107,7 +129,11 @@ pub async fn push(options: &OpenOptions, tags: &[(String, String)]) -> Result<()
 /// `metaxy-sql lock`: writes the lock file `metaxy lock` writes from the same store (to
 /// `output`, else the configured lock file, else `./metaxy.lock`), leaving an identical file
 /// untouched.
-pub async fn lock(options: &OpenOptions, output: Option<&std::path::Path>) -> Result<()> {
+pub async fn lock(
+    options: &OpenOptions,
+    output: Option<&std::path::Path>,
+    json: bool,
+) -> Result<()> {
     let opened = open(options).await?;
     let config = &opened.state.config;
     let project = config.project.clone().ok_or_else(|| {
@@ -128,13 +154,21 @@ pub async fn lock(options: &OpenOptions, output: Option<&std::path::Path>) -> Re
         config.hash_truncation_length,
     )?;
     let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
-    if unchanged {
-        eprintln!("Lock file {} is up to date.", path.display());
-    } else {
+    if !unchanged {
         std::fs::write(&path, &text).map_err(|e| MetaxyError::Io {
             path: path.display().to_string(),
             source: e,
         })?;
+    }
+    if json {
+        return print_json(&serde_json::json!({
+            "path": path.display().to_string(),
+            "changed": !unchanged,
+        }));
+    }
+    if unchanged {
+        eprintln!("Lock file {} is up to date.", path.display());
+    } else {
         eprintln!("Updated {} from store '{}'.", path.display(), store.name);
     }
     Ok(())
@@ -416,7 +450,7 @@ pub struct CopyRequest {
 }
 
 /// `metaxy-sql metadata copy`: metaxy's `copy_metadata` between two configured stores.
-pub async fn copy(options: &OpenOptions, request: &CopyRequest) -> Result<()> {
+pub async fn copy(options: &OpenOptions, request: &CopyRequest, json: bool) -> Result<()> {
     let opened = open(options).await?;
     let config = &opened.state.config;
     let graph = opened.state.graph();
@@ -434,6 +468,13 @@ pub async fn copy(options: &OpenOptions, request: &CopyRequest) -> Result<()> {
     let copied = target
         .copy_from(&source, &opened.ctx, &graph, &keys, &read, request.dry_run)
         .await?;
+    if json {
+        return print_json(&serde_json::json!({
+            "features_copied": copied.features,
+            "rows_copied": copied.rows,
+            "dry_run": request.dry_run,
+        }));
+    }
     let verb = if request.dry_run {
         "Would copy"
     } else {
@@ -454,6 +495,7 @@ pub async fn rebase(
     from: &str,
     to: Option<&str>,
     dry_run: bool,
+    json: bool,
 ) -> Result<()> {
     let opened = open(options).await?;
     let graph = opened.state.graph();
@@ -474,6 +516,9 @@ pub async fn rebase(
         dry_run,
     )
     .await?;
+    if json {
+        return print_json(&serde_json::json!({ "rows_rebased": rows, "dry_run": dry_run }));
+    }
     if dry_run {
         eprintln!("Dry run: {rows} row(s) would be rebased");
     } else {
@@ -535,5 +580,13 @@ pub async fn graph_diff(options: &OpenOptions, from: &str, to: &str, json: bool)
             );
         }
     }
+    Ok(())
+}
+
+/// `value` on stdout as indented JSON (the `--format json` of the commands).
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| MetaxyError::Output(e.to_string()))?;
+    println!("{text}");
     Ok(())
 }
