@@ -444,23 +444,7 @@ fn metadata_copy_copies_what_metaxy_copies() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let up = dir.path().join("up");
-    metaxy_project(
-        &up,
-        "upstream",
-        "upstream",
-        UPSTREAM,
-        &dir.path().join("dev"),
-    );
-    let mut toml = std::fs::read_to_string(up.join("metaxy.toml")).unwrap();
-    for name in ["theirs", "ours"] {
-        toml.push_str(&format!(
-            "[stores.{name}]\ntype = \"metaxy.ext.polars.DeltaMetadataStore\"\n\
-             [stores.{name}.config]\nroot_path = \"{}\"\n",
-            dir.path().join(name).display()
-        ));
-    }
-    std::fs::write(up.join("metaxy.toml"), toml).unwrap();
+    let up = upstream_with_stores(dir.path(), &["theirs", "ours"]);
     metaxy_cli(&python, &up, &["push"]);
     metaxy_script(
         &python,
@@ -564,6 +548,23 @@ print(json.dumps(out))
     serde_json::from_slice(&read.stdout).unwrap()
 }
 
+/// The upstream project (`UPSTREAM`) under `dir/up` over the store `dev`, with the further
+/// Delta stores `stores` configured (each under `dir/<name>`); returns its directory.
+fn upstream_with_stores(dir: &Path, stores: &[&str]) -> std::path::PathBuf {
+    let up = dir.join("up");
+    metaxy_project(&up, "upstream", "upstream", UPSTREAM, &dir.join("dev"));
+    let mut toml = std::fs::read_to_string(up.join("metaxy.toml")).unwrap();
+    for name in stores {
+        toml.push_str(&format!(
+            "[stores.{name}]\ntype = \"metaxy.ext.polars.DeltaMetadataStore\"\n\
+             [stores.{name}.config]\nroot_path = \"{}\"\n",
+            dir.join(name).display()
+        ));
+    }
+    std::fs::write(up.join("metaxy.toml"), toml).unwrap();
+    up
+}
+
 /// Copies a directory tree.
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -589,21 +590,7 @@ fn graph_diff_and_rebase_after_a_code_version_bump() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let up = dir.path().join("up");
-    metaxy_project(
-        &up,
-        "upstream",
-        "upstream",
-        UPSTREAM,
-        &dir.path().join("dev"),
-    );
-    let mut toml = std::fs::read_to_string(up.join("metaxy.toml")).unwrap();
-    toml.push_str(&format!(
-        "[stores.ours]\ntype = \"metaxy.ext.polars.DeltaMetadataStore\"\n\
-         [stores.ours.config]\nroot_path = \"{}\"\n",
-        dir.path().join("ours").display()
-    ));
-    std::fs::write(up.join("metaxy.toml"), toml).unwrap();
+    let up = upstream_with_stores(dir.path(), &["ours"]);
     metaxy_cli(&python, &up, &["push"]);
     metaxy_script(
         &python,
