@@ -720,3 +720,74 @@ fn graph_diff_and_rebase_after_a_code_version_bump() {
     assert_eq!(rows["dev"].as_array().unwrap().len(), 6, "{read}");
     assert_eq!(rows["ours"], rows["dev"]);
 }
+
+/// The commands' refusals are one-line errors with exit code 1: a push or lock without a
+/// project, a lock whose dependency no project pushed, an unknown feature for status.
+#[test]
+fn commands_refuse_what_they_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let features = crate::common::repo_root().join("examples/video/features.toml");
+    let no_project = dir.path().join("plain.toml");
+    std::fs::write(
+        &no_project,
+        format!(
+            "store = \"dev\"\n[stores.dev]\ntype = \"delta\"\n[stores.dev.config]\nroot_path = \"{}\"\n",
+            dir.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let refused = |args: &[&str], message: &str| {
+        let out = metaxy_sql(dir.path(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    let (no_project, features) = (no_project.to_str().unwrap(), features.to_str().unwrap());
+    refused(
+        &["--config", no_project, "--features", features, "push"],
+        "'project' field must be set",
+    );
+    refused(
+        &["--config", no_project, "--features", features, "lock"],
+        "'project' field must be set",
+    );
+    let down = dir.path().join("down_features.toml");
+    std::fs::write(
+        &down,
+        "project = \"down\"\n[features.\"down/crop\"]\nid_columns = [\"video_id\"]\n\
+         deps = [\"up/video\"]\nfields = { audio = \"1\" }\n",
+    )
+    .unwrap();
+    let project = config(dir.path(), "down");
+    let (project, down) = (project.to_str().unwrap(), down.to_str().unwrap());
+    refused(
+        &["--config", project, "--features", down, "lock"],
+        "depends on 'up/video' which is not in the graph",
+    );
+    refused(
+        &[
+            "--config",
+            project,
+            "--features",
+            features,
+            "metadata",
+            "status",
+            "example/nope",
+            "--assert-in-sync",
+        ],
+        "Feature(s) not found in graph: example/nope",
+    );
+    refused(
+        &[
+            "--config",
+            project,
+            "--features",
+            features,
+            "--snapshot",
+            "latest",
+            "history",
+        ],
+        "cannot be combined with definition files",
+    );
+}
