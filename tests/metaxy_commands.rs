@@ -297,15 +297,7 @@ fn lock_writes_the_bytes_metaxy_lock_writes() {
     let (up, down) = (dir.path().join("up"), dir.path().join("down"));
     metaxy_project(&up, "upstream", "upstream", UPSTREAM, &store);
     metaxy_cli(&python, &up, &["push"]);
-    metaxy_project(
-        &down,
-        "downstream",
-        "downstream",
-        "import metaxy as mx\n\n\nclass Caption(mx.BaseFeature, spec=mx.FeatureSpec(key=\"video/caption\", \
-         id_columns=[\"sample_uid\"], deps=[mx.FeatureDep(feature=\"video/embedding\")], \
-         fields=[\"text\"])):\n    sample_uid: str\n",
-        &store,
-    );
+    metaxy_project(&down, "downstream", "downstream", CAPTION, &store);
     let theirs_path = down.join("theirs.lock");
     metaxy_cli(
         &python,
